@@ -1,0 +1,43 @@
+"""Users of the console: admins, duty officers (值班员) and auditors, each scoped to a region."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+from sqlmodel import Field, SQLModel
+
+from warning_service.db import UTCDateTime
+
+
+class UserRole(StrEnum):
+    admin = "admin"
+    duty_officer = "duty_officer"
+    auditor = "auditor"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(max_length=20)
+    region_code: str = Field(foreign_key="region.code", max_length=32)
+    active: bool = True
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class UserPublic(BaseModel):
+    id: int
+    username: str
+    role: str
+    region_code: str
+    active: bool
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int

@@ -1,0 +1,77 @@
+"""Passwords (argon2), bearer tokens (signed JWT) and users."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.auth.models import User, UserRole
+from warning_service.errors import Conflict, Invalid
+from warning_service.region import service as regions
+
+_hasher = PasswordHasher()
+# Verifying against a dummy hash when the user does not exist keeps response times equal.
+_DUMMY_HASH = _hasher.hash("dummy-password-for-timing")
+ALGORITHM = "HS256"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, InvalidHashError):
+        return False
+
+
+async def authenticate(session: AsyncSession, *, username: str, password: str) -> User | None:
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    if user is None:
+        verify_password(password, _DUMMY_HASH)
+        return None
+    if not verify_password(password, user.password_hash) or not user.active:
+        return None
+    return user
+
+
+def signing_key(secret: str) -> bytes:
+    """A 256-bit key for tokens, derived so it never equals the ledger's or the links' key."""
+    return hashlib.sha256(b"warning-service jwt v1:" + secret.encode()).digest()
+
+
+def issue_token(*, user: User, secret: str, now: datetime, minutes: int) -> str:
+    payload = {"sub": str(user.id), "role": user.role, "scope": user.region_code,
+               "iat": int(now.timestamp()), "exp": int((now + timedelta(minutes=minutes)).timestamp())}
+    return jwt.encode(payload, signing_key(secret), algorithm=ALGORITHM)
+
+
+def decode_token(token: str, *, secret: str) -> dict:
+    return jwt.decode(token, signing_key(secret), algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+
+
+async def create_user(session: AsyncSession, *, username: str, password: str, role: str, region_code: str,
+                      now: datetime) -> User:
+    """Create a console user scoped to a region."""
+    if role not in UserRole.__members__:
+        raise Invalid(f"role must be one of {', '.join(UserRole)}", f"角色应为 {', '.join(UserRole)} 之一",
+                      field="role")
+    if len(password) < 8:
+        raise Invalid("password must be at least 8 characters", "密码至少 8 位", field="password")
+    if not username or len(username) > 64:
+        raise Invalid("username must be 1-64 characters", "用户名长度应为 1-64", field="username")
+    await regions.get(session, code=region_code)
+    if (await session.execute(select(User.id).where(User.username == username))).first():
+        raise Conflict(f"user {username!r} exists", f"用户 {username!r} 已存在", field="username")
+    user = User(username=username, password_hash=hash_password(password), role=role, region_code=region_code,
+                active=True, created_at=now)
+    session.add(user)
+    await session.flush()
+    return user

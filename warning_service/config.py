@@ -1,0 +1,122 @@
+"""All settings in one typed class, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRET = "change-me"
+
+
+def async_database_url(url: str) -> str:
+    """Map plain `postgresql://` and `sqlite://` URLs to the async drivers this service uses."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg://") or url.startswith("postgresql+psycopg2://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./warning_service.db"
+    redis_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    policy_file: Path | None = None
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    access_token_minutes: int = 12 * 60
+    # How long an acknowledgment link stays valid after its warning is lifted or expires.
+    ack_link_grace_hours: int = 24
+    # Bad acknowledgment tokens tolerated per address per minute before answering 429.
+    ack_bad_token_per_minute: int = 20
+
+    # Channels (issue 4).
+    channel_adapters: str = "sms=console,voice=console,email=console,broadcast=console"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    # Older tokens still accepted on webhooks while a rotation is under way (comma separated).
+    twilio_auth_tokens_previous: str = ""
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout_seconds: float = 10.0
+    broadcast_push_url: str | None = None
+    # Per-channel pacing: "sms=100,voice=20" messages per second; concurrent requests per worker.
+    channel_rate_limits: str = "sms=200,voice=50,email=50,broadcast=20,console=100000"
+    channel_concurrency: int = 50
+
+    # Workers (issues 4 and 6).
+    dispatch_batch_size: int = Field(500, ge=1, le=10_000)
+    dispatch_interval_seconds: float = Field(1.0, gt=0)
+    dispatch_lease_seconds: int = Field(120, ge=5)
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    retry_max_attempts: int = 8
+    escalation_tick_seconds: float = Field(5.0, gt=0)
+    escalation_batch_size: int = Field(1000, ge=1)
+    run_worker_in_process: bool = True
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment != "development" and self.secret_key.get_secret_value() in ("", PLACEHOLDER_SECRET):
+            raise ValueError(
+                f"SECRET_KEY is the placeholder {PLACEHOLDER_SECRET!r}; set a long random value "
+                f"when ENVIRONMENT={self.environment}"
+            )
+        if len(self.secret_key.get_secret_value()) < 8:
+            raise ValueError("SECRET_KEY must be at least 8 characters")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        return async_database_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.startswith("sqlite")
+
+    def adapter_for(self) -> dict[str, str]:
+        """CHANNEL_ADAPTERS parsed: channel name -> adapter name."""
+        return _parse_pairs(self.channel_adapters, "CHANNEL_ADAPTERS")
+
+    def rate_limits(self) -> dict[str, float]:
+        return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}
+
+
+def _parse_pairs(raw: str, key: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{key}: {part!r} is not of the form name=value")
+        out[name.strip()] = value.strip()
+    return out
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

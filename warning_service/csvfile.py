@@ -1,0 +1,61 @@
+"""Reading the CSV files county offices export from their spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from warning_service.errors import Invalid
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    values: dict[str, str]
+
+
+def decode(raw: bytes, *, filename: str) -> str:
+    """UTF-8 (with or without BOM) first, then GB18030 (a superset of GBK), as Excel in China saves it."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise Invalid(f"{filename}: not UTF-8 or GB18030 text", f"{filename}:文件编码既不是 UTF-8 也不是 GB18030")
+
+
+def read_rows(path: Path | str, *, header: list[str], raw: bytes | None = None) -> Iterator[CsvRow]:
+    """Yield rows as dicts keyed by the exact header; line numbers count from 1 at the header."""
+    name = str(path)
+    text = decode(raw if raw is not None else Path(path).read_bytes(), filename=name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        first = next(reader)
+    except StopIteration:
+        raise Invalid(f"{name}: the file is empty", f"{name}:文件为空") from None
+    got = [h.strip() for h in first]
+    if got != header:
+        raise Invalid(
+            f"{name}, line 1: header must be {','.join(header)} (got {','.join(got)})",
+            f"{name} 第 1 行:表头应为 {','.join(header)}(实际为 {','.join(got)})",
+            field="header",
+        )
+    for values in reader:
+        line = reader.line_num
+        if not values or all(not v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise Invalid(
+                f"{name}, line {line}: expected {len(header)} fields, got {len(values)}",
+                f"{name} 第 {line} 行:应有 {len(header)} 列,实际 {len(values)} 列",
+                line=line,
+            )
+        yield CsvRow(line, {h: v.strip() for h, v in zip(header, values, strict=True)})
+
+
+def row_error(name: str, line: int, field: str, en: str, zh: str) -> Invalid:
+    return Invalid(f"{name}, line {line}, field {field}: {en}", f"{name} 第 {line} 行,字段 {field}:{zh}",
+                   field=field, line=line)

@@ -1,0 +1,103 @@
+"""Request dependencies: the session, the clock, the current user and their scope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.auth.models import User
+from warning_service.auth.service import decode_token
+from warning_service.config import Settings
+from warning_service.errors import DomainError, Forbidden
+from warning_service.region.models import Region
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+class Unauthorized(DomainError):
+    status_code = 401
+    code = "unauthorized"
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed when the handler returns without error."""
+    async with request.app.state.db.session() as session:
+        yield session
+
+
+def get_now(request: Request) -> datetime:
+    return request.app.state.clock.now()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+@dataclass
+class Principal:
+    """The authenticated user and the region subtree they may see and act on."""
+
+    user: User
+    scope: Region
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user.username}"
+
+    def covers(self, region: Region) -> bool:
+        return region.path.startswith(self.scope.path)
+
+    def require_covers(self, region: Region) -> None:
+        if not self.covers(region):
+            raise Forbidden(f"region {region.code} is outside your scope {self.scope.code}",
+                            f"区划 {region.code} 不在您的管辖范围 {self.scope.code} 内", field="region")
+
+
+async def get_principal(request: Request, session: SessionDep, settings: SettingsDep,
+                        token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    if not token:
+        raise Unauthorized("missing bearer token", "缺少登录令牌")
+    try:
+        claims = decode_token(token, secret=settings.secret_key.get_secret_value())
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid or expired token", "令牌无效或已过期") from None
+    user = await session.get(User, int(claims["sub"]))
+    if user is None or not user.active:
+        raise Unauthorized("user disabled or removed", "用户已停用或不存在")
+    scope = await session.get(Region, user.region_code)
+    if scope is None:
+        raise Forbidden("your scope region no longer exists", "您的管辖区划已不存在")
+    return Principal(user=user, scope=scope)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(*roles: str):
+    """Dependency: the caller must hold one of `roles` (admins always may)."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.user.role != "admin" and principal.user.role not in roles:
+            raise Forbidden(f"role {principal.user.role} may not do this (needs {' or '.join(roles)})",
+                            f"角色 {principal.user.role} 无权执行此操作")
+        return principal
+
+    return check
+
+
+DutyOfficer = Annotated[Principal, Depends(require_role("duty_officer"))]
+Auditor = Annotated[Principal, Depends(require_role("auditor"))]
+Reader = Annotated[Principal, Depends(require_role("duty_officer", "auditor"))]
+Admin = Annotated[Principal, Depends(require_role())]

@@ -1,0 +1,124 @@
+"""The FastAPI application: routers, error handlers, health, metrics and the in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import text
+
+from warning_service import __version__
+from warning_service.clock import Clock
+from warning_service.config import Settings, get_settings
+from warning_service.db import Database
+from warning_service.errors import DomainError
+from warning_service.logging import configure_logging, get_logger
+from warning_service.runtime import Runtime, build_runtime
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               clock: Clock | None = None, start_worker: bool | None = None) -> FastAPI:
+    """Build the app. Tests pass their own runtime (database, clock, channels) and keep the worker off."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    owns_runtime = runtime is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await build_runtime(settings, clock=clock)
+        app.state.runtime = rt
+        app.state.db = rt.db
+        app.state.clock = rt.clock
+        app.state.settings = settings
+        worker = None
+        run_worker = settings.run_worker_in_process if start_worker is None else start_worker
+        if run_worker:
+            from warning_service.worker import Worker
+
+            worker = Worker(rt)
+            await worker.start()
+        log.info("started", version=__version__, database=rt.db.engine.dialect.name,
+                 redis=bool(rt.redis), worker=bool(worker))
+        try:
+            yield
+        finally:
+            if worker:
+                await worker.stop()
+            if owns_runtime:
+                await rt.close()
+
+    app = FastAPI(title="warning-service 预警叫应", version=__version__, lifespan=lifespan,
+                  description="Issue early warnings down to every grid's responsible person and prove each "
+                              "one answered.")
+    if runtime is not None:
+        # Tests drive the app without the lifespan when they use an ASGI transport.
+        app.state.runtime, app.state.db, app.state.clock = runtime, runtime.db, runtime.clock
+        app.state.settings = settings
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.to_dict()})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form")]
+            errors.append({"field": ".".join(loc) or None, "message": e.get("msg"),
+                           "message_zh": f"字段 {'.'.join(loc) or '请求'} 无效:{e.get('msg')}"})
+        first = errors[0] if errors else {"field": None, "message": "invalid request"}
+        return JSONResponse(status_code=422, content={"detail": {
+            "code": "invalid", "field": first["field"], "message": first["message"],
+            "message_zh": first.get("message_zh", "请求无效"), "errors": errors}})
+
+    from warning_service.routers import include_routers
+
+    include_routers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: database and Redis reachable, and how far the workers lag."""
+        rt: Runtime = request.app.state.runtime
+        body: dict[str, Any] = {"database": "ok", "redis": "not configured"}
+        ok = True
+        try:
+            async with rt.db.session() as s:
+                await s.execute(text("SELECT 1"))
+                from warning_service.ops import lag_figures
+
+                body.update(await lag_figures(s, now=rt.clock.now()))
+        except Exception as exc:  # noqa: BLE001 — readiness reports any failure
+            ok, body["database"] = False, f"error: {type(exc).__name__}: {exc}"
+        if rt.redis is not None:
+            try:
+                await rt.redis.ping()
+                body["redis"] = "ok"
+            except Exception as exc:  # noqa: BLE001
+                ok, body["redis"] = False, f"error: {type(exc).__name__}: {exc}"
+        body["status"] = "ok" if ok else "unavailable"
+        return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics."""
+        from warning_service.ops import render_metrics
+
+        rt: Runtime = request.app.state.runtime
+        return PlainTextResponse(await render_metrics(rt), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def make_db(settings: Settings) -> Database:
+    return Database(settings.async_database_url)

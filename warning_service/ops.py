@@ -1,0 +1,60 @@
+"""Figures operators watch: backlog, lag and throughput, for /readyz and /metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.ledger.models import LedgerPending
+
+
+async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
+    """Age of the oldest overdue notice and queued message, and the backlog sizes (all index scans)."""
+    oldest_notice = (await session.execute(
+        select(func.min(Notice.next_action_at)).where(Notice.next_action_at.is_not(None)))).scalar()
+    oldest_msg = (await session.execute(select(func.min(OutboxMessage.next_attempt_at)).where(
+        OutboxMessage.status == "queued"))).scalar()
+    queued = (await session.execute(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status == "queued"))).scalar_one()
+    pending_ledger = (await session.execute(select(func.count()).select_from(LedgerPending))).scalar_one()
+
+    def age(t: datetime | None) -> float:
+        return round(max(0.0, (now - t).total_seconds()), 3) if t else 0.0
+
+    return {
+        "oldest_overdue_notice_seconds": age(oldest_notice),
+        "oldest_queued_message_seconds": age(oldest_msg),
+        "outbox_queued": queued,
+        "ledger_unsealed": pending_ledger,
+    }
+
+
+async def render_metrics(runtime: Any) -> str:
+    lines: list[str] = []
+    async with runtime.db.session() as s:
+        figures = await lag_figures(s, now=runtime.clock.now())
+        by_status = (await s.execute(select(OutboxMessage.channel, OutboxMessage.status, func.count())
+                                     .group_by(OutboxMessage.channel, OutboxMessage.status))).all()
+        notices = (await s.execute(select(Notice.state, func.count()).group_by(Notice.state))).all()
+    help_ = {
+        "oldest_overdue_notice_seconds": "Age of the oldest notice whose next escalation action is due",
+        "oldest_queued_message_seconds": "Age of the oldest queued outbox message that is due",
+        "outbox_queued": "Messages waiting in the outbox",
+        "ledger_unsealed": "Ledger decisions not yet chained",
+    }
+    for key, value in figures.items():
+        lines += [f"# HELP warning_service_{key} {help_[key]}", f"# TYPE warning_service_{key} gauge",
+                  f"warning_service_{key} {value}"]
+    lines += ["# HELP warning_service_outbox_messages Outbox messages by channel and status",
+              "# TYPE warning_service_outbox_messages gauge"]
+    lines += [f'warning_service_outbox_messages{{channel="{c}",status="{st}"}} {n}' for c, st, n in by_status]
+    lines += ["# HELP warning_service_notices Notices by state", "# TYPE warning_service_notices gauge"]
+    lines += [f'warning_service_notices{{state="{st}"}} {n}' for st, n in notices]
+    extra = runtime.extras.get("metrics")
+    if extra:
+        lines += extra()
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,93 @@
+"""Responsible persons (责任人): who must be reached in each region."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field as PField
+from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from warning_service.db import UTCDateTime
+
+
+class PersonRole(StrEnum):
+    grid_responsible = "grid_responsible"
+    village_responsible = "village_responsible"
+    town_responsible = "town_responsible"
+    county_responsible = "county_responsible"
+    disaster_info_officer = "disaster_info_officer"
+    geo_hazard_monitor = "geo_hazard_monitor"
+    torrent_warner = "torrent_warner"
+    shelter_manager = "shelter_manager"
+
+
+ROLE_ZH = {
+    "grid_responsible": "网格责任人",
+    "village_responsible": "村级防汛责任人",
+    "town_responsible": "乡镇防汛责任人",
+    "county_responsible": "县级防汛责任人",
+    "disaster_info_officer": "灾害信息员",
+    "geo_hazard_monitor": "地灾群测群防员",
+    "torrent_warner": "山洪预警员",
+    "shelter_manager": "避灾安置场所管理员",
+}
+
+# The role that answers for a region of each level when a warning escalates upward.
+RESPONSIBLE_ROLE_BY_LEVEL = {
+    "grid": "grid_responsible",
+    "village": "village_responsible",
+    "town": "town_responsible",
+    "county": "county_responsible",
+}
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    __table_args__ = (UniqueConstraint("region_code", "role", "phone", name="uq_person_region_role_phone"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    region_code: str = Field(foreign_key="region.code", index=True, max_length=32)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=40, index=True)
+    phone: str | None = Field(default=None, max_length=20, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    active: bool = Field(default=True)
+    # The B post: called before the warning escalates to the level above.
+    deputy_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("person.id", ondelete="SET NULL"), nullable=True)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PersonCreate(BaseModel):
+    region_code: str = PField(min_length=1, max_length=32)
+    name: str = PField(min_length=1, max_length=100)
+    role: str = PField(min_length=1, max_length=40, pattern=r"^[a-z][a-z_]*$")
+    phone: str | None = None
+    email: str | None = None
+    active: bool = True
+    deputy_id: int | None = None
+
+
+class PersonUpdate(BaseModel):
+    name: str | None = PField(default=None, min_length=1, max_length=100)
+    role: str | None = PField(default=None, min_length=1, max_length=40, pattern=r"^[a-z][a-z_]*$")
+    phone: str | None = None
+    email: str | None = None
+    active: bool | None = None
+    deputy_id: int | None = None
+    region_code: str | None = None
+
+
+class PersonPublic(BaseModel):
+    id: int
+    region_code: str
+    name: str
+    role: str
+    phone: str | None
+    email: str | None
+    active: bool
+    deputy_id: int | None
