@@ -8,6 +8,7 @@ from typing import Any
 from warning_service.clock import Clock
 from warning_service.config import Settings
 from warning_service.db import Database
+from warning_service.early_warning.policy import PolicyBook, PolicyError, load_policy
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Runtime:
     clock: Clock
     redis: Any | None = None  # redis.asyncio.Redis, or None for the in-process fallbacks
     channels: Any | None = None  # channels.registry.ChannelRegistry
+    policy: PolicyBook = field(default_factory=lambda: load_policy(None))
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -29,6 +31,10 @@ class Runtime:
 
 async def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> Runtime:
     """Connect what the settings name; a misconfigured channel stops start-up with a clear message."""
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
     redis = None
     if settings.redis_url:
         import redis.asyncio as aioredis
@@ -37,4 +43,4 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, db: D
     from warning_service.delivery.adapters import build_channels
 
     return Runtime(settings=settings, db=db or Database(settings.async_database_url), clock=clock or Clock(),
-                   redis=redis, channels=build_channels(settings))
+                   redis=redis, channels=build_channels(settings), policy=policy)

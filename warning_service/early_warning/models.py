@@ -127,3 +127,12 @@ class WarningRevision(SQLModel, table=True):
     area_desc: str
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     actor_user_id: int | None = Field(default=None, foreign_key="app_user.id")
+
+
+class WarningTarget(SQLModel, table=True):
+    """The regions a warning targets, so scope filters are joins rather than JSON scans."""
+
+    __tablename__ = "warning_target"
+
+    warning_id: int = Field(foreign_key="early_warning.id", primary_key=True)
+    region_code: str = Field(foreign_key="region.code", primary_key=True, max_length=32, index=True)

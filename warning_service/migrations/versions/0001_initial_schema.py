@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 07:15:26.100732
+Create Date: 2026-11-30 07:18:35.081747
 """
 from alembic import op
 import sqlalchemy as sa
@@ -192,6 +192,16 @@ def upgrade() -> None:
     with op.batch_alter_table('warning_revision', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_warning_revision_warning_id'), ['warning_id'], unique=False)
 
+    op.create_table('warning_target',
+    sa.Column('warning_id', sa.Integer(), nullable=False),
+    sa.Column('region_code', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['region_code'], ['region.code'], ),
+    sa.ForeignKeyConstraint(['warning_id'], ['early_warning.id'], ),
+    sa.PrimaryKeyConstraint('warning_id', 'region_code')
+    )
+    with op.batch_alter_table('warning_target', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_warning_target_region_code'), ['region_code'], unique=False)
+
     op.create_table('acknowledgment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('notice_id', sa.Integer(), nullable=False),
@@ -306,6 +316,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_acknowledgment_warning_id'))
 
     op.drop_table('acknowledgment')
+    with op.batch_alter_table('warning_target', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_warning_target_region_code'))
+
+    op.drop_table('warning_target')
     with op.batch_alter_table('warning_revision', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_warning_revision_warning_id'))
 

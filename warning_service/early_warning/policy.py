@@ -1,0 +1,194 @@
+"""Who is reached, how, and how hard they are chased — per hazard × level, from POLICY_FILE.
+
+The defaults follow Zhejiang county practice (DOMAIN.md): 叫应 for orange and red, phone the person if
+unanswered after 3 minutes, three calls (叫应必答), then the level above. A file overrides any of it:
+
+    [levels.red]
+    ack_deadline = "3m"
+    [hazards.mountain_torrent.orange]
+    roles = ["grid_responsible", "village_responsible", "torrent_warner"]
+
+The resolved policy is snapshotted onto each warning, so editing the file never rewrites history.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from warning_service.early_warning.models import Hazard, Level
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+CHANNELS = ("sms", "voice", "email", "broadcast")
+ESCALATION_LEVELS = ("village", "town", "county")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """'90s', '3m', '1h', '250ms' or a number of seconds → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a duration like 90s, 3m or 1h")
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return seconds
+
+
+class LevelPolicy(BaseModel):
+    """What one hazard × level does. Every field may be overridden by the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] = Field(min_length=1)
+    ack_required: bool
+    ack_deadline: float = 180.0
+    channels: list[str] = Field(min_length=1)  # sent at once on issue
+    recall_channel: str | None = "voice"  # used for each re-call of someone silent
+    recall_interval: float = 180.0
+    recall_count: int = Field(3, ge=0, le=20)
+    escalate: bool = True
+    escalate_until: str = "county"  # highest level told that someone below has not answered
+    call_deputy: bool = True
+
+    @field_validator("ack_deadline", "recall_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c not in CHANNELS:
+                raise ValueError(f"unknown channel {c!r}; use {', '.join(CHANNELS)}")
+        return v
+
+    @field_validator("recall_channel")
+    @classmethod
+    def _recall_channel(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("sms", "voice"):
+            raise ValueError("recall_channel must be sms or voice")
+        return v
+
+    @field_validator("escalate_until")
+    @classmethod
+    def _until(cls, v: str) -> str:
+        if v not in ESCALATION_LEVELS:
+            raise ValueError(f"escalate_until must be one of {', '.join(ESCALATION_LEVELS)}")
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if not re.fullmatch(r"[a-z][a-z_]{0,39}", r):
+                raise ValueError(f"{r!r} is not a role name")
+        return v
+
+
+DEFAULT_LEVELS: dict[str, dict[str, Any]] = {
+    "red": {"roles": ["grid_responsible", "village_responsible", "town_responsible"], "ack_required": True,
+            "ack_deadline": "3m", "channels": ["sms", "email", "broadcast"], "recall_channel": "voice",
+            "recall_interval": "3m", "recall_count": 3, "escalate": True, "escalate_until": "county"},
+    "orange": {"roles": ["village_responsible", "town_responsible"], "ack_required": True,
+               "ack_deadline": "5m", "channels": ["sms", "email"], "recall_channel": "voice",
+               "recall_interval": "5m", "recall_count": 3, "escalate": True, "escalate_until": "county"},
+    "yellow": {"roles": ["village_responsible", "town_responsible"], "ack_required": False,
+               "ack_deadline": "15m", "channels": ["sms"], "recall_channel": None, "recall_count": 0,
+               "escalate": False},
+    "blue": {"roles": ["village_responsible"], "ack_required": False, "ack_deadline": "30m",
+             "channels": ["sms"], "recall_channel": None, "recall_count": 0, "escalate": False},
+}
+
+
+class PolicyError(ValueError):
+    """A bad policy file: names the key and the reason."""
+
+
+class PolicyBook:
+    """Resolved policies for every hazard × level."""
+
+    def __init__(self, table: dict[tuple[str, str], LevelPolicy], source: str) -> None:
+        self._table = table
+        self.source = source
+
+    def resolve(self, hazard: str, level: str) -> LevelPolicy:
+        return self._table[(hazard, level)]
+
+    def snapshot(self, hazard: str, level: str) -> dict[str, Any]:
+        """The policy in force, as stored on the warning."""
+        return {"hazard": hazard, "level": level, "source": self.source,
+                **self.resolve(hazard, level).model_dump()}
+
+
+def load_policy(path: Path | None) -> PolicyBook:
+    """Built-in defaults, overridden by the TOML or YAML file if given. Raises PolicyError with the key."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(f"POLICY_FILE {path}: cannot read: {exc.strerror}") from None
+        try:
+            raw = (yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else tomllib.loads(text)) or {}
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+            raise PolicyError(f"POLICY_FILE {path}: not valid TOML/YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise PolicyError(f"POLICY_FILE {path}: top level must be a table")
+        unknown = set(raw) - {"defaults", "levels", "hazards"}
+        if unknown:
+            raise PolicyError(f"POLICY_FILE {path}: unknown key {sorted(unknown)[0]!r} "
+                              "(use defaults, levels, hazards)")
+    source = str(path) if path else "built-in"
+    defaults = _table(raw.get("defaults", {}), "defaults", source)
+    levels = _table(raw.get("levels", {}), "levels", source)
+    hazards = _table(raw.get("hazards", {}), "hazards", source)
+    for key in levels:
+        if key not in Level.__members__:
+            raise PolicyError(f"POLICY_FILE {source}: levels.{key}: unknown level (use blue, yellow, orange, red)")
+    for key, per_level in hazards.items():
+        if key not in Hazard.__members__:
+            raise PolicyError(f"POLICY_FILE {source}: hazards.{key}: unknown hazard")
+        for lvl in _table(per_level, f"hazards.{key}", source):
+            if lvl not in Level.__members__:
+                raise PolicyError(f"POLICY_FILE {source}: hazards.{key}.{lvl}: unknown level")
+    table: dict[tuple[str, str], LevelPolicy] = {}
+    for hazard in Hazard:
+        for level in Level:
+            merged = {**DEFAULT_LEVELS[level.value], **defaults, **_table(levels.get(level.value, {}),
+                      f"levels.{level.value}", source),
+                      **_table(_table(hazards.get(hazard.value, {}), f"hazards.{hazard.value}", source)
+                               .get(level.value, {}), f"hazards.{hazard.value}.{level.value}", source)}
+            try:
+                table[(hazard.value, level.value)] = LevelPolicy.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = _where(raw, hazard.value, level.value, str(err["loc"][0]) if err["loc"] else "")
+                raise PolicyError(f"POLICY_FILE {source}: {where}: {err['msg']}") from None
+    return PolicyBook(table, source)
+
+
+def _table(value: Any, key: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(f"POLICY_FILE {source}: {key}: must be a table")
+    return value
+
+
+def _where(raw: dict[str, Any], hazard: str, level: str, field: str) -> str:
+    """The most specific key that set the offending field."""
+    if field in raw.get("hazards", {}).get(hazard, {}).get(level, {}):
+        return f"hazards.{hazard}.{level}.{field}"
+    if field in raw.get("levels", {}).get(level, {}):
+        return f"levels.{level}.{field}"
+    if field in raw.get("defaults", {}):
+        return f"defaults.{field}"
+    return f"{hazard}.{level}.{field}"
