@@ -18,6 +18,7 @@ from warning_service.config import Settings
 from warning_service.errors import DomainError, Forbidden
 from warning_service.region.models import Region
 
+TOKEN_COOKIE = "ws_token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
@@ -67,6 +68,8 @@ class Principal:
 
 async def get_principal(request: Request, session: SessionDep, settings: SettingsDep,
                         token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    # Browser pages (the auditors' console) carry the same token in an HttpOnly cookie.
+    token = token or request.cookies.get(TOKEN_COOKIE)
     if not token:
         raise Unauthorized("missing bearer token", "缺少登录令牌")
     try:
