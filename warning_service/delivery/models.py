@@ -88,6 +88,10 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_claim", "status", "priority", "id"),
         Index("ix_outbox_warning_channel", "warning_id", "channel", "status"),
+        # The dispatcher's queue: highest priority first, then oldest. A partial index in exactly the claim's
+        # order lets each claim read only the rows it takes, however long the queue (O(batch), not O(queue)).
+        Index("ix_outbox_queue", text("priority DESC"), "id",
+              sqlite_where=text("status = 'queued'"), postgresql_where=text("status = 'queued'")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -115,6 +119,8 @@ class OutboxMessage(SQLModel, table=True):
 
 
 class DeliveryAttempt(SQLModel, table=True):
+    """One try at handing a message to a provider, and what the provider later reported about it."""
+
     __tablename__ = "delivery_attempt"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -124,9 +130,13 @@ class DeliveryAttempt(SQLModel, table=True):
     adapter: str = Field(max_length=16)
     address: str = Field(max_length=254)
     status: str = Field(max_length=12)
-    provider_id: str | None = Field(default=None, max_length=64)
+    provider_id: str | None = Field(default=None, max_length=64, index=True)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = None
     retryable: bool = False
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Delivery receipt (Twilio status callback) for this attempt's provider id; only ever moves forward.
+    receipt_status: str | None = Field(default=None, max_length=16)
+    receipt_error_code: str | None = Field(default=None, max_length=64)
+    receipt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
