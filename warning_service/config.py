@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     templates_dir: Path = PROJECT_ROOT / "templates"
     log_level: str = "INFO"
+    # GB/T 35965.1 sender code parts after the 6-digit division code of the issuing user's scope.
+    issuer_agency_code: str = Field("000", pattern=r"^\d{3}$")
     log_json: bool = False
 
     access_token_minutes: int = 12 * 60

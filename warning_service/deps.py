@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.actor import Actor
 from warning_service.auth.models import User
 from warning_service.auth.service import decode_token
 from warning_service.config import Settings
@@ -56,6 +57,9 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"user:{self.user.username}"
+
+    def as_actor(self) -> Actor:
+        return Actor(name=self.actor, scope_path=self.scope.path, scope_code=self.scope.code, user_id=self.user.id)
 
     def covers(self, region: Region) -> bool:
         return region.path.startswith(self.scope.path)

@@ -136,3 +136,57 @@ class WarningTarget(SQLModel, table=True):
 
     warning_id: int = Field(foreign_key="early_warning.id", primary_key=True)
     region_code: str = Field(foreign_key="region.code", primary_key=True, max_length=32, index=True)
+
+
+# --- API shapes -------------------------------------------------------------------------------------------
+from pydantic import BaseModel, Field as PField, field_validator  # noqa: E402
+
+
+class WarningCreate(BaseModel):
+    hazard: Hazard
+    level: Level
+    status: WarningStatus = WarningStatus.actual
+    title: str | None = PField(default=None, max_length=300)
+    description: str = PField(min_length=1, max_length=4000)
+    instruction: str | None = PField(default=None, max_length=4000)
+    sender: str | None = PField(default=None, max_length=200)
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    targets: list[str] = PField(min_length=1, max_length=5000)
+    # Set when relaying a CAP alert: the original issuer's identifier and sender code are kept.
+    identifier: str | None = PField(default=None, max_length=80)
+    sender_code: str | None = PField(default=None, pattern=r"^\d{14}$")
+
+    @field_validator("effective_at", "expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("timestamps need a timezone, e.g. 2026-07-01T08:00:00+08:00")
+        return v
+
+
+class WarningUpdate(BaseModel):
+    level: Level | None = None
+    title: str | None = PField(default=None, max_length=300)
+    description: str | None = PField(default=None, min_length=1, max_length=4000)
+    instruction: str | None = PField(default=None, max_length=4000)
+    expires_at: datetime | None = None
+    targets: list[str] | None = PField(default=None, min_length=1, max_length=5000)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("timestamps need a timezone, e.g. 2026-07-01T08:00:00+08:00")
+        return v
+
+
+class WarningLift(BaseModel):
+    description: str | None = PField(default=None, max_length=4000)
+
+
+class IssueResponse(BaseModel):
+    id: int
+    identifier: str
+    recipient_count: int
+    revision: int = 1

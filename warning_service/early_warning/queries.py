@@ -1,0 +1,115 @@
+"""Reading warnings and their notices, inside a scope."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.actor import Actor
+from warning_service.acknowledgment.models import Acknowledgment
+from warning_service.delivery.models import Notice
+from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
+from warning_service.errors import NotFound
+from warning_service.person.models import Person
+from warning_service.region import service as regions
+from warning_service.region.models import Region, subtree_bounds
+
+
+def _overlaps_scope(actor: Actor) -> Any:
+    """A warning is visible if a target lies inside the scope or contains it (a province-wide warning)."""
+    low, high = subtree_bounds(actor.scope_path)
+    ancestors = regions.ancestor_codes(actor.scope_path)
+    return exists().where(
+        WarningTarget.warning_id == EarlyWarning.id,
+        or_(WarningTarget.region_code.in_(ancestors),
+            exists().where(Region.code == WarningTarget.region_code, Region.path >= low, Region.path < high)))
+
+
+async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | None = None,
+                        hazard: str | None = None, level: str | None = None, state: str | None = None,
+                        region: str | None = None, issued_from: datetime | None = None,
+                        issued_to: datetime | None = None, offset: int = 0, limit: int = 50
+                        ) -> tuple[int, list[EarlyWarning]]:
+    q = select(EarlyWarning).where(_overlaps_scope(actor))
+    if region:
+        r = await regions.get(session, code=region)
+        low, high = subtree_bounds(r.path)
+        q = q.where(exists().where(
+            WarningTarget.warning_id == EarlyWarning.id,
+            or_(WarningTarget.region_code.in_(regions.ancestor_codes(r.path)),
+                exists().where(Region.code == WarningTarget.region_code, Region.path >= low, Region.path < high))))
+    for col, value in ((EarlyWarning.status, status), (EarlyWarning.hazard, hazard), (EarlyWarning.level, level),
+                       (EarlyWarning.state, state)):
+        if value:
+            q = q.where(col == value)
+    if issued_from:
+        q = q.where(EarlyWarning.issued_at >= issued_from)
+    if issued_to:
+        q = q.where(EarlyWarning.issued_at < issued_to)
+    total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+    rows = (await session.execute(q.order_by(EarlyWarning.issued_at.desc(), EarlyWarning.id.desc())
+                                  .offset(offset).limit(limit))).scalars().all()
+    return total, list(rows)
+
+
+async def get_visible(session: AsyncSession, *, warning_id: int, actor: Actor) -> EarlyWarning:
+    w = (await session.execute(select(EarlyWarning).where(EarlyWarning.id == warning_id, _overlaps_scope(actor))
+                               )).scalar_one_or_none()
+    if w is None:
+        # Outside the scope looks the same as absent: no leaking of other counties' warnings.
+        raise NotFound(f"warning {warning_id} not found", f"预警 {warning_id} 不存在", field="warning_id")
+    return w
+
+
+async def notice_counts(session: AsyncSession, *, warning_id: int, actor: Actor) -> dict[str, dict[str, int]]:
+    """Notices by state, for primary recipients and for escalations, inside the actor's scope."""
+    low, high = subtree_bounds(actor.scope_path)
+    rows = (await session.execute(
+        select(Notice.reason, Notice.state, func.count()).join(Region, Region.code == Notice.region_code)
+        .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high)
+        .group_by(Notice.reason, Notice.state))).all()
+    out: dict[str, dict[str, int]] = {}
+    for reason, state, n in rows:
+        out.setdefault(reason, {})[state] = n
+    return out
+
+
+async def revisions(session: AsyncSession, *, warning_id: int) -> list[WarningRevision]:
+    return list((await session.execute(select(WarningRevision).where(WarningRevision.warning_id == warning_id)
+                                       .order_by(WarningRevision.revision))).scalars())
+
+
+async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, state: str | None = None,
+                       region: str | None = None, reason: str | None = None, offset: int = 0, limit: int = 100
+                       ) -> tuple[int, list[dict[str, Any]]]:
+    path = actor.scope_path
+    if region:
+        r = await regions.get(session, code=region)
+        if r.path.startswith(actor.scope_path):
+            path = r.path
+        else:
+            return 0, []
+    low, high = subtree_bounds(path)
+    q = (select(Notice.id, Notice.person_id, Person.name, Person.phone, Notice.role, Notice.region_code,
+                Notice.reason, Notice.state, Notice.deadline, Notice.acknowledged_at, Notice.attempt_count,
+                Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late)
+         .join(Person, Person.id == Notice.person_id)
+         .join(Region, Region.code == Notice.region_code)
+         .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
+         .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))
+    if state:
+        q = q.where(Notice.state == state)
+    if reason:
+        q = q.where(Notice.reason == reason)
+    total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+    rows = (await session.execute(q.order_by(Region.path, Notice.id).offset(offset).limit(limit))).all()
+    paths = await regions.region_paths(session, list({r.region_code for r in rows}))
+    return total, [{
+        "id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone, "role": r.role,
+        "region_code": r.region_code, "region_path": paths.get(r.region_code, r.region_code), "reason": r.reason,
+        "state": r.state, "deadline": r.deadline, "acknowledged_at": r.acknowledged_at,
+        "attempts": r.attempt_count, "escalation_of": r.escalation_of, "ack_path": r.ack_path, "late": r.late,
+    } for r in rows]

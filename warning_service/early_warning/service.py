@@ -1,0 +1,461 @@
+"""Issue, update, lift and expire warnings — set-based, one transaction each.
+
+Issuing resolves every responsible person under the targets with one INSERT … SELECT, and queues their
+first messages with one more per channel, so a province-wide warning is a handful of statements however
+many people it reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, String, and_, cast, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.actor import Actor
+from warning_service.config import Settings
+from warning_service.db import UTCDateTime, chunks
+from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
+from warning_service.early_warning import identifiers
+from warning_service.early_warning.guidance import default_instruction
+from warning_service.early_warning.models import (
+    ACTION_ZH,
+    HAZARD_ZH,
+    LEVEL_RANK,
+    LEVEL_ZH,
+    EarlyWarning,
+    WarningCreate,
+    WarningLift,
+    WarningRevision,
+    WarningTarget,
+    WarningUpdate,
+)
+from warning_service.early_warning.policy import PolicyBook
+from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
+from warning_service.ledger import service as ledger
+from warning_service.logging import get_logger
+from warning_service.person.models import Person
+from warning_service.region.models import Region, subtree_bounds
+
+log = get_logger(__name__)
+PERSON_CHANNELS = ("sms", "voice", "email")
+
+
+@dataclass
+class IssueResult:
+    warning: EarlyWarning
+    recipient_count: int
+    messages_queued: int
+
+
+@dataclass
+class UpdateResult:
+    warning: EarlyWarning
+    new_recipients: int
+    upgraded: bool
+    messages_queued: int
+
+
+# --- targets ------------------------------------------------------------------------------------------------
+
+async def resolve_targets(session: AsyncSession, *, codes: list[str], actor: Actor) -> list[Region]:
+    """Target regions, each inside the actor's scope; nested targets collapse into their ancestor."""
+    wanted = list(dict.fromkeys(c.strip() for c in codes if c.strip()))
+    if not wanted:
+        raise Invalid("at least one target region is required", "至少需要一个预警区域", field="targets")
+    found: dict[str, Region] = {}
+    for batch in chunks(wanted, 1000):
+        for r in (await session.execute(select(Region).where(Region.code.in_(batch)))).scalars():
+            found[r.code] = r
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise Invalid(f"unknown target region {missing[0]}", f"预警区域 {missing[0]} 不存在", field="targets",
+                      unknown=missing[:20])
+    outside = [c for c in wanted if not actor.covers(found[c].path)]
+    if outside:
+        raise Forbidden(f"target {outside[0]} is outside your scope {actor.scope_code}",
+                        f"预警区域 {outside[0]} 不在您的管辖范围 {actor.scope_code} 内", field="targets")
+    regions = sorted((found[c] for c in wanted), key=lambda r: r.path)
+    kept: list[Region] = []
+    for r in regions:
+        if not kept or not r.path.startswith(kept[-1].path):
+            kept.append(r)
+    return kept
+
+
+def _in_subtrees(path_col: Any, regions: list[Region]) -> Any:
+    conds = []
+    for r in regions:
+        low, high = subtree_bounds(r.path)
+        conds.append(and_(path_col >= low, path_col < high))
+    return or_(*conds)
+
+
+def area_description(regions: list[Region]) -> str:
+    names = [r.name for r in regions[:20]]
+    more = f"等{len(regions)}个区域" if len(regions) > 20 else ""
+    return "、".join(names) + more
+
+
+# --- notices and outbox (set-based) --------------------------------------------------------------------------
+
+async def _create_notices(session: AsyncSession, *, warning: EarlyWarning, regions: list[Region], now: datetime,
+                          roles: list[str]) -> tuple[int, int]:
+    """One primary notice per active person with a reached role under the targets; returns (count, id_floor)."""
+    policy = warning.policy
+    ack = bool(policy["ack_required"])
+    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
+    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
+    already = exists().where(Notice.warning_id == warning.id, Notice.person_id == Person.id,
+                             Notice.reason == "primary")
+    src = (
+        select(
+            literal(warning.id, Integer), Person.id, Person.role, Person.region_code, literal("primary"),
+            literal("pending"), literal(ack), literal(warning.ack_round, Integer),
+            literal(deadline, UTCDateTime), literal(deadline, UTCDateTime), literal(0, Integer),
+            literal("initial"), literal(now, UTCDateTime),
+        )
+        .select_from(Person)
+        .join(Region, Region.code == Person.region_code)
+        .where(Person.active.is_(True), Person.role.in_(roles), _in_subtrees(Region.path, regions), ~already)
+    )
+    result = await session.execute(insert(Notice).from_select(
+        ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round", "deadline",
+         "next_action_at", "attempt_count", "step", "created_at"], src))
+    return result.rowcount or 0, floor
+
+
+def _key(prefix: str, id_col: Any, kind: str, revision: int, channel: str) -> Any:
+    return (literal(prefix) + cast(id_col, String) + literal(f":{kind}:r{revision}:{channel}"))
+
+
+async def queue_person_messages(session: AsyncSession, *, warning: EarlyWarning, kind: str, channels: list[str],
+                                now: datetime, notice_filter: Any) -> int:
+    """Queue one message per channel for every notice matching `notice_filter` that has an address."""
+    total = 0
+    priority = LEVEL_RANK[warning.level]
+    for channel in channels:
+        if channel not in PERSON_CHANNELS:
+            continue
+        address = Person.email if channel == "email" else Person.phone
+        src = (
+            select(
+                literal(warning.id, Integer), Notice.id, literal(warning.revision, Integer), literal(kind),
+                literal(channel), address, literal(priority, Integer), literal("queued"), literal(0, Integer),
+                literal(now, UTCDateTime), _key("n", Notice.id, kind, warning.revision, channel),
+                literal(now, UTCDateTime), literal(now, UTCDateTime),
+            )
+            .select_from(Notice)
+            .join(Person, Person.id == Notice.person_id)
+            .where(Notice.warning_id == warning.id, notice_filter, address.is_not(None), address != "")
+        )
+        res = await session.execute(insert(OutboxMessage).from_select(
+            ["warning_id", "notice_id", "revision", "kind", "channel", "address", "priority", "status", "attempts",
+             "next_attempt_at", "idempotency_key", "created_at", "updated_at"], src))
+        total += res.rowcount or 0
+        if channel in ("sms", "voice"):
+            # Nobody to call is a failure the duty officer must see, not a silent gap.
+            nophone = (
+                select(
+                    literal(warning.id, Integer), Notice.id, literal(warning.revision, Integer), literal(kind),
+                    literal(channel), literal(""), literal(priority, Integer), literal("failed"),
+                    literal(0, Integer), literal(now, UTCDateTime),
+                    _key("n", Notice.id, kind, warning.revision, channel), literal(now, UTCDateTime),
+                    literal(now, UTCDateTime), literal("no_address"), literal("person has no phone number"),
+                )
+                .select_from(Notice).join(Person, Person.id == Notice.person_id)
+                .where(Notice.warning_id == warning.id, notice_filter, or_(Person.phone.is_(None), Person.phone == ""))
+            )
+            await session.execute(insert(OutboxMessage).from_select(
+                ["warning_id", "notice_id", "revision", "kind", "channel", "address", "priority", "status",
+                 "attempts", "next_attempt_at", "idempotency_key", "created_at", "updated_at", "error_code",
+                 "error_message"], nophone))
+    return total
+
+
+async def queue_broadcasts(session: AsyncSession, *, warning: EarlyWarning, kind: str, now: datetime,
+                           regions: list[Region], only_reached: bool = False) -> int:
+    """One loudspeaker message per village under the targets (or per village already played, for a lift)."""
+    if "broadcast" not in warning.policy.get("channels", []) or not regions:
+        return 0
+    cond = and_(Region.level == "village", _in_subtrees(Region.path, regions))
+    if only_reached:
+        played = exists().where(OutboxMessage.warning_id == warning.id, OutboxMessage.channel == "broadcast",
+                                OutboxMessage.region_code == Region.code,
+                                OutboxMessage.status.in_(("sending", "sent", "delivered")))
+        cond = and_(cond, played)
+    src = select(
+        literal(warning.id, Integer), null(), literal(warning.revision, Integer), literal(kind),
+        literal("broadcast"), Region.code, Region.code, literal(LEVEL_RANK[warning.level], Integer),
+        literal("queued"), literal(0, Integer), literal(now, UTCDateTime),
+        _key("b", Region.code, kind, warning.revision, "broadcast") + literal(f":w{warning.id}"),
+        literal(now, UTCDateTime), literal(now, UTCDateTime),
+    ).where(cond)
+    res = await session.execute(insert(OutboxMessage).from_select(
+        ["warning_id", "notice_id", "revision", "kind", "channel", "address", "region_code", "priority", "status",
+         "attempts", "next_attempt_at", "idempotency_key", "created_at", "updated_at"], src))
+    return res.rowcount or 0
+
+
+async def _cancel_queued(session: AsyncSession, *, warning_id: int, now: datetime, reason: str,
+                         kinds: tuple[str, ...] | None = None, revision_below: int | None = None) -> int:
+    stmt = update(OutboxMessage).where(OutboxMessage.warning_id == warning_id, OutboxMessage.status == "queued")
+    if kinds:
+        stmt = stmt.where(OutboxMessage.kind.in_(kinds))
+    if revision_below is not None:
+        stmt = stmt.where(OutboxMessage.revision < revision_below)
+    res = await session.execute(stmt.values(status="cancelled", error_code=reason, updated_at=now))
+    return res.rowcount or 0
+
+
+async def _close_open_notices(session: AsyncSession, *, warning_id: int, now: datetime, extra: Any = None) -> int:
+    stmt = update(Notice).where(Notice.warning_id == warning_id, Notice.state.in_(OPEN_NOTICE_STATES))
+    if extra is not None:
+        stmt = stmt.where(extra)
+    res = await session.execute(stmt.values(state="closed", next_action_at=None, closed_at=now, step="done"))
+    return res.rowcount or 0
+
+
+async def _free_reply_code(session: AsyncSession) -> int:
+    """Smallest two-digit code not used by an active warning (people reply "12" to answer warning 12)."""
+    used = set((await session.execute(select(EarlyWarning.reply_code).where(EarlyWarning.state == "active")))
+               .scalars())
+    return next(c for c in range(10, 10_000) if c not in used)
+
+
+async def _counts_by(session: AsyncSession, column: Any, *conds: Any) -> dict[str, int]:
+    rows = (await session.execute(select(column, func.count()).where(*conds).group_by(column))).all()
+    return {str(k): int(v) for k, v in rows}
+
+
+# --- issue ----------------------------------------------------------------------------------------------------
+
+async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
+                        settings: Settings, now: datetime, source: str = "api") -> IssueResult:
+    """Issue a warning: notices for every person reached and their first messages, in the caller's transaction."""
+    regions = await resolve_targets(session, codes=data.targets, actor=actor)
+    effective = data.effective_at or now
+    if data.expires_at is not None and data.expires_at <= max(now, effective):
+        raise Invalid("expires_at must be later than now and effective_at", "失效时间必须晚于当前时间和生效时间",
+                      field="expires_at")
+    scope_region = await session.get(Region, actor.scope_code)
+    sender = data.sender or f"{scope_region.name if scope_region else ''}防汛防台抗旱指挥部"
+    code = data.sender_code or identifiers.sender_code(actor.scope_code, agency=settings.issuer_agency_code)
+    identifier = data.identifier or await identifiers.next_identifier(session, code=code, at=now)
+    if (await session.execute(select(EarlyWarning.id).where(EarlyWarning.identifier == identifier))).first():
+        raise Conflict(f"a warning with identifier {identifier} exists", f"预警标识 {identifier} 已存在",
+                       field="identifier")
+    snapshot = policy.snapshot(data.hazard.value, data.level.value)
+    area = area_description(regions)
+    title = data.title or (f"{sender}{ACTION_ZH['alert']}{area}{HAZARD_ZH[data.hazard]}"
+                           f"{LEVEL_ZH[data.level]}预警")
+    instruction = data.instruction or default_instruction(settings.templates_dir, data.hazard.value,
+                                                          data.level.value)
+    warning = EarlyWarning(
+        identifier=identifier, sender=sender, sender_code=code, hazard=data.hazard.value, level=data.level.value,
+        status=data.status.value, state="active", title=title[:300], description=data.description,
+        instruction=instruction, issued_at=now, effective_at=effective, expires_at=data.expires_at,
+        targets=[r.code for r in regions], area_desc=area, policy=snapshot, revision=1, ack_round=1,
+        reply_code=await _free_reply_code(session), source=source, created_by=actor.user_id, updated_at=now,
+    )
+    session.add(warning)
+    await session.flush()
+    session.add(WarningRevision(warning_id=warning.id, revision=1, msg_type="alert", identifier=identifier,
+                                references=None, sent_at=now, level=warning.level, title=warning.title,
+                                description=warning.description, instruction=warning.instruction,
+                                targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
+                                actor_user_id=actor.user_id))
+    await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
+    count, floor = await _create_notices(session, warning=warning, regions=regions, now=now,
+                                         roles=list(snapshot["roles"]))
+    new = and_(Notice.id > floor, Notice.reason == "primary")
+    queued = await queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
+                                         now=now, notice_filter=new)
+    queued += await queue_broadcasts(session, warning=warning, kind="alert", now=now, regions=regions)
+    roles = await _counts_by(session, Notice.role, Notice.warning_id == warning.id)
+    by_channel = await _counts_by(session, OutboxMessage.channel, OutboxMessage.warning_id == warning.id)
+    await ledger.append_many(session, [
+        {"at": now, "actor": actor.name, "action": "warning.issued", "subject_type": "warning",
+         "subject_id": warning.id, "details": {"identifier": identifier, "hazard": warning.hazard,
+                                               "level": warning.level, "status": warning.status,
+                                               "targets": warning.targets, "sender": sender,
+                                               "recipients": count, "source": source}},
+        {"at": now, "actor": actor.name, "action": "policy.in_force", "subject_type": "warning",
+         "subject_id": warning.id, "details": snapshot},
+        {"at": now, "actor": actor.name, "action": "notices.created", "subject_type": "warning",
+         "subject_id": warning.id, "details": {"count": count, "by_role": roles, "round": 1}},
+        {"at": now, "actor": actor.name, "action": "messages.queued", "subject_type": "warning",
+         "subject_id": warning.id, "details": {"kind": "alert", "revision": 1, "by_channel": by_channel}},
+    ])
+    log.info("warning_issued", warning_id=warning.id, identifier=identifier, hazard=warning.hazard,
+             level=warning.level, recipients=count, messages=queued)
+    return IssueResult(warning=warning, recipient_count=count, messages_queued=queued)
+
+
+# --- update, lift, expire ---------------------------------------------------------------------------------------
+
+async def get_for_change(session: AsyncSession, *, warning_id: int, actor: Actor) -> EarlyWarning:
+    """The warning, row-locked, which the actor may change only if every target is inside their scope."""
+    warning = (await session.execute(select(EarlyWarning).where(EarlyWarning.id == warning_id)
+                                     .with_for_update())).scalar_one_or_none()
+    if warning is None:
+        raise NotFound(f"warning {warning_id} not found", f"预警 {warning_id} 不存在", field="warning_id")
+    paths = (await session.execute(select(Region.path).where(Region.code.in_(warning.targets)))).scalars().all()
+    if not all(actor.covers(p) for p in paths):
+        raise Forbidden("this warning reaches beyond your scope", "该预警范围超出您的管辖范围", field="warning_id")
+    if warning.state != "active":
+        raise Conflict(f"warning is {warning.state}; it can no longer be changed",
+                       f"预警已{'解除' if warning.state == 'lifted' else '失效'},不能再更改", field="state")
+    return warning
+
+
+async def _new_revision(session: AsyncSession, *, warning: EarlyWarning, msg_type: str, actor: Actor,
+                        now: datetime, identifier: str | None = None) -> WarningRevision:
+    previous = (await session.execute(select(WarningRevision).where(
+        WarningRevision.warning_id == warning.id).order_by(WarningRevision.revision.desc()).limit(1))).scalar_one()
+    identifier = identifier or await identifiers.next_identifier(session, code=warning.sender_code, at=now)
+    warning.revision += 1
+    rev = WarningRevision(
+        warning_id=warning.id, revision=warning.revision, msg_type=msg_type, identifier=identifier,
+        references=cap_reference(warning.sender_code, previous.identifier, previous.sent_at), sent_at=now,
+        level=warning.level, title=warning.title, description=warning.description,
+        instruction=warning.instruction, targets=warning.targets, area_desc=warning.area_desc,
+        expires_at=warning.expires_at, actor_user_id=actor.user_id)
+    session.add(rev)
+    return rev
+
+
+def cap_reference(sender: str, identifier: str, sent: datetime) -> str:
+    """CAP `references` entry: sender,identifier,sent."""
+    return f"{sender},{identifier},{sent.astimezone(identifiers.CHINA_TZ).isoformat(timespec='seconds')}"
+
+
+async def update_warning(session: AsyncSession, *, warning_id: int, data: WarningUpdate, actor: Actor,
+                         policy: PolicyBook, settings: Settings, now: datetime,
+                         identifier: str | None = None) -> UpdateResult:
+    """更新: new level/text/targets; everyone reached hears it; an upgrade demands a fresh answer."""
+    warning = await get_for_change(session, warning_id=warning_id, actor=actor)
+    fields = data.model_dump(exclude_unset=True, exclude_none=True)
+    if not fields:
+        raise Invalid("nothing to update", "没有需要更新的内容", field="body")
+    if data.expires_at is not None and data.expires_at <= now:
+        raise Invalid("expires_at must be in the future", "失效时间必须晚于当前时间", field="expires_at")
+    old_level = warning.level
+    upgraded = data.level is not None and LEVEL_RANK[data.level] > LEVEL_RANK[old_level]
+    regions = await resolve_targets(session, codes=data.targets or warning.targets, actor=actor)
+    if data.level is not None:
+        warning.level = data.level.value
+    for f in ("title", "description", "instruction", "expires_at"):
+        if f in fields:
+            setattr(warning, f, fields[f])
+    if data.targets is not None:
+        warning.targets = [r.code for r in regions]
+        warning.area_desc = area_description(regions)
+        await session.execute(WarningTarget.__table__.delete().where(WarningTarget.warning_id == warning.id))
+        await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code}
+                                                     for r in regions])
+    if upgraded:
+        # A higher level brings its own, stricter policy; earlier answers were to a lesser danger.
+        warning.policy = policy.snapshot(warning.hazard, warning.level)
+        warning.ack_round += 1
+    warning.updated_at = now
+    await _new_revision(session, warning=warning, msg_type="update", actor=actor, now=now, identifier=identifier)
+    snapshot = warning.policy
+    reached_before = and_(Notice.reason == "primary")
+    if data.targets is not None:
+        # People no longer covered stop being chased; they still hear the update below.
+        inside = select(Region.code).where(_in_subtrees(Region.path, regions))
+        await _close_open_notices(session, warning_id=warning.id, now=now,
+                                  extra=and_(Notice.reason == "primary", Notice.region_code.not_in(inside)))
+    if upgraded:
+        await _restart_round(session, warning=warning, now=now)
+    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
+    new_count, _ = await _create_notices(session, warning=warning, regions=regions, now=now,
+                                         roles=list(snapshot["roles"]))
+    await _cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
+                         kinds=("alert", "update"), revision_below=warning.revision)
+    queued = await queue_person_messages(session, warning=warning, kind="update", channels=snapshot["channels"],
+                                         now=now, notice_filter=and_(reached_before, Notice.id <= floor))
+    queued += await queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
+                                          now=now, notice_filter=and_(Notice.reason == "primary", Notice.id > floor))
+    queued += await queue_broadcasts(session, warning=warning, kind="update", now=now, regions=regions)
+    await ledger.append_many(session, [
+        {"at": now, "actor": actor.name, "action": "warning.updated", "subject_type": "warning",
+         "subject_id": warning.id, "details": {"revision": warning.revision, "changes": _jsonable(fields),
+                                               "from_level": old_level, "upgraded": upgraded,
+                                               "new_recipients": new_count}},
+        *([{"at": now, "actor": actor.name, "action": "policy.in_force", "subject_type": "warning",
+            "subject_id": warning.id, "details": snapshot}] if upgraded else []),
+        {"at": now, "actor": actor.name, "action": "messages.queued", "subject_type": "warning",
+         "subject_id": warning.id, "details": {"kind": "update", "revision": warning.revision, "count": queued}},
+    ])
+    log.info("warning_updated", warning_id=warning.id, revision=warning.revision, upgraded=upgraded,
+             new_recipients=new_count, messages=queued)
+    return UpdateResult(warning=warning, new_recipients=new_count, upgraded=upgraded, messages_queued=queued)
+
+
+async def _restart_round(session: AsyncSession, *, warning: EarlyWarning, now: datetime) -> None:
+    """Every primary notice still covered must be answered again, on the new policy's clock."""
+    snap = warning.policy
+    ack = bool(snap["ack_required"])
+    deadline = now + timedelta(seconds=float(snap["ack_deadline"])) if ack else None
+    await session.execute(update(Notice).where(
+        Notice.warning_id == warning.id, Notice.reason == "primary", Notice.state != "closed").values(
+        state="pending", round=warning.ack_round, requires_ack=ack, deadline=deadline, next_action_at=deadline,
+        attempt_count=0, step="initial", acknowledged_at=None))
+    # The chains started for the lesser level end; the new round starts its own.
+    await _close_open_notices(session, warning_id=warning.id, now=now, extra=Notice.reason != "primary")
+    await _cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
+                         kinds=("recall", "deputy", "escalation"))
+
+
+async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningLift, actor: Actor,
+                       now: datetime, identifier: str | None = None) -> EarlyWarning:
+    """解除: stop all calling; tell everyone already reached that it is lifted."""
+    warning = await get_for_change(session, warning_id=warning_id, actor=actor)
+    warning.state, warning.lifted_at, warning.updated_at = "lifted", now, now
+    if data.description:
+        warning.description = data.description
+    await _new_revision(session, warning=warning, msg_type="cancel", actor=actor, now=now, identifier=identifier)
+    closed = await _close_open_notices(session, warning_id=warning.id, now=now)
+    await session.execute(update(Notice).where(Notice.warning_id == warning.id, Notice.next_action_at.is_not(None))
+                          .values(next_action_at=None))
+    cancelled = await _cancel_queued(session, warning_id=warning.id, now=now, reason="lifted")
+    reached = exists().where(OutboxMessage.notice_id == Notice.id,
+                             OutboxMessage.status.in_(("sending", "sent", "delivered")))
+    lift_channels = [c for c in warning.policy["channels"] if c in ("sms", "email")] or ["sms"]
+    queued = await queue_person_messages(session, warning=warning, kind="cancel", channels=lift_channels, now=now,
+                                         notice_filter=reached)
+    regions = (await session.execute(select(Region).where(Region.code.in_(warning.targets)))).scalars().all()
+    queued += await queue_broadcasts(session, warning=warning, kind="cancel", now=now, regions=list(regions),
+                                     only_reached=True)
+    await ledger.append(session, at=now, actor=actor.name, action="warning.lifted", subject_type="warning",
+                        subject_id=warning.id, details={"revision": warning.revision, "notices_closed": closed,
+                                                        "messages_cancelled": cancelled, "lift_messages": queued})
+    log.info("warning_lifted", warning_id=warning.id, closed=closed, cancelled=cancelled, lift_messages=queued)
+    return warning
+
+
+async def expire_due(session: AsyncSession, *, now: datetime, limit: int = 100) -> list[int]:
+    """Warnings whose validity ran out: end their calling and unsent messages. Returns their ids."""
+    ids = list((await session.execute(select(EarlyWarning.id).where(
+        EarlyWarning.state == "active", EarlyWarning.expires_at.is_not(None), EarlyWarning.expires_at <= now)
+        .order_by(EarlyWarning.id).limit(limit).with_for_update(skip_locked=True))).scalars())
+    for wid in ids:
+        await session.execute(update(EarlyWarning).where(EarlyWarning.id == wid).values(state="expired",
+                                                                                        updated_at=now))
+        closed = await _close_open_notices(session, warning_id=wid, now=now)
+        await session.execute(update(Notice).where(Notice.warning_id == wid, Notice.next_action_at.is_not(None))
+                              .values(next_action_at=None))
+        cancelled = await _cancel_queued(session, warning_id=wid, now=now, reason="expired")
+        await ledger.append(session, at=now, actor="system:expiry", action="warning.expired",
+                            subject_type="warning", subject_id=wid,
+                            details={"notices_closed": closed, "messages_cancelled": cancelled})
+        log.info("warning_expired", warning_id=wid, closed=closed, cancelled=cancelled)
+    return ids
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
