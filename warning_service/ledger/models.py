@@ -42,3 +42,19 @@ class LedgerPending(SQLModel, table=True):
     subject_type: str = Field(max_length=30)
     subject_id: str = Field(max_length=80)
     details: dict[str, Any] = Field(sa_type=JSON)
+
+
+class LedgerHead(SQLModel, table=True):
+    """The sealed end of the chain (one row), signed with the ledger key.
+
+    The hash chain alone cannot show that its newest entries were cut off: what is left still links.
+    The sealer moves this checkpoint forward in the same transaction as the entries it adds, so verify
+    can tell a ledger that ends where it should from one that was truncated or extended by hand.
+    """
+
+    __tablename__ = "ledger_head"
+
+    id: int = Field(default=1, primary_key=True)
+    entry_id: int  # id of the newest sealed entry (= how many entries there are)
+    hash: str = Field(max_length=64)
+    mac: str = Field(max_length=64)
