@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -132,10 +133,10 @@ async def test_cli_audit_verify_names_the_broken_entry(db, clock):
     env = {**os.environ, "DATABASE_URL": db.plain_url, "SECRET_KEY": "test-secret-key-0123456789",
            "ENVIRONMENT": "test", "REDIS_URL": ""}
     cmd = [sys.executable, "-m", "warning_service.cli", "audit", "verify"]
-    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    ok = await asyncio.to_thread(subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "5 entries verified" in ok.stderr
     await tamper(db, "UPDATE ledger SET subject_id = '2' WHERE id = 4")
-    broken = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    broken = await asyncio.to_thread(subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "broken at entry 4" in broken.stderr
