@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
@@ -66,10 +66,7 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         first_line[key] = r.line
         out[key] = {"region_code": v["region_code"], "name": v["name"], "role": v["role"], "phone": phone,
                     "email": email, "active": True, "created_at": now, "updated_at": now}
-    existing = 0
-    for batch in chunks(list(out), 500):
-        conds = [and_(Person.region_code == k[0], Person.role == k[1], Person.phone == k[2]) for k in batch]
-        existing += (await session.execute(select(func.count()).select_from(Person).where(or_(*conds)))).scalar_one()
+    before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
     stmt = upsert(Person.__table__, dialect=dialect_name(session),
                   index_elements=["region_code", "role", "phone"],
                   update_columns=["name", "email", "active", "updated_at"])
@@ -79,7 +76,9 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         done += len(batch)
         if progress:
             progress(done, len(values))
-    return ImportResult(rows=len(values), inserted=len(values) - existing, updated=existing)
+    # New rows are whatever the table grew by; the rest matched an existing (region, role, phone).
+    inserted = (await session.execute(select(func.count()).select_from(Person))).scalar_one() - before
+    return ImportResult(rows=len(values), inserted=inserted, updated=len(values) - inserted)
 
 
 def _clean_contacts(phone: str | None, email: str | None) -> tuple[str | None, str | None]:
