@@ -31,10 +31,12 @@ class SendResult:
     error_code: str | None = None
     error_message: str | None = None
     retryable: bool = False
+    segments: int | None = None  # SMS parts the provider billed, when it says
 
     @classmethod
-    def ok(cls, provider_id: str | None = None, *, delivered: bool = False) -> SendResult:
-        return cls("delivered" if delivered else "sent", provider_id)
+    def ok(cls, provider_id: str | None = None, *, delivered: bool = False, segments: int | None = None
+           ) -> SendResult:
+        return cls("delivered" if delivered else "sent", provider_id, segments=segments)
 
     @classmethod
     def transient(cls, code: str, message: str) -> SendResult:
@@ -59,3 +61,23 @@ class Adapter(Protocol):
 
 class ChannelConfigError(ValueError):
     """An adapter was chosen without the settings it needs."""
+
+
+# GSM 03.38 basic set: texts made only of these go as 7-bit (160 per SMS, 153 per part); anything else,
+# Chinese included, goes as UCS-2 (70 per SMS, 67 per part).
+_GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM7_EXT = set("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS parts `text` takes (concatenated SMS carry a header, so parts hold a little less)."""
+    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
+        units = sum(2 if c in _GSM7_EXT else 1 for c in text)
+        single, part = 160, 153
+    else:
+        units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)  # UTF-16 code units
+        single, part = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // part)

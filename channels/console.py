@@ -1,4 +1,4 @@
-"""The development default: prints each message and keeps it in memory."""
+"""The development default: prints each message and keeps it in memory (it counts as delivered)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,190 @@
+"""The outbox dispatcher: claim due messages, drop those that must no longer go, render, send paced, record.
+
+Every step is set-based (one claim UPDATE per batch, bulk inserts and updates for the results), and the
+database is the only memory: a row is 'sending' under a lease while a worker holds it, and a crashed
+worker's rows are reclaimed when the lease runs out. That reclaim is the only way a message can go twice,
+and it goes with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from channels.base import Message
+from warning_service.delivery import store
+from warning_service.delivery.adapters import adapter_names
+from warning_service.delivery.models import Notice
+from warning_service.delivery.ratelimit import RateLimiter, bucket_for, burst_for
+from warning_service.delivery.sending import Item, send_all
+from warning_service.early_warning.models import EarlyWarning
+from warning_service.logging import get_logger
+from warning_service.runtime import Runtime
+
+log = get_logger(__name__)
+
+# Kinds that only make sense while someone is still silent: drop them once the notice is answered or closed.
+WHILE_SILENT_KINDS = ("recall", "deputy", "escalation")
+SETTLED_NOTICE_STATES = ("acknowledged", "closed")
+# How long one dispatch_tick keeps draining before handing back to the scheduler.
+TICK_BUDGET_SECONDS = 30.0
+
+
+async def dispatch_tick(rt: Runtime) -> int:
+    """Worker job: drain due messages batch after batch; returns how many were handled."""
+    total, started = 0, time.monotonic()
+    batch_size = rt.settings.dispatch_batch_size
+    while True:
+        n = await dispatch_once(rt, batch_size=batch_size)
+        total += n
+        if n < batch_size or time.monotonic() - started > TICK_BUDGET_SECONDS:
+            return total
+
+
+def limiter(rt: Runtime) -> RateLimiter:
+    """The process's rate limiter (Redis-backed when the runtime has Redis)."""
+    lim = rt.extras.get("ratelimiter")
+    if lim is None:
+        lim = rt.extras["ratelimiter"] = RateLimiter(rt.redis)
+    return lim
+
+
+async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | None = None) -> int:
+    """Claim up to `batch_size` due messages and take each to a final or retry state; returns the count.
+
+    `pace_budget` caps the seconds spent waiting for rate-limit tokens (default half the lease); what
+    cannot be sent by then goes back to the queue untouched, so a lease never expires under a paced send.
+    """
+    s = rt.settings
+    now = rt.clock.now()
+    lease_until = now + timedelta(seconds=s.dispatch_lease_seconds)
+    names = adapter_names(s)
+    async with rt.db.session() as session:
+        reclaimed = await store.reclaim_expired(session, now=now, max_attempts=s.retry_max_attempts,
+                                                adapters=names)
+        rows = await store.claim(session, now=now, lease_until=lease_until, batch_size=batch_size)
+        stale = await _stale(session, rows, now=now)
+        if stale:
+            await store.cancel(session, rows=[r for r in rows if r.id in stale], reasons=stale, now=now)
+    if reclaimed:
+        log.warning("dispatch_lease_expired", count=len(reclaimed), outbox_ids=reclaimed[:50])
+    live = [r for r in rows if r.id not in stale]
+    if not live:
+        return len(rows)
+    messages = await _render(rt, live)
+    limits = s.rate_limits()
+    items = []
+    for row in live:
+        adapter_name = names.get(row.channel, "console")
+        items.append(Item(row=row, message=messages[row.id], adapter=rt.channels.get(row.channel),
+                          adapter_name=adapter_name, bucket=bucket_for(row.channel, adapter_name, limits)))
+    budget = s.dispatch_lease_seconds / 2 if pace_budget is None else pace_budget
+    started = time.monotonic()
+    recorder = store.Recorder(rt)
+    await send_all(items, recorder=recorder, limiter=limiter(rt), burst_for=burst_for,
+                   concurrency=s.channel_concurrency, pace_budget=budget, clock=rt.clock)
+    elapsed = time.monotonic() - started
+    log.info("dispatch_batch", claimed=len(rows), cancelled=len(stale), sent=recorder.totals["sent"],
+             delivered=recorder.totals["delivered"], retrying=recorder.totals["retrying"],
+             failed=recorder.totals["failed"], deferred=recorder.totals["deferred"],
+             segments=recorder.totals["segments"], seconds=round(elapsed, 3),
+             per_second=round(len(live) / elapsed, 1) if elapsed > 0 else None)
+    _count(rt, recorder.totals)
+    return len(rows)
+
+
+async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[int, str]:
+    """Outbox id → why it must not go: the warning ended (except the lift notice itself), or the
+    silence a recall / deputy / escalation message was about has ended."""
+    if not rows:
+        return {}
+    warnings = (await session.execute(
+        select(EarlyWarning.id, EarlyWarning.state, EarlyWarning.expires_at)
+        .where(EarlyWarning.id.in_({r.warning_id for r in rows})))).all()
+    ended: dict[int, str] = {}
+    for w in warnings:
+        if w.state in ("lifted", "expired"):
+            ended[w.id] = f"warning_{w.state}"
+        elif w.expires_at is not None and w.expires_at <= now:
+            ended[w.id] = "warning_expired"
+    watched = {r.notice_id for r in rows if r.kind in WHILE_SILENT_KINDS and r.notice_id}
+    settled: dict[int, str] = {}
+    if watched:
+        notices = (await session.execute(select(Notice.id, Notice.state, Notice.escalation_of).where(
+            Notice.id.in_(watched)))).all()
+        subjects = {n.escalation_of for n in notices if n.escalation_of}
+        subject_state = dict((await session.execute(select(Notice.id, Notice.state).where(
+            Notice.id.in_(subjects)))).all()) if subjects else {}
+        for n in notices:
+            if n.state in SETTLED_NOTICE_STATES:
+                settled[n.id] = f"notice_{n.state}"
+            elif subject_state.get(n.escalation_of) in SETTLED_NOTICE_STATES:
+                settled[n.id] = f"silent_notice_{subject_state[n.escalation_of]}"
+    out: dict[int, str] = {}
+    for r in rows:
+        if r.warning_id in ended and r.kind != "cancel":
+            out[r.id] = ended[r.warning_id]
+        elif r.kind in WHILE_SILENT_KINDS and r.notice_id in settled:
+            out[r.id] = settled[r.notice_id]
+    return out
+
+
+async def _render(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:
+    """Messages for every row: the templates, or a plain fallback — a render failure never drops a warning."""
+    render = rt.extras.get("render_outbox")
+    if render is None:
+        from warning_service.early_warning.messages import render_outbox as render
+    messages: dict[int, Message] = {}
+    try:
+        async with rt.db.session() as session:
+            messages = dict(await render(session, rows=rows, settings=rt.settings))
+    except Exception as exc:  # noqa: BLE001
+        log.error("render_failed", count=len(rows), error=f"{type(exc).__name__}: {exc}")
+    missing = [r for r in rows if r.id not in messages]
+    if missing:
+        messages.update(await _fallback_messages(rt, missing))
+    base = rt.settings.public_base_url
+    for r in rows:
+        if r.channel in ("sms", "voice"):
+            # The outbox id in the callback URL (covered by the signature) lets a receipt find its row even
+            # when it outruns the write of the provider id.
+            messages[r.id] = dataclasses.replace(messages[r.id],
+                                                 status_callback=f"{base}/webhooks/twilio/status?o={r.id}")
+    return messages
+
+
+async def _fallback_messages(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:
+    async with rt.db.session() as session:
+        titles = dict((await session.execute(select(EarlyWarning.id, EarlyWarning.title).where(
+            EarlyWarning.id.in_({r.warning_id for r in rows})))).all())
+    out = {}
+    for r in rows:
+        title = titles.get(r.warning_id, "预警信息")
+        prefix = "【解除】" if r.kind == "cancel" else "【预警】"
+        out[r.id] = Message(channel=r.channel, address=r.address, body=prefix + title, subject=prefix + title,
+                            idempotency_key=r.idempotency_key,
+                            metadata={"kind": r.kind, "warning_id": str(r.warning_id), "outbox_id": str(r.id),
+                                      "notice_id": str(r.notice_id or "")})
+    return out
+
+
+def _count(rt: Runtime, totals: dict[str, int]) -> None:
+    """In-process totals for /metrics (the database holds the truth; these show this process's pace)."""
+    counters = rt.extras.setdefault("dispatch_counters", defaultdict(int))
+    for k, v in totals.items():
+        counters[k] += v
+    if "metrics" not in rt.extras:
+        def lines() -> list[str]:
+            out = ["# HELP warning_service_dispatched_total Messages this process handled, by outcome",
+                   "# TYPE warning_service_dispatched_total counter"]
+            out += [f'warning_service_dispatched_total{{outcome="{k}"}} {v}'
+                    for k, v in sorted(counters.items())]
+            return out
+
+        rt.extras["metrics"] = lines

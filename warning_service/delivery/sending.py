@@ -1,0 +1,163 @@
+"""Sending a claimed batch: a few workers per channel, paced by shared token buckets, results recorded as
+they come (so a slow, paced batch does not hold its receipts back, and a cancelled one keeps what it did)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from channels.base import Adapter, Message, SendResult
+from warning_service.clock import Clock
+from warning_service.delivery.ratelimit import RateLimiter
+from warning_service.logging import get_logger
+
+log = get_logger(__name__)
+
+# A provider that neither answers nor fails within this long is treated as a timeout (retried later).
+SEND_TIMEOUT_SECONDS = 30.0
+FLUSH_EVERY_SECONDS = 1.0
+FLUSH_EVERY_ROWS = 2000
+
+
+@dataclass
+class Item:
+    row: Any  # a claimed outbox row (id, warning_id, notice_id, kind, channel, address, attempts, …)
+    message: Message
+    adapter: Adapter
+    adapter_name: str
+    bucket: tuple[str, float] | None  # (rate-limit key, messages per second) or None for unpaced
+
+
+@dataclass
+class Outcome:
+    item: Item
+    result: SendResult | None  # None: not attempted (paced out or stopped), goes back to the queue untouched
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Sink(Protocol):
+    pending: list[Outcome]
+
+    def add(self, outcome: Outcome) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+@dataclass
+class Pacer:
+    """Hands out one token per send from bulk grants; says False once waiting would overrun the deadline."""
+
+    limiter: RateLimiter
+    key: str
+    rate: float
+    burst: float
+    wanted: int
+    deadline: float
+    local: int = 0
+    exhausted: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def take(self) -> bool:
+        while True:
+            if self.local > 0:
+                self.local -= 1
+                self.wanted -= 1
+                return True
+            if self.exhausted:
+                return False
+            async with self.lock:
+                if self.local > 0 or self.exhausted:
+                    continue
+                granted, wait = await self.limiter.take(self.key, max(1, self.wanted), self.rate, self.burst)
+                if granted:
+                    self.local += granted
+                    continue
+                loop = asyncio.get_running_loop()
+                if loop.time() + wait > self.deadline:
+                    self.exhausted = True
+                    return False
+                await asyncio.sleep(wait)
+
+
+async def send_one(item: Item, clock: Clock) -> Outcome:
+    started = clock.now()
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            result = await item.adapter.send(item.message)
+    except TimeoutError:
+        result = SendResult.transient("timeout", f"no answer within {SEND_TIMEOUT_SECONDS:g}s")
+    except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the message: retry it
+        log.exception("adapter_raised", adapter=item.adapter_name, outbox_id=item.row.id)
+        result = SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])
+    return Outcome(item, result, started, clock.now())
+
+
+async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimiter,
+                   burst_for: Callable[[float], float], concurrency: int, pace_budget: float,
+                   clock: Clock) -> None:
+    """Send every item once (or hand it back unsent) and record each outcome through `recorder`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(0.0, pace_budget)
+    queues: dict[str, deque[Item]] = {}
+    wanted: dict[str, int] = {}
+    for it in items:
+        queues.setdefault(it.row.channel, deque()).append(it)
+        if it.bucket:
+            wanted[it.bucket[0]] = wanted.get(it.bucket[0], 0) + 1
+    pacers: dict[str, Pacer] = {}
+    for it in items:
+        if it.bucket and it.bucket[0] not in pacers:
+            key, rate = it.bucket
+            pacers[key] = Pacer(limiter, key, rate, burst_for(rate), wanted[key], deadline)
+    wake = asyncio.Event()
+
+    async def worker(q: deque[Item]) -> None:
+        while q:
+            it = q.popleft()
+            sent = False
+            try:
+                pacer = pacers.get(it.bucket[0]) if it.bucket else None
+                if pacer is not None and not await pacer.take():
+                    recorder.add(Outcome(it, None))
+                    while q:  # the bucket is dry until past the deadline: hand the rest back too
+                        recorder.add(Outcome(q.popleft(), None))
+                    return
+                sent = True
+                recorder.add(await send_one(it, clock))
+            except asyncio.CancelledError:
+                if not sent:
+                    recorder.add(Outcome(it, None))
+                # A send under way may have reached the provider: leave its row 'sending' for the lease.
+                raise
+            if len(recorder.pending) >= FLUSH_EVERY_ROWS:
+                wake.set()
+
+    async def flusher() -> None:
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), FLUSH_EVERY_SECONDS)
+            except TimeoutError:
+                pass
+            wake.clear()
+            await recorder.flush()
+
+    flushing = asyncio.create_task(flusher())
+    workers = [worker(q) for q in queues.values() for _ in range(min(concurrency, len(q)))]
+    try:
+        await asyncio.gather(*workers)
+    except asyncio.CancelledError:
+        for q in queues.values():
+            while q:
+                recorder.add(Outcome(q.popleft(), None))
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
+        await asyncio.shield(recorder.flush())
+        raise
+    flushing.cancel()
+    await asyncio.gather(flushing, return_exceptions=True)
+    await recorder.flush()

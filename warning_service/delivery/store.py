@@ -1,0 +1,254 @@
+"""The dispatcher's SQL: claim, reclaim, cancel, and record results — each a set-based statement."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, bindparam, case, func, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import sms_segments
+from warning_service.db import UTCDateTime, chunks
+from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
+from warning_service.delivery.sending import Outcome
+from warning_service.ledger import service as ledger
+from warning_service.logging import get_logger
+
+log = get_logger(__name__)
+ACTOR = "system:dispatcher"
+OUTBOX = OutboxMessage.__table__
+ATTEMPT = DeliveryAttempt.__table__
+NOTICE = Notice.__table__
+# Status literals are inlined, not bound, so the partial queue index (WHERE status = 'queued') matches.
+QUEUED, SENDING = literal_column("'queued'"), literal_column("'sending'")
+CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.revision, OUTBOX.c.kind,
+                   OUTBOX.c.channel, OUTBOX.c.address, OUTBOX.c.region_code, OUTBOX.c.priority,
+                   OUTBOX.c.attempts, OUTBOX.c.idempotency_key)
+
+
+async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, batch_size: int) -> list[Any]:
+    """Take up to `batch_size` due rows, highest priority first, under a lease; other workers skip them."""
+    due = (select(OUTBOX.c.id).where(OUTBOX.c.status == QUEUED, OUTBOX.c.next_attempt_at <= now)
+           .order_by(OUTBOX.c.priority.desc(), OUTBOX.c.id).limit(batch_size)
+           .with_for_update(skip_locked=True))  # rendered on PostgreSQL only; SQLite has one writer
+    stmt = (update(OUTBOX).where(OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1, updated_at=now)
+            .returning(*CLAIMED_COLUMNS))
+    rows = (await session.execute(stmt)).all()
+    rows.sort(key=lambda r: (-r.priority, r.id))
+    return rows
+
+
+async def reclaim_expired(session: AsyncSession, *, now: datetime, max_attempts: int,
+                          adapters: dict[str, str]) -> list[int]:
+    """Rows whose worker died mid-send go back to the queue (or fail, if out of attempts); returns their ids.
+
+    The interrupted try is recorded as an attempt: it may or may not have reached the provider.
+    """
+    stmt = (update(OUTBOX).where(OUTBOX.c.status == SENDING, OUTBOX.c.lease_until < now)
+            .values(status=case((OUTBOX.c.attempts >= max_attempts, literal_column("'failed'")),
+                                else_=QUEUED),
+                    next_attempt_at=now, lease_until=None, error_code="lease_expired",
+                    error_message="the worker stopped before recording the result", updated_at=now)
+            .returning(OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.channel,
+                       OUTBOX.c.address, OUTBOX.c.status))
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return []
+    await session.execute(insert(ATTEMPT), [
+        {"outbox_id": r.id, "notice_id": r.notice_id, "channel": r.channel,
+         "adapter": adapters.get(r.channel, "?")[:16], "address": r.address, "status": "interrupted",
+         "provider_id": None, "error_code": "lease_expired", "error_message": None, "retryable": True,
+         "started_at": now, "finished_at": now} for r in rows])
+    failed = [r for r in rows if r.status == "failed"]
+    if failed:
+        await ledger.append_many(session, _ledger_rows(failed, now=now, action="messages.failed",
+                                                       extra=lambda rs: {"reason": "lease_expired"}))
+    return [r.id for r in rows]
+
+
+async def cancel(session: AsyncSession, *, rows: Sequence[Any], reasons: dict[int, str], now: datetime
+                 ) -> None:
+    """Mark claimed rows that must no longer go as cancelled, with the reason and a ledger entry."""
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        by_reason[reasons[r.id]].append(r.id)
+    for reason, ids in by_reason.items():
+        for part in chunks(ids, 1000):
+            await session.execute(
+                update(OUTBOX).where(OUTBOX.c.id.in_(part), OUTBOX.c.status == SENDING)
+                .values(status="cancelled", attempts=OUTBOX.c.attempts - 1, lease_until=None,
+                        error_code=reason, updated_at=now))
+    await ledger.append_many(session, _ledger_rows(
+        rows, now=now, action="messages.cancelled",
+        extra=lambda rs: {"reasons": dict(Counter(reasons[r.id] for r in rs))}))
+
+
+def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
+    """Capped exponential backoff with jitter: half fixed, half random, so a burst of failures spreads out."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return delay / 2 + random.random() * delay / 2
+
+
+_AT = bindparam("b_at", type_=UTCDateTime())
+_SUCCESS = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"))
+    .values(
+        # A receipt may have arrived first (its URL names the row): never move it back.
+        status=case((OUTBOX.c.status.in_((QUEUED, SENDING)), bindparam("b_status", type_=String())),
+                    (and_(OUTBOX.c.status == literal_column("'sent'"),
+                          bindparam("b_status", type_=String()) == literal_column("'delivered'")),
+                     literal_column("'delivered'")),
+                    else_=OUTBOX.c.status),
+        provider_id=bindparam("b_provider"), segments=bindparam("b_segments"), sent_at=_AT,
+        delivered_at=func.coalesce(OUTBOX.c.delivered_at, bindparam("b_delivered_at", type_=UTCDateTime())),
+        lease_until=None, error_code=None, error_message=None, updated_at=_AT,
+    )
+)
+_FAILURE = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"),
+           OUTBOX.c.status == SENDING)
+    .values(status=bindparam("b_status"), next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+            error_code=bindparam("b_code"), error_message=bindparam("b_message"), lease_until=None,
+            updated_at=_AT)
+)
+_DEFERRED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"),
+           OUTBOX.c.status == SENDING)
+    .values(status=QUEUED, attempts=OUTBOX.c.attempts - 1, lease_until=None, next_attempt_at=_AT,
+            updated_at=_AT)
+)
+
+
+async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: datetime, settings: Any
+                 ) -> dict[str, int]:
+    """Write attempts, move outbox rows forward, mark notices delivered, and add one ledger entry per
+    warning and outcome — a handful of statements however many outcomes."""
+    totals = {"sent": 0, "delivered": 0, "retrying": 0, "failed": 0, "deferred": 0, "segments": 0}
+    attempts, success, failure, deferred = [], [], [], []
+    delivered_notices: list[int] = []
+    sent_rows: list[Any] = []
+    failed_rows: list[tuple[Any, str]] = []
+    for o in outcomes:
+        row, r = o.item.row, o.result
+        if r is None:
+            deferred.append({"b_id": row.id, "b_attempts": row.attempts, "b_at": now})
+            totals["deferred"] += 1
+            continue
+        attempts.append({
+            "outbox_id": row.id, "notice_id": row.notice_id, "channel": row.channel,
+            "adapter": o.item.adapter_name[:16], "address": row.address, "status": r.status,
+            "provider_id": (r.provider_id or None) and r.provider_id[:64],
+            "error_code": (r.error_code or None) and r.error_code[:64], "error_message": r.error_message,
+            "retryable": r.retryable, "started_at": o.started_at, "finished_at": o.finished_at})
+        if r.status in ("sent", "delivered"):
+            segments = r.segments or (sms_segments(o.item.message.body) if row.channel == "sms" else None)
+            totals["segments"] += segments or 0
+            totals[r.status] += 1
+            success.append({"b_id": row.id, "b_attempts": row.attempts, "b_status": r.status,
+                            "b_provider": attempts[-1]["provider_id"], "b_segments": segments,
+                            "b_at": o.finished_at or now,
+                            "b_delivered_at": (o.finished_at or now) if r.status == "delivered" else None})
+            sent_rows.append(row)
+            if r.status == "delivered" and row.notice_id:
+                delivered_notices.append(row.notice_id)
+            continue
+        final = not r.retryable or row.attempts >= settings.retry_max_attempts
+        delay = 0.0 if final else backoff_seconds(row.attempts, base=settings.retry_base_seconds,
+                                                   cap=settings.retry_max_seconds)
+        failure.append({"b_id": row.id, "b_attempts": row.attempts,
+                        "b_status": "failed" if final else "queued",
+                        "b_next": now + timedelta(seconds=delay), "b_code": attempts[-1]["error_code"],
+                        "b_message": (r.error_message or "")[:1000] or None, "b_at": now})
+        totals["failed" if final else "retrying"] += 1
+        if final:
+            failed_rows.append((row, r.error_code or "failed"))
+        log.warning("message_failed" if final else "message_retry", outbox_id=row.id,
+                    warning_id=row.warning_id, notice_id=row.notice_id, channel=row.channel,
+                    attempt=row.attempts, error_code=r.error_code, error=r.error_message,
+                    retry_in=round(delay, 1) if not final else None)
+    if attempts:
+        await session.execute(insert(ATTEMPT), attempts)
+    for stmt, params in ((_SUCCESS, success), (_FAILURE, failure), (_DEFERRED, deferred)):
+        if params:
+            await session.execute(stmt, params)
+    for part in chunks(sorted(set(delivered_notices)), 1000):
+        await session.execute(update(NOTICE).where(NOTICE.c.id.in_(part), NOTICE.c.state == "pending")
+                              .values(state="delivered", delivered_at=now))
+    delivered_ids = {p["b_id"] for p in success if p["b_status"] == "delivered"}
+    entries = _ledger_rows(sent_rows, now=now, action="messages.sent",
+                           extra=lambda rs: {"delivered": sum(1 for r in rs if r.id in delivered_ids)})
+    codes = {row.id: code for row, code in failed_rows}
+    entries += _ledger_rows([row for row, _ in failed_rows], now=now, action="messages.failed",
+                            extra=lambda rs: {"errors": {str(r.id): codes[r.id] for r in rs}})
+    if entries:
+        await ledger.append_many(session, entries)
+    return totals
+
+
+def _ledger_rows(rows: Sequence[Any], *, now: datetime, action: str, extra: Any = None
+                 ) -> list[dict[str, Any]]:
+    """One ledger entry per warning: counts by channel and the outbox ids (not one entry per message)."""
+    by_warning: dict[int, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_warning[r.warning_id].append(r)
+    out = []
+    for warning_id, rs in sorted(by_warning.items()):
+        by_channel: dict[str, int] = defaultdict(int)
+        for r in rs:
+            by_channel[r.channel] += 1
+        details: dict[str, Any] = {"count": len(rs), "by_channel": dict(by_channel),
+                                   "outbox_ids": sorted(r.id for r in rs)}
+        if extra is not None:
+            details.update(extra(rs))
+        out.append({"at": now, "actor": ACTOR, "action": action, "subject_type": "warning",
+                    "subject_id": warning_id, "details": details})
+    return out
+
+
+class Recorder:
+    """Collects outcomes while a batch is sent and writes them in bulk, as they accumulate."""
+
+    def __init__(self, rt: Any) -> None:
+        self.rt = rt
+        self.pending: list[Outcome] = []
+        self.totals: dict[str, int] = defaultdict(int)
+        self._lock = asyncio.Lock()
+
+    def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, []
+            try:
+                totals = await self._write(batch)
+            except BaseException:
+                self.pending = batch + self.pending  # nothing was committed: keep them for the next flush
+                raise
+            for k, v in totals.items():
+                self.totals[k] += v
+
+    async def _write(self, batch: list[Outcome]) -> dict[str, int]:
+        # A database hiccup should not turn sent messages into duplicates: retry the write a few times.
+        for attempt in range(4):
+            try:
+                async with self.rt.db.session() as session:
+                    return await record(session, batch, now=self.rt.clock.now(), settings=self.rt.settings)
+            except Exception as exc:  # noqa: BLE001
+                if attempt == 3:
+                    log.error("dispatch_record_failed", count=len(batch),
+                              error=f"{type(exc).__name__}: {exc}")
+                    raise
+                await asyncio.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")
