@@ -27,7 +27,7 @@ app.add_typer(people_app, name="people")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

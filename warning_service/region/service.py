@@ -44,6 +44,9 @@ async def import_csv(
                             f"未知层级 {level!r},应为 {', '.join(LEVEL_ORDER)} 之一")
         if not r.values["name"]:
             raise row_error(name, r.line, "name", "must not be empty", "名称不能为空")
+        if not r.values["parent_code"] and level != "province":
+            raise row_error(name, r.line, "parent_code", f"a {level} needs a parent region",
+                            f"{level} 级区划必须填写上级区划代码")
     existing = await _existing(session, {r.values["code"] for r in rows} | {
         r.values["parent_code"] for r in rows if r.values["parent_code"]})
     by_code = {r.values["code"]: r for r in rows}
