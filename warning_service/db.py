@@ -103,3 +103,12 @@ def upsert(table: Any, *, dialect: str, index_elements: list[str], update_column
 
 def chunks(seq: list[Any], size: int) -> list[list[Any]]:
     return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+async def analyze(session: Any, *tables: str) -> None:
+    """Refresh planner statistics after a bulk load, so the next big query is planned for the real sizes."""
+    from sqlalchemy import text
+
+    if dialect_name(session) == "postgresql":
+        for t in tables:
+            await session.execute(text(f'ANALYZE "{t}"'))

@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.db import chunks, dialect_name, upsert
+from warning_service.db import analyze, chunks, dialect_name, upsert
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person, PersonCreate, PersonUpdate
 from warning_service.person.phone import PhoneError, normalize_phone, valid_email
@@ -76,6 +76,7 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         done += len(batch)
         if progress:
             progress(done, len(values))
+    await analyze(session, "person")
     # New rows are whatever the table grew by; the rest matched an existing (region, role, phone).
     inserted = (await session.execute(select(func.count()).select_from(Person))).scalar_one() - before
     return ImportResult(rows=len(values), inserted=inserted, updated=len(values) - inserted)

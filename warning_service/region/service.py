@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.db import chunks, dialect_name, upsert
+from warning_service.db import analyze, chunks, dialect_name, upsert
 from warning_service.errors import Invalid, NotFound
 from warning_service.region.models import LEVEL_ORDER, Region, subtree_bounds
 
@@ -84,6 +84,7 @@ async def import_csv(
         if progress:
             progress(done, len(out))
     updated = len([c for c in by_code if c in existing])
+    await analyze(session, "region")
     return ImportResult(rows=len(out), inserted=len(out) - updated, updated=updated)
 
 
@@ -118,6 +119,7 @@ async def add_grids(session: AsyncSession, *, per_village: int, under: str | Non
         done += len(batch)
         if progress:
             progress(done, len(rows))
+    await analyze(session, "region")
     return len(rows)
 
 
