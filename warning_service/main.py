@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from warning_service import __version__
 from warning_service.clock import Clock
@@ -64,6 +65,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.to_dict()})
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced for the same unique thing (an identifier, a username): nothing was written.
+        log.warning("integrity_conflict", path=request.url.path, error=str(exc.orig)[:300])
+        return JSONResponse(status_code=409, content={"detail": {
+            "code": "conflict", "message": "conflicting concurrent change; nothing was written, please retry",
+            "message_zh": "并发冲突,本次请求未写入任何数据,请重试"}})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
