@@ -1,0 +1,139 @@
+"""Per-notice lists: who is missing (paged), and every notice of a warning for the exports (streamed).
+
+Lists are fetched a page at a time; what each row needs from the outbox (messages, attempts, the last
+delivery status) and the names along its region path are looked up for that page's ids only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.db import chunks, dialect_name
+from warning_service.delivery.models import NOTICE_STATE_ZH
+from warning_service.person.models import ROLE_ZH, Person
+from warning_service.region.models import Region
+from warning_service.report import queries as q
+from warning_service.report.queries import OB
+from warning_service.report.service import Scoped, ack_deadline_of
+
+P = Person.__table__
+STATUS_ZH = {"queued": "排队中", "sending": "发送中", "sent": "已发出", "delivered": "已送达",
+             "undelivered": "未送达", "failed": "发送失败", "cancelled": "已取消"}
+CHANNEL_ZH = {"sms": "短信", "voice": "语音电话", "email": "邮件", "broadcast": "应急广播"}
+ACK_PATH_ZH = {"link": "链接确认", "sms_reply": "短信回复", "voice_key": "电话按键", "proxy": "代为叫应"}
+
+
+def _rows(session: AsyncSession, scoped: Scoped) -> Any:
+    where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary"]
+    return q.notice_rows(dialect=dialect_name(session), where=where, scope_path=scoped.path,
+                         ack_deadline=ack_deadline_of(scoped.warning),
+                         extra=[q.N.c.person_id, q.N.c.deadline, q.N.c.delivered_at, q.A.c.acknowledged_at,
+                                q.A.c.proxy_method]).subquery("n")
+
+
+def _with_person(n: Any) -> Any:
+    return select(n, P.c.name, P.c.phone).join(P, P.c.id == n.c.person_id)
+
+
+async def missing_page(session: AsyncSession, *, scoped: Scoped, offset: int = 0, limit: int = 50
+                       ) -> tuple[int, list[dict[str, Any]]]:
+    """Primary notices that required an answer and have none, by region path: (total, one page)."""
+    n = _rows(session, scoped)
+    silent = and_(n.c.req, ~n.c.acked)
+    total = (await session.execute(select(func.count()).select_from(n).where(silent))).scalar_one()
+    if limit == 0 or total == 0:
+        return total, []
+    order = (n.c.path0, n.c.role, P.c.name, n.c.id)
+    stmt = _with_person(n).where(silent).order_by(*order).offset(offset).limit(limit)
+    rows = (await session.execute(stmt)).all()
+    return total, await _describe(session, rows, names={})
+
+
+async def iter_notices(session: AsyncSession, *, scoped: Scoped, only_missing: bool = False, page: int = 5000
+                       ) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every primary notice in scope, by region path, `page` at a time (keyset, so a page costs the same)."""
+    n = _rows(session, scoped)
+    names: dict[str, str] = {}
+    after: tuple[str, int] | None = None
+    while True:
+        stmt = _with_person(n)
+        if only_missing:
+            stmt = stmt.where(n.c.req, ~n.c.acked)
+        if after:
+            stmt = stmt.where(or_(n.c.path0 > after[0], and_(n.c.path0 == after[0], n.c.id > after[1])))
+        rows = (await session.execute(stmt.order_by(n.c.path0, n.c.id).limit(page))).all()
+        if not rows:
+            return
+        yield await _describe(session, rows, names=names)
+        if len(rows) < page:
+            return
+        after = (rows[-1].path0, rows[-1].id)
+
+
+async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, str]) -> list[dict[str, Any]]:
+    ids = [r.id for r in rows]
+    outbox = await _outbox_by_notice(session, ids)
+    chains = await _escalations_by_root(session, ids)
+    await _fill_names(session, {c for r in rows for c in r.path0.strip("/").split("/")}, names)
+    out = []
+    for r in rows:
+        ob = outbox.get(r.id, {})
+        esc = chains.get(r.id, (0, 0))
+        answered = bool(r.acked)
+        out.append({
+            "notice_id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone,
+            "role": r.role, "role_zh": ROLE_ZH.get(r.role, r.role), "region_code": r.code0,
+            "region_path": "/".join(names.get(c, c) for c in r.path0.strip("/").split("/")),
+            "state": r.state, "state_zh": NOTICE_STATE_ZH.get(r.state, r.state),
+            "requires_ack": bool(r.req), "acknowledged": answered,
+            "acknowledged_at": r.acknowledged_at if answered else None,
+            "seconds_to_ack": round(float(r.secs), 1) if answered and r.secs is not None else None,
+            "late": bool(r.late) if answered else None, "ack_path": r.ack_path if answered else None,
+            "proxy_method": r.proxy_method if answered else None,
+            "deadline": r.deadline, "delivered_at": r.delivered_at,
+            "messages": ob.get("messages", 0), "attempts": ob.get("attempts", 0),
+            "last_channel": ob.get("channel"), "last_status": ob.get("status"), "last_error": ob.get("error"),
+            "last_at": ob.get("at"), "escalations": esc[0], "escalations_answered": esc[1],
+        })
+    return out
+
+
+async def _outbox_by_notice(session: AsyncSession, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Messages, attempts and the latest message's channel and status, for these notices."""
+    out: dict[int, dict[str, Any]] = {}
+    for batch in chunks(ids, 1000):
+        for nid, messages, attempts in (await session.execute(
+                select(OB.c.notice_id, func.count(), func.coalesce(func.sum(OB.c.attempts), 0))
+                .where(OB.c.notice_id.in_(batch)).group_by(OB.c.notice_id))).all():
+            out[nid] = {"messages": int(messages), "attempts": int(attempts)}
+        ranked = select(OB.c.notice_id, OB.c.channel, OB.c.status, OB.c.error_code, OB.c.updated_at,
+                        func.row_number().over(partition_by=OB.c.notice_id,
+                                               order_by=(OB.c.updated_at.desc(), OB.c.id.desc())).label("rn")
+                        ).where(OB.c.notice_id.in_(batch)).subquery("ranked")
+        for r in (await session.execute(select(ranked).where(ranked.c.rn == 1))).all():
+            out.setdefault(r.notice_id, {}).update(channel=r.channel, status=r.status, error=r.error_code,
+                                                   at=r.updated_at)
+    return out
+
+
+async def _escalations_by_root(session: AsyncSession, ids: list[int]) -> dict[int, tuple[int, int]]:
+    """For each primary notice: deputies and levels above called about it, and how many answered."""
+    out: dict[int, tuple[int, int]] = {}
+    for batch in chunks(ids, 1000):
+        for root, fired, answered in (await session.execute(
+                select(q.N.c.root_id, func.count(), func.count().filter(q.N.c.state == "acknowledged"))
+                .where(q.N.c.root_id.in_(batch), q.N.c.reason != "primary").group_by(q.N.c.root_id))).all():
+            out[root] = (int(fired), int(answered))
+    return out
+
+
+async def _fill_names(session: AsyncSession, codes: set[str], names: dict[str, str]) -> None:
+    wanted = sorted(c for c in codes if c not in names)
+    for batch in chunks(wanted, 2000):
+        for code, name in (await session.execute(select(Region.code, Region.name)
+                                                 .where(Region.code.in_(batch)))).all():
+            names[code] = name

@@ -1,0 +1,187 @@
+"""SQL building blocks shared by the reports: one row per notice with its answer, and the counts over it.
+
+Everything here is an expression for the database to aggregate; Python only ever sees group totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Integer, Select, and_, case, cast, extract, func, literal, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from warning_service.acknowledgment.models import Acknowledgment
+from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.region.models import Region
+
+N = Notice.__table__
+A = Acknowledgment.__table__
+R = Region.__table__
+OB = OutboxMessage.__table__
+
+OPEN_STATES = ("pending", "delivered")
+# How far above a notice's own region each roll-up level can sit (grid → village → town → county).
+ROLLUP_LEVELS = ("county", "town", "village", "grid")
+HOPS = 3
+# A message has left us once a carrier took it; an answer proves it arrived whatever the receipts say.
+CARRIED = ("sent", "delivered")
+
+
+def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[float]:
+    if dialect == "postgresql":
+        return extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_deadline: float | None,
+                warning_id: int | None = None, chain: bool = False, extra: list[Any] | None = None
+                ) -> Select[Any]:
+    """One row per notice: whether an answer is required and given, how, how late, how fast, where.
+
+    An answer counts when the notice is acknowledged *and* has an acknowledgment for its current round
+    (an upgrade starts a new round). `warning_id` adds whether a carrier took a message (one outbox scan
+    for that warning); `chain` adds the notice region's ancestors for the roll-up.
+    """
+    r0 = R.alias("r0")
+    acked = and_(N.c.state == "acknowledged", A.c.id.is_not(None))
+    # Time to answer runs from the call of the current round: issue for round 1, the upgrade for later
+    # rounds (whose deadline was set afresh, ack_deadline after it).
+    from_call = seconds_between(A.c.acknowledged_at, N.c.created_at, dialect)
+    if ack_deadline:
+        from_call = case((or_(N.c.round == 1, N.c.deadline.is_(None)), from_call),
+                         else_=seconds_between(A.c.acknowledged_at, N.c.deadline, dialect) + ack_deadline)
+    cols: list[Any] = [
+        N.c.id, N.c.role, N.c.state, N.c.warning_id, N.c.reason,
+        N.c.requires_ack.label("req"), acked.label("acked"), A.c.late.label("late"),
+        A.c.path.label("ack_path"),
+        (N.c.delivered_at.is_not(None)).label("dlv"), case((acked, from_call)).label("secs"),
+        r0.c.code.label("code0"), r0.c.level.label("level0"), r0.c.path.label("path0"),
+    ]
+    frm = N.join(r0, r0.c.code == N.c.region_code).outerjoin(
+        A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round))
+    if warning_id is not None:
+        sent = (select(OB.c.notice_id).where(OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED),
+                                            OB.c.notice_id.is_not(None)).distinct().subquery("sent"))
+        frm = frm.outerjoin(sent, sent.c.notice_id == N.c.id)
+        cols.append(sent.c.notice_id.is_not(None).label("carried"))
+    else:
+        cols.append(literal(False).label("carried"))
+    if chain:
+        hops = [r0]
+        for i in range(1, HOPS + 1):
+            ri = R.alias(f"r{i}")
+            frm = frm.outerjoin(ri, ri.c.code == hops[-1].c.parent_code)
+            hops.append(ri)
+        for level in ROLLUP_LEVELS:
+            cols.append(case(*[(h.c.level == level, h.c.code) for h in hops]).label(f"at_{level}"))
+    cols += extra or []
+    q = select(*cols).select_from(frm).where(*where)
+    if scope_path is not None:
+        q = q.where(r0.c.path >= scope_path, r0.c.path < scope_path + "\x7f")
+    return q
+
+
+COUNT_NAMES = ("recipients", "required", "reached", "delivered", "acknowledged", "late", "proxy", "waiting",
+               "timed_out", "closed")
+
+
+def counts(c: Any, *, within: Any = None, prefix: str = "") -> list[Any]:
+    """Aggregate columns over a `notice_rows` subquery `c` (optionally only rows matching `within`)."""
+    def n(cond: Any | None = None) -> Any:
+        conds = [x for x in (cond, within) if x is not None]
+        return func.count().filter(and_(*conds)) if conds else func.count()
+
+    need = c.c.req
+    answered = and_(need, c.c.acked)
+    silent = and_(need, ~c.c.acked)
+    return [
+        n().label(prefix + "recipients"),
+        n(need).label(prefix + "required"),
+        n(or_(c.c.carried, c.c.acked)).label(prefix + "reached"),
+        n(or_(c.c.dlv, c.c.acked)).label(prefix + "delivered"),
+        n(answered).label(prefix + "acknowledged"),
+        n(and_(answered, c.c.late)).label(prefix + "late"),
+        n(and_(answered, c.c.ack_path == "proxy")).label(prefix + "proxy"),
+        n(and_(silent, c.c.state.in_(OPEN_STATES))).label(prefix + "waiting"),
+        n(and_(silent, c.c.state == "timed_out")).label(prefix + "timed_out"),
+        n(and_(silent, c.c.state.not_in(OPEN_STATES + ("timed_out",)))).label(prefix + "closed"),
+    ]
+
+
+def rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+@dataclass
+class Counts:
+    """Primary notices of one group. `never` = required but not answered (waiting + timed_out + closed)."""
+
+    recipients: int = 0  # people the warning was addressed to
+    required: int = 0  # of whom an answer was required (the rate's denominator)
+    reached: int = 0  # a carrier took at least one message, or they answered
+    delivered: int = 0  # a delivery receipt came back, or they answered
+    acknowledged: int = 0
+    on_time: int = 0
+    late: int = 0
+    proxy: int = 0  # answered on their behalf by a duty officer (代叫应), on time or late
+    never: int = 0
+    waiting: int = 0  # still open: not answered yet, not timed out
+    timed_out: int = 0
+    closed: int = 0  # the warning ended before an answer
+    rate: float | None = None  # 叫应率 = acknowledged ÷ required
+    on_time_rate: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, prefix: str = "") -> Counts:
+        v = {k: int(getattr(row, prefix + k) or 0) for k in COUNT_NAMES}
+        return cls(**v, on_time=v["acknowledged"] - v["late"], never=v["required"] - v["acknowledged"],
+                   rate=rate(v["acknowledged"], v["required"]),
+                   on_time_rate=rate(v["acknowledged"] - v["late"], v["required"]))
+
+    def add(self, other: Counts) -> Counts:
+        keys = [k for k in asdict(self) if k not in ("rate", "on_time_rate")]
+        v = {k: getattr(self, k) + getattr(other, k) for k in keys}
+        return Counts(**v, rate=rate(v["acknowledged"], v["required"]),
+                      on_time_rate=rate(v["on_time"], v["required"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def percentiles(session: Any, secs_q: Select[Any], *, dialect: str) -> dict[str, float | int | None]:
+    """count, p50, p90 and max of the `secs` column, computed by the database.
+
+    PostgreSQL has percentile_cont; SQLite numbers the ordered durations with a window function and
+    returns only the (at most five) rows around each percentile, interpolated here the same way.
+    """
+    d = secs_q.subquery("d")
+    if dialect == "postgresql":
+        row = (await session.execute(select(
+            func.count(d.c.secs), func.percentile_cont(0.5).within_group(d.c.secs),
+            func.percentile_cont(0.9).within_group(d.c.secs), func.max(d.c.secs)).where(d.c.secs.is_not(None))
+        )).one()
+        n, p50, p90, mx = row
+        return {"count": int(n), "p50": _r(p50), "p90": _r(p90), "max": _r(mx)}
+    o = select(d.c.secs, (func.row_number().over(order_by=d.c.secs) - 1).label("i"),
+               func.count().over().label("n")).where(d.c.secs.is_not(None)).subquery("o")
+    pos = {p: cast((o.c.n - 1) * p, Integer) for p in (0.5, 0.9)}
+    wanted = or_(o.c.i == pos[0.5], o.c.i == pos[0.5] + 1, o.c.i == pos[0.9], o.c.i == pos[0.9] + 1,
+                 o.c.i == o.c.n - 1)
+    rows = (await session.execute(select(o.c.i, o.c.n, o.c.secs).where(wanted))).all()
+    if not rows:
+        return {"count": 0, "p50": None, "p90": None, "max": None}
+    n = int(rows[0].n)
+    at = {int(r.i): float(r.secs) for r in rows}
+
+    def cont(p: float) -> float:
+        k = (n - 1) * p
+        lo = int(k)
+        hi = min(lo + 1, n - 1)
+        return at[lo] + (k - lo) * (at[hi] - at[lo])
+
+    return {"count": n, "p50": _r(cont(0.5)), "p90": _r(cont(0.9)), "max": _r(at[n - 1])}
+
+
+def _r(v: Any) -> float | None:
+    return None if v is None else round(float(v), 1)

@@ -1,0 +1,271 @@
+"""The report on one warning: reached, delivered, answered on time / late / by proxy / never, by channel,
+by level and rolled up the hierarchy; time to answer; escalations. All aggregates run in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, and_, cast, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.db import chunks, dialect_name
+from warning_service.delivery.models import STATUS_RANK
+from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning, WarningTarget
+from warning_service.errors import Forbidden, Invalid, NotFound
+from warning_service.person.models import ROLE_ZH
+from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
+from warning_service.region.models import Region
+from warning_service.report import queries as q
+from warning_service.report.queries import COUNT_NAMES, OB, Counts, R
+
+ROLLUP_CHOICES = ("none", "county", "town", "village", "grid")
+STATUS_ZH = {"actual": "实际", "exercise": "演练", "test": "测试"}
+
+
+@dataclass
+class Scoped:
+    """A warning seen from one region: the report counts only notices inside `region`."""
+
+    warning: EarlyWarning
+    region: Region
+    # The region holds every target, so no notice of the warning lies outside it and filters can go.
+    whole: bool
+
+    @property
+    def path(self) -> str | None:
+        return None if self.whole else self.region.path
+
+
+async def region_param(session: AsyncSession, *, code: str | None, scope: Region) -> Region:
+    """The region a report is narrowed to: inside the caller's scope (403), existing (422)."""
+    if not code:
+        return scope
+    region = await session.get(Region, code)
+    if region is None:
+        raise Invalid(f"region {code} does not exist", f"区划 {code} 不存在", field="region")
+    if not region.path.startswith(scope.path):
+        raise Forbidden(f"region {code} is outside your scope {scope.code}",
+                        f"区划 {code} 不在您的管辖范围 {scope.code} 内", field="region")
+    return region
+
+
+async def scoped_warning(session: AsyncSession, *, warning_id: int, region: Region) -> Scoped:
+    """The warning if it reaches into `region` (a target inside it, or a target containing it)."""
+    warning = await session.get(EarlyWarning, warning_id)
+    if warning is None:
+        raise NotFound(f"warning {warning_id} not found", f"预警 {warning_id} 不存在", field="warning_id")
+    paths = (await session.execute(
+        select(Region.path).join(WarningTarget, WarningTarget.region_code == Region.code)
+        .where(WarningTarget.warning_id == warning_id))).scalars().all()
+    if not any(p.startswith(region.path) or region.path.startswith(p) for p in paths):
+        raise Forbidden(f"warning {warning_id} does not reach {region.code} ({region.name})",
+                        f"预警 {warning_id} 不涉及 {region.name}({region.code})", field="warning_id")
+    return Scoped(warning=warning, region=region, whole=all(p.startswith(region.path) for p in paths))
+
+
+def ack_deadline_of(warning: EarlyWarning) -> float | None:
+    policy = warning.policy or {}
+    if not (policy.get("ack_required") and policy.get("ack_deadline")):
+        return None
+    return float(policy["ack_deadline"])
+
+
+def warning_info(w: EarlyWarning) -> dict[str, Any]:
+    return {"id": w.id, "identifier": w.identifier, "title": w.title, "sender": w.sender,
+            "hazard": w.hazard, "hazard_zh": HAZARD_ZH.get(w.hazard, w.hazard),
+            "level": w.level, "level_zh": LEVEL_ZH.get(w.level),
+            "status": w.status, "status_zh": STATUS_ZH.get(w.status, w.status), "state": w.state,
+            "issued_at": w.issued_at, "lifted_at": w.lifted_at, "ack_round": w.ack_round,
+            "ack_required": bool((w.policy or {}).get("ack_required")),
+            "ack_deadline_seconds": ack_deadline_of(w), "targets": w.targets, "area_desc": w.area_desc}
+
+
+async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime, rollup: str = "town",
+                         missing_offset: int = 0, missing_limit: int = 50) -> dict[str, Any]:
+    """Everything an auditor asks of one warning, as JSON-ready data."""
+    from warning_service.report.missing import missing_page
+
+    if rollup not in ROLLUP_CHOICES:
+        raise Invalid(f"rollup must be one of {', '.join(ROLLUP_CHOICES)}",
+                      f"rollup 应为 {', '.join(ROLLUP_CHOICES)} 之一", field="rollup")
+    w = scoped.warning
+    grouped = await _grouped(session, scoped=scoped, rollup=rollup)
+    totals = grouped["all"][""]
+    timing = await _timing(session, scoped=scoped)
+    missing_total, missing = await missing_page(session, scoped=scoped, offset=missing_offset,
+                                                limit=missing_limit)
+    return {
+        "warning": warning_info(w),
+        "region": {"code": scoped.region.code, "name": scoped.region.name, "path": scoped.region.path},
+        "generated_at": now,
+        "totals": totals.as_dict(),
+        "by_ack_path": {k: v.acknowledged for k, v in grouped["ack_path"].items() if k},
+        "time_to_ack": timing["percentiles"],
+        "timeline": timing["timeline"],
+        "by_channel": await _channels(session, scoped=scoped),
+        "by_level": [{"level": k, "level_zh": REGION_LEVEL_ZH.get(k, k), **v.as_dict()}
+                     for k, v in sorted(grouped["level"].items(), key=lambda kv: _level_order(kv[0]))],
+        "by_role": [{"role": k, "role_zh": ROLE_ZH.get(k, k), **v.as_dict()}
+                    for k, v in sorted(grouped["role"].items())],
+        "rollup": await _rollup(session, grouped=grouped, totals=totals, rollup=rollup),
+        "escalations": await _escalations(session, scoped=scoped),
+        "missing": {"total": missing_total, "offset": missing_offset, "limit": missing_limit,
+                    "items": missing},
+    }
+
+
+def _level_order(level: str) -> int:
+    from warning_service.region.models import LEVEL_ORDER
+
+    return LEVEL_ORDER.get(level, 99)
+
+
+async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dict[str, dict[str, Any]]:
+    """One statement: totals, by the person's level, by role, by answer path, and the roll-up levels."""
+    levels = q.ROLLUP_LEVELS[:q.ROLLUP_LEVELS.index(rollup) + 1] if rollup != "none" else ()
+    c = q.notice_rows(dialect=dialect_name(session), where=[q.N.c.warning_id == scoped.warning.id,
+                                                            q.N.c.reason == "primary"],
+                      scope_path=scoped.path, ack_deadline=None, warning_id=scoped.warning.id,
+                      chain=bool(levels)).cte("c").prefix_with("MATERIALIZED")
+    no_own = [literal(0).label("own_" + k) for k in COUNT_NAMES]
+    branches = [
+        select(literal("all").label("dim"), literal("").label("key"), *q.counts(c), *no_own),
+        select(literal("level"), c.c.level0, *q.counts(c), *no_own).group_by(c.c.level0),
+        select(literal("role"), c.c.role, *q.counts(c), *no_own).group_by(c.c.role),
+        select(literal("ack_path"), c.c.ack_path, *q.counts(c), *no_own).group_by(c.c.ack_path),
+    ]
+    for level in levels:
+        key = c.c[f"at_{level}"]
+        branches.append(select(literal(level), key, *q.counts(c), *q.counts(c, within=c.c.code0 == key,
+                                                                          prefix="own_"))
+                        .where(key.is_not(None)).group_by(key))
+    out: dict[str, dict[str, Any]] = {"all": {"": Counts()}, "level": {}, "role": {}, "ack_path": {}}
+    for row in (await session.execute(union_all(*branches))).all():
+        counts = Counts.from_row(row)
+        if row.dim in q.ROLLUP_LEVELS:
+            out.setdefault(row.dim, {})[row.key] = (counts, Counts.from_row(row, prefix="own_"))
+        else:
+            out[row.dim][row.key or ""] = counts
+    return out
+
+
+async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Counts, rollup: str
+                  ) -> dict[str, Any]:
+    """Nodes county → … → `rollup`, each with its subtree's counts and those of people attached to it.
+
+    Every node's subtree = its own + the sum of its children's subtrees, and the totals = the sum of
+    the top level + `above` (people attached above the top level, e.g. the city's own officials).
+    """
+    levels = [lvl for lvl in q.ROLLUP_LEVELS if lvl in grouped]
+    codes = [code for lvl in levels for code in grouped[lvl]]
+    info: dict[str, Any] = {}
+    for batch in chunks(codes, 2000):
+        for r in (await session.execute(select(Region.code, Region.name, Region.level, Region.parent_code,
+                                               Region.path).where(Region.code.in_(batch)))).all():
+            info[r.code] = r
+    nodes = []
+    for lvl in levels:
+        for code, (sub, own) in grouped[lvl].items():
+            r = info.get(code)
+            nodes.append({"code": code, "name": r.name if r else code, "level": lvl,
+                          "parent_code": r.parent_code if r else None, "path": r.path if r else "",
+                          "subtree": sub.as_dict(), "own": own.as_dict()})
+    nodes.sort(key=lambda n: n["path"])
+    above = totals
+    if levels:
+        top = Counts()
+        for sub, _own in grouped[levels[0]].values():
+            top = top.add(sub)
+        above = _subtract(totals, top)
+    return {"levels": levels, "nodes": nodes, "above": above.as_dict()}
+
+
+def _subtract(a: Counts, b: Counts) -> Counts:
+    neg = Counts(**{k: -v for k, v in b.as_dict().items() if k not in ("rate", "on_time_rate")})
+    return a.add(neg)
+
+
+async def _timing(session: AsyncSession, *, scoped: Scoped) -> dict[str, Any]:
+    """Time to answer (p50/p90/max) and the cumulative answers over time against the deadline."""
+    dialect = dialect_name(session)
+    deadline = ack_deadline_of(scoped.warning)
+    where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary", q.N.c.requires_ack.is_(True)]
+    rows = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path, ack_deadline=deadline)
+    answered = rows.subquery("answered")
+    secs = select(answered.c.secs.label("secs"), answered.c.late).where(answered.c.acked)
+    pct = await q.percentiles(session, secs, dialect=dialect)
+    span = max(pct["max"] or 0.0, (deadline or 0.0) * 1.25, 60.0)
+    bucket = next((b for b in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+                   if span / b <= 120), 86400)
+    s = secs.subquery("s")
+    # PostgreSQL rounds a cast to integer; SQLite truncates. Both must mean "which bucket".
+    k = cast(func.floor(s.c.secs / bucket) if dialect == "postgresql" else s.c.secs / bucket, Integer)
+    hist = (await session.execute(select(k.label("k"), func.count(), func.count().filter(s.c.late))
+                                  .where(s.c.secs.is_not(None)).group_by(k).order_by(k))).all()
+    points = [{"t": 0, "acknowledged": 0, "late": 0}]
+    cum = cum_late = 0
+    by_k = {max(int(r[0]), 0): (0, 0) for r in hist}
+    for r in hist:
+        kk = max(int(r[0]), 0)  # clocks a little apart can put an answer before the call; count it at zero
+        n0, l0 = by_k[kk]
+        by_k[kk] = (n0 + int(r[1]), l0 + int(r[2]))
+    last_k = max(by_k) if by_k else 0
+    for kk in range(0, max(last_k + 1, int(span // bucket) + 1)):
+        n, late = by_k.get(kk, (0, 0))
+        cum, cum_late = cum + n, cum_late + late
+        points.append({"t": (kk + 1) * bucket, "acknowledged": cum, "late": cum_late})
+    return {"percentiles": pct, "timeline": {"bucket_seconds": bucket, "deadline_seconds": deadline,
+                                             "points": points}}
+
+
+async def _channels(session: AsyncSession, *, scoped: Scoped) -> list[dict[str, Any]]:
+    """Messages per channel (from the outbox), by status and by kind; loudspeakers count per village."""
+    frm: Any = OB
+    where = [OB.c.warning_id == scoped.warning.id]
+    if scoped.path is not None:
+        r = R.alias("r")
+        frm = OB.outerjoin(q.N, q.N.c.id == OB.c.notice_id).join(
+            r, r.c.code == func.coalesce(q.N.c.region_code, OB.c.region_code))
+        where += [r.c.path >= scoped.path, r.c.path < scoped.path + "\x7f"]
+    rows = (await session.execute(
+        select(OB.c.channel, OB.c.kind, OB.c.status, func.count(), func.coalesce(func.sum(OB.c.attempts), 0))
+        .select_from(frm).where(*where).group_by(OB.c.channel, OB.c.kind, OB.c.status))).all()
+    out: dict[str, dict[str, Any]] = {}
+    for channel, kind, status, n, attempts in rows:
+        ch = out.setdefault(channel, {"channel": channel, "messages": 0, "attempts": 0,
+                                      "by_status": {s: 0 for s in STATUS_RANK},
+                                      "by_kind": {}})
+        ch["messages"] += n
+        ch["attempts"] += int(attempts)
+        ch["by_status"][status] = ch["by_status"].get(status, 0) + n
+        ch["by_kind"][kind] = ch["by_kind"].get(kind, 0) + n
+    for ch in out.values():
+        st = ch["by_status"]
+        live = ch["messages"] - st.get("cancelled", 0)
+        ch["carried"] = st.get("sent", 0) + st.get("delivered", 0)
+        ch["carried_rate"] = q.rate(ch["carried"], live)
+        ch["delivered_rate"] = q.rate(st.get("delivered", 0), live)
+    return sorted(out.values(), key=lambda c: c["channel"])
+
+
+async def _escalations(session: AsyncSession, *, scoped: Scoped) -> dict[str, Any]:
+    """How many deputies (B posts) and levels above were called, and how many of them answered."""
+    c = q.notice_rows(dialect=dialect_name(session), where=[q.N.c.warning_id == scoped.warning.id,
+                                                            q.N.c.reason.in_(("deputy", "escalation"))],
+                      scope_path=scoped.path, ack_deadline=None, extra=[q.N.c.root_id]).subquery("e")
+    rows = (await session.execute(select(
+        c.c.reason, func.count(), func.count().filter(c.c.acked),
+        func.count().filter(and_(c.c.acked, c.c.late)),
+        func.count().filter(and_(c.c.acked, c.c.ack_path == "proxy")), func.count(c.c.root_id.distinct()),
+    ).group_by(c.c.reason))).all()
+    empty = {"fired": 0, "answered": 0, "late": 0, "proxy": 0, "chains": 0, "rate": None}
+    out: dict[str, Any] = {reason: dict(empty) for reason in ("deputy", "escalation")}
+    for reason, fired, answered, late, proxy, chains in rows:
+        out[reason] = {"fired": fired, "answered": answered, "late": late, "proxy": proxy, "chains": chains,
+                       "rate": q.rate(answered, fired)}
+    fired = sum(v["fired"] for v in out.values())
+    answered = sum(v["answered"] for v in out.values())
+    return {**out, "fired": fired, "answered": answered, "rate": q.rate(answered, fired)}
