@@ -63,16 +63,20 @@ def build_email(config: SmtpConfig, message: Message) -> EmailMessage:
 
 
 def classify(exc: BaseException) -> SendResult:
-    """SMTP 4xx and connection trouble retry; 5xx about the message or recipient fail for good."""
+    """SMTP 4xx and connection trouble retry; 5xx about the recipient or the message fail for good.
+
+    Refusals of our own session (greeting, login, sender, "STARTTLS first") are about our configuration and
+    would hit every message alike: they retry, so fixing the account lets the backlog through.
+    """
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)[:500]
         if codes and all(500 <= c < 600 for c in codes):
             return SendResult.permanent(f"smtp_{codes[0]}", text)
         return SendResult.transient(f"smtp_{codes[0] if codes else 'refused'}", text)
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        # Our credentials, not the recipient: keep the message and retry once the account is fixed.
-        return SendResult.transient(f"smtp_{exc.code}", f"authentication failed: {exc.message}"[:500])
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPHeloError
+                  | aiosmtplib.SMTPSenderRefused) or getattr(exc, "code", None) == 530:
+        return SendResult.transient(f"smtp_{exc.code}", f"{type(exc).__name__}: {exc.message}"[:500])
     if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPConnectError):
         label = f"smtp_{exc.code}"
         if 500 <= exc.code < 600:
