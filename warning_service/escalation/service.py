@@ -1,0 +1,252 @@
+"""The escalation sweep (叫应必答): re-call whoever is silent, then their deputy, then the level above.
+
+The database remembers; APScheduler only ticks. Each notice carries its own clock (`next_action_at`) and
+place in the chain (`attempt_count`, `step`), so a sweep claims whatever is due, decides for the whole batch
+from the warning's policy snapshot, and writes the next messages and the advanced notices in one
+transaction. A crash before commit leaves the batch due for the next sweep; after commit nothing is redone.
+
+Per silent notice, once its deadline passes:
+1. re-call it (`recall_channel`) every `recall_interval` until `recall_count` calls are made;
+2. then, once, its person's active deputy (B post) gets a notice of their own, and this one waits
+   `ack_deadline` for either to answer (a deputy's answer ends the chain there);
+3. then the nearest region above (not beyond `escalate_until`) with active responsible persons: each gets
+   an escalation notice, which runs these same rules; this one stops;
+4. with nobody above, this notice and the primary notice it started from are timed out (超时未叫应).
+A deputy notice only runs step 1 and then times out: the chain it belongs to is carried by the notice that
+called it, so the level above hears about the silent A post once, not twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.delivery.models import OPEN_NOTICE_STATES
+from warning_service.early_warning.service import expire_due
+from warning_service.escalation import actions, targets
+from warning_service.escalation.claim import claim, lock_roots, lock_warnings
+from warning_service.ledger import service as ledger
+from warning_service.logging import get_logger
+from warning_service.runtime import Runtime
+
+log = get_logger(__name__)
+ACTOR = "system:escalation"
+# A chain end whose primary notice another transaction holds (an answer arriving) is looked at again soon.
+RETRY_LOCKED = timedelta(seconds=2)
+MAX_BATCHES_PER_TICK = 50
+
+
+@dataclass
+class SweepResult:
+    claimed: int = 0
+    recalls: int = 0
+    deputies: int = 0     # silent notices whose deputy was called
+    escalated: int = 0    # silent notices reported to the level above
+    timed_out: int = 0    # chain ends (and exhausted deputies) marked 超时未叫应
+    covered: int = 0      # primary notices whose deputy answered for them
+    stopped: int = 0      # nothing left to do (answered, closed, warning over); clock cleared
+    busy: int = 0         # warning being lifted/changed right now: left due for the next sweep
+    deferred: int = 0
+    messages: int = 0
+    opened: dict[int, list[int]] = field(default_factory=dict)  # silent notice id → notices opened for it
+
+    @property
+    def advanced(self) -> int:
+        return self.claimed - self.busy
+
+
+@dataclass
+class _Plan:
+    stop: list[int] = field(default_factory=list)
+    recall: dict[tuple[str, float], list[Any]] = field(default_factory=lambda: defaultdict(list))
+    deputy: list[tuple[Any, int]] = field(default_factory=list)
+    escalate: list[tuple[Any, targets.Level]] = field(default_factory=list)
+    covered: list[Any] = field(default_factory=list)
+    exhausted: list[Any] = field(default_factory=list)  # deputy notices whose calls are used up
+    top: list[Any] = field(default_factory=list)
+
+
+async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> SweepResult:
+    """Claim up to `batch_size` due notices and take each one step along its chain; flushes, never commits."""
+    rows = await claim(session, now=now, batch_size=batch_size)
+    res = SweepResult(claimed=len(rows))
+    if not rows:
+        return res
+    warnings = await lock_warnings(session, (r.warning_id for r in rows))
+    plan = _Plan()
+    exhausted: list[Any] = []
+    for r in rows:
+        w = warnings.get(r.warning_id)
+        if w is None:
+            res.busy += 1
+        elif w.state != "active" or r.state not in OPEN_NOTICE_STATES or not r.requires_ack:
+            plan.stop.append(r.id)
+        elif w.policy.get("recall_channel") and r.attempt_count < int(w.policy.get("recall_count") or 0):
+            plan.recall[(w.policy["recall_channel"], float(w.policy["recall_interval"]))].append(r)
+        else:
+            exhausted.append(r)
+    if exhausted:
+        await _plan_next(session, plan, exhausted, warnings)
+    await _write(session, plan, res, warnings, now=now)
+    await ledger.append_many(session, _ledger(plan, res, now=now))
+    log.info("escalation_sweep", claimed=res.claimed, recalls=res.recalls, deputies=res.deputies,
+             escalated=res.escalated, timed_out=res.timed_out, covered=res.covered, stopped=res.stopped,
+             busy=res.busy, deferred=res.deferred, messages=res.messages)
+    return res
+
+
+async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnings: dict[int, Any]) -> None:
+    """Decide for notices whose re-calls are used up: deputy, level above, or the end of the chain."""
+    called = await targets.deputy_notices(session, [r.id for r in rows if r.reason != "deputy"])
+    may_call = {r.id for r in rows if r.reason != "deputy" and (r.id, r.round) not in called
+                and warnings[r.warning_id].policy.get("call_deputy")}
+    deputy_of = await targets.deputies(session, [r.person_id for r in rows if r.id in may_call])
+    upward: list[Any] = []
+    for r in rows:
+        if r.reason == "deputy":
+            plan.exhausted.append(r)
+        elif (r.id, r.round) in called:
+            if "acknowledged" in called[(r.id, r.round)]:
+                plan.covered.append(r)
+            else:
+                upward.append(r)
+        elif r.id in may_call and r.person_id in deputy_of:
+            plan.deputy.append((r, deputy_of[r.person_id]))
+        else:
+            upward.append(r)
+    policies = {r.id: warnings[r.warning_id].policy for r in upward}
+    regions = {r.region_code for r in upward if policies[r.id].get("escalate")}
+    chains = await targets.chains_above(session, regions)
+    for r in upward:
+        p = policies[r.id]
+        level = (targets.next_level_up(chains.get(r.region_code, []), until=p.get("escalate_until", "county"),
+                                       exclude_person=r.person_id) if p.get("escalate") else None)
+        if level is None:
+            plan.top.append(r)
+        else:
+            plan.escalate.append((r, level))
+
+
+def _deadline(policy: dict[str, Any], now: datetime) -> datetime:
+    return now + timedelta(seconds=float(policy["ack_deadline"]))
+
+
+async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings: dict[int, Any], *,
+                 now: datetime) -> None:
+    if plan.stop:
+        await actions.set_values(session, plan.stop, next_action_at=None)
+        res.stopped = len(plan.stop)
+    for (channel, interval), rs in plan.recall.items():
+        ids = [r.id for r in rs]
+        await actions.set_values(session, ids, attempt_count=actions.N.c.attempt_count + 1, step="recall",
+                                 next_action_at=now + timedelta(seconds=interval))
+        res.messages += await actions.queue_messages(session, notice_ids=ids, channel=channel, recall=True,
+                                                     now=now)
+        res.recalls += len(ids)
+    new_rows = []
+    for r, deputy_id in plan.deputy:
+        deadline = _deadline(warnings[r.warning_id].policy, now)
+        new_rows.append(actions.notice_row(
+            silent=r, person_id=deputy_id, role=r.role, region_code=r.region_code, reason="deputy",
+            deadline=deadline, next_action_at=deadline, now=now))
+    for r, level in plan.escalate:
+        deadline = _deadline(warnings[r.warning_id].policy, now)
+        new_rows += [actions.notice_row(
+            silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code, reason="escalation",
+            deadline=deadline, next_action_at=deadline, now=now) for p in level.persons]
+    if new_rows:
+        opened = await actions.open_notices(session, new_rows)
+        for o in opened:
+            res.opened.setdefault(o.escalation_of, []).append(o.id)
+        res.messages += await actions.queue_messages(
+            session, notice_ids=[o.id for o in opened], channel="sms", recall=False, now=now)
+    by_wait: dict[datetime, list[int]] = defaultdict(list)
+    for r, _ in plan.deputy:
+        by_wait[_deadline(warnings[r.warning_id].policy, now)].append(r.id)
+    for wait, ids in by_wait.items():
+        await actions.set_values(session, ids, next_action_at=wait, step="deputy")
+    res.deputies = len(plan.deputy)
+    if plan.escalate:
+        ids = [r.id for r, _ in plan.escalate]
+        await actions.set_values(session, ids, next_action_at=None, step="escalated")
+        res.escalated = len(plan.escalate)
+    if plan.covered:
+        await actions.set_values(session, [r.id for r in plan.covered], next_action_at=None, step="done")
+        res.covered = len(plan.covered)
+    await _time_out(session, plan, res, now=now)
+
+
+async def _time_out(session: AsyncSession, plan: _Plan, res: SweepResult, *, now: datetime) -> None:
+    """Chain ends: the notice and, for the whole chain, its primary notice become 超时未叫应."""
+    roots = {r.id: (r.root_id or r.id) for r in plan.top}
+    held = await lock_roots(session, [root for nid, root in roots.items() if root != nid])
+    ready = [r for r in plan.top if roots[r.id] == r.id or roots[r.id] in held]
+    waiting = [r.id for r in plan.top if r not in ready]
+    if waiting:
+        await actions.set_values(session, waiting, next_action_at=now + RETRY_LOCKED)
+        res.deferred = len(waiting)
+    plan.top = ready
+    ends = [r.id for r in ready] + [r.id for r in plan.exhausted]
+    if ends:
+        await actions.set_values(session, ends, state="timed_out", next_action_at=None, step="done")
+    by_round: dict[int, set[int]] = defaultdict(set)
+    for r in ready:
+        if roots[r.id] != r.id:
+            by_round[r.round].add(roots[r.id])
+    for rnd, ids in by_round.items():
+        await actions.time_out_roots(session, sorted(ids), round_=rnd)
+    res.timed_out = len(ends)
+
+
+def _ledger(plan: _Plan, res: SweepResult, *, now: datetime) -> list[dict[str, Any]]:
+    """One entry per warning and kind of action in this batch, with the notice ids (not one per notice)."""
+    entries: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def add(action: str, r: Any) -> dict[str, Any]:
+        e = entries.setdefault((action, r.warning_id), {"count": 0, "notice_ids": []})
+        e["count"] += 1
+        e["notice_ids"].append(r.id)
+        return e
+
+    for (channel, _), rs in plan.recall.items():
+        for r in rs:
+            by_channel = add("escalation.recalls", r).setdefault("by_channel", {})
+            by_channel[channel] = by_channel.get(channel, 0) + 1
+    for r, deputy_id in plan.deputy:
+        add("escalation.deputies", r).setdefault("called", {})[str(r.id)] = {
+            "person_id": deputy_id, "notice_ids": res.opened.get(r.id, [])}
+    for r, level in plan.escalate:
+        add("escalation.escalated", r).setdefault("told", {})[str(r.id)] = {
+            "region": level.code, "person_ids": [p.person_id for p in level.persons],
+            "notice_ids": res.opened.get(r.id, [])}
+    for r in plan.top:
+        add("escalation.timed_out", r).setdefault("root_ids", {})[str(r.id)] = r.root_id or r.id
+    for r in plan.exhausted:
+        add("escalation.timed_out", r).setdefault("deputy_notice_ids", []).append(r.id)
+    for r in plan.covered:
+        add("escalation.covered_by_deputy", r)
+    return [{"at": now, "actor": ACTOR, "action": action, "subject_type": "warning", "subject_id": wid,
+             "details": details} for (action, wid), details in sorted(entries.items())]
+
+
+async def escalation_tick(rt: Runtime) -> int:
+    """Worker job: end expired warnings, then sweep batch after batch until nothing due is left."""
+    now = rt.clock.now()
+    while True:
+        async with rt.db.session() as s:
+            if len(await expire_due(s, now=now)) < 100:
+                break
+    batch = rt.settings.escalation_batch_size
+    total = 0
+    for _ in range(MAX_BATCHES_PER_TICK):
+        async with rt.db.session() as s:
+            res = await sweep(s, now=now, batch_size=batch)
+        total += res.advanced
+        # Stop when the due set is drained, or when all that is left is held by a lift in progress.
+        if res.claimed < batch or res.advanced == 0:
+            break
+    return total

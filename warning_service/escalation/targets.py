@@ -1,0 +1,103 @@
+"""Who is called next when someone stays silent: their deputy (B post), or the level above."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from warning_service.db import chunks
+from warning_service.delivery.models import Notice
+from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
+from warning_service.region.models import LEVEL_ORDER, Region
+from warning_service.region.service import ancestor_codes
+
+
+@dataclass(frozen=True)
+class Responsible:
+    person_id: int
+    role: str
+    region_code: str
+
+
+@dataclass(frozen=True)
+class Level:
+    """One ancestor region and the active persons who answer for it."""
+
+    code: str
+    level: str
+    persons: tuple[Responsible, ...]
+
+
+async def deputies(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, int]:
+    """person id → their active deputy's id, for those who have one."""
+    wanted = sorted(set(person_ids))
+    deputy = aliased(Person)
+    out: dict[int, int] = {}
+    for part in chunks(wanted, 1000):
+        rows = (await session.execute(
+            select(Person.id, deputy.id).join(deputy, deputy.id == Person.deputy_id)
+            .where(Person.id.in_(part), deputy.active.is_(True), deputy.id != Person.id))).all()
+        out.update({pid: did for pid, did in rows})
+    return out
+
+
+async def deputy_notices(session: AsyncSession, notice_ids: Iterable[int]
+                         ) -> dict[tuple[int, int], list[str]]:
+    """(silent notice id, round) → states of the deputy notices called for it in that round."""
+    wanted = sorted(set(notice_ids))
+    out: dict[tuple[int, int], list[str]] = {}
+    for part in chunks(wanted, 1000):
+        rows = (await session.execute(select(Notice.escalation_of, Notice.round, Notice.state).where(
+            Notice.escalation_of.in_(part), Notice.reason == "deputy"))).all()
+        for of, rnd, state in rows:
+            out.setdefault((of, rnd), []).append(state)
+    return out
+
+
+async def chains_above(session: AsyncSession, region_codes: Iterable[str]) -> dict[str, list[Level]]:
+    """For each region, its ancestors nearest first, each with its active responsible persons.
+
+    The responsible role of an ancestor follows its level (grid → village_responsible for the village above,
+    and so on, RESPONSIBLE_ROLE_BY_LEVEL). Three queries however many regions.
+    """
+    codes = sorted(set(region_codes))
+    paths: dict[str, str] = {}
+    for part in chunks(codes, 1000):
+        paths.update(dict((await session.execute(
+            select(Region.code, Region.path).where(Region.code.in_(part)))).all()))
+    above = {c: list(reversed(ancestor_codes(p)[:-1])) for c, p in paths.items()}
+    wanted = sorted({a for chain in above.values() for a in chain})
+    levels: dict[str, str] = {}
+    for part in chunks(wanted, 1000):
+        levels.update(dict((await session.execute(
+            select(Region.code, Region.level).where(Region.code.in_(part)))).all()))
+    answering = sorted(c for c in wanted if levels.get(c) in RESPONSIBLE_ROLE_BY_LEVEL)
+    persons: dict[str, list[Responsible]] = {}
+    for part in chunks(answering, 1000):
+        rows = (await session.execute(
+            select(Person.id, Person.role, Person.region_code)
+            .where(Person.region_code.in_(part), Person.active.is_(True),
+                   Person.role.in_(sorted(set(RESPONSIBLE_ROLE_BY_LEVEL.values()))))
+            .order_by(Person.id))).all()
+        for pid, role, code in rows:
+            if RESPONSIBLE_ROLE_BY_LEVEL[levels[code]] == role:
+                persons.setdefault(code, []).append(Responsible(pid, role, code))
+    return {c: [Level(a, levels[a], tuple(persons.get(a, ()))) for a in chain if a in levels]
+            for c, chain in above.items()}
+
+
+def next_level_up(chain: list[Level], *, until: str, exclude_person: int) -> Level | None:
+    """The nearest ancestor, not above `until`, with someone (other than the silent person) to tell."""
+    for lvl in chain:
+        if lvl.level not in RESPONSIBLE_ROLE_BY_LEVEL:
+            break  # above county there is nobody left in the chain of responsibility
+        if LEVEL_ORDER[lvl.level] < LEVEL_ORDER[until]:
+            break
+        persons = tuple(p for p in lvl.persons if p.person_id != exclude_person)
+        if persons:
+            return Level(lvl.code, lvl.level, persons)
+    return None
