@@ -49,8 +49,9 @@ async def lift(runtime, warning_id: int) -> None:
 
 async def notice_of(db, warning_id: int, person_id: int) -> Notice:
     async with db.session() as s:
-        return (await s.execute(select(Notice).where(Notice.warning_id == warning_id, Notice.person_id == person_id,
-                                                     Notice.reason == "primary"))).scalar_one()
+        q = select(Notice).where(Notice.warning_id == warning_id, Notice.person_id == person_id,
+                                 Notice.reason == "primary")
+        return (await s.execute(q)).scalar_one()
 
 
 async def reload(db, model, id_):
@@ -106,3 +107,35 @@ def queued(n: Notice, *, kind: str, now: datetime, channel: str = "voice") -> Ou
 
 def token_for(settings, notice_id: int) -> str:
     return make_token(notice_id, key=link_key(settings.secret_key.get_secret_value()))
+
+
+TWILIO_TOKEN = "test-twilio-auth-token"
+
+
+@pytest.fixture
+def settings(db):
+    """The shared test settings plus a Twilio auth token, so signed webhooks can be verified."""
+    from tests.conftest import make_settings
+
+    return make_settings(db, twilio_auth_token=TWILIO_TOKEN)
+
+
+def signature(settings, path_and_query: str, form: dict[str, str], token: str = TWILIO_TOKEN) -> str:
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(token).compute_signature(settings.public_base_url + path_and_query, form)
+
+
+async def post_signed(client, settings, path_and_query: str, form: dict[str, str], *,
+                      sign_with: str | None = None, signed: bool = True):
+    headers = {}
+    if signed:
+        headers["X-Twilio-Signature"] = signature(settings, path_and_query, form, sign_with or TWILIO_TOKEN)
+    return await client.post(path_and_query, data=form, headers=headers)
+
+
+async def phone_of(db, person_id: int) -> str:
+    from warning_service.person.models import Person
+
+    async with db.session() as s:
+        return (await s.get(Person, person_id)).phone

@@ -22,6 +22,7 @@ from tests.acknowledgment.conftest import (
 )
 from warning_service.acknowledgment import service
 from warning_service.acknowledgment.service import FeedbackIn, NotAcknowledgeable
+from warning_service.auth.models import User
 from warning_service.delivery.models import Notice, OutboxMessage
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import WarningUpdate
@@ -119,7 +120,8 @@ async def test_primary_answer_closes_its_deputy_and_escalation_notices_and_cance
     deputy = await add_chain_notice(db, primary=p, person_id=tree.person(VILLAGE, "village_responsible"),
                                     reason="deputy", now=clock.now(), queued_kind="deputy")
     up = await add_chain_notice(db, primary=p, person_id=tree.person("331081001", "town_responsible"),
-                                reason="escalation", now=clock.now(), state="timed_out", queued_kind="escalation")
+                                reason="escalation", now=clock.now(), state="timed_out",
+                                queued_kind="escalation")
     other = await notice_of(db, wid, tree.person("33108100100102", "grid_responsible"))
     clock.advance(400)
     result = await ack(runtime, p.id, path="sms_reply", raw_input="收到", source="+8613900000001")
@@ -131,7 +133,8 @@ async def test_primary_answer_closes_its_deputy_and_escalation_notices_and_cance
     async with db.session() as s:
         rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("test:%"))))
         by_kind = {(m.notice_id, m.kind): m for m in rows.scalars()}
-    assert by_kind[(p.id, "recall")].status == "cancelled" and by_kind[(p.id, "recall")].error_code == "acknowledged"
+    recall = by_kind[(p.id, "recall")]
+    assert recall.status == "cancelled" and recall.error_code == "acknowledged"
     assert by_kind[(deputy.id, "deputy")].status == "cancelled"
     assert by_kind[(up.id, "escalation")].status == "cancelled"
     assert by_kind[(p.id, "alert")].status == "queued"  # what the warning says still arrives
@@ -145,7 +148,8 @@ async def test_primary_answer_closes_its_deputy_and_escalation_notices_and_cance
 async def test_deputy_answer_stops_its_chain_but_the_silent_person_stays_unanswered(runtime, db, tree, clock):
     wid = await issue(runtime, targets=[VILLAGE])
     p = await notice_of(db, wid, tree.person(GRID, "grid_responsible"))
-    await set_notice(db, p.id, state="delivered", step="deputy", next_action_at=clock.now() + timedelta(minutes=3))
+    await set_notice(db, p.id, state="delivered", step="deputy",
+                     next_action_at=clock.now() + timedelta(minutes=3))
     async with db.session() as s:
         s.add(queued(p, kind="recall", now=clock.now()))
     deputy = await add_chain_notice(db, primary=p, person_id=tree.person(VILLAGE, "village_responsible"),
@@ -198,8 +202,7 @@ async def test_fifty_concurrent_answers_through_every_path_record_one(runtime, d
     wid = await issue(runtime, targets=[VILLAGE])
     n = await notice_of(db, wid, tree.person(GRID, "grid_responsible"))
     async with db.session() as s:
-        user_id = (await s.execute(select(__import__("warning_service.auth.models", fromlist=["User"]).User.id)
-                                   .limit(1))).scalar_one()
+        user_id = (await s.execute(select(User.id).limit(1))).scalar_one()
     paths = ["link", "sms_reply", "voice_key", "proxy"]
 
     async def one(i: int):
@@ -227,8 +230,8 @@ async def test_feedback_needs_an_answer_first_then_can_be_amended(runtime, db, t
                                           actor="person:1")
     await ack(runtime, n.id)
     async with db.session() as s:
-        f = await service.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1",
-                                          data=FeedbackIn(at_post=True, villages_affected=2, people_evacuated=40))
+        data = FeedbackIn(at_post=True, villages_affected=2, people_evacuated=40)
+        f = await service.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1", data=data)
         assert (f.at_post, f.villages_affected, f.people_evacuated, f.note) == (True, 2, 40, None)
     clock.advance(600)
     async with db.session() as s:

@@ -17,7 +17,7 @@ without an answer; a timed-out notice can still be answered and is recorded as l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -101,6 +101,12 @@ async def load_notice(session: AsyncSession, notice_id: int) -> NoticeState | No
     return NoticeState(*row) if row else None
 
 
+def gone(n: NoticeState, *, now: datetime, grace_hours: int) -> bool:
+    """Its link has outlived the warning (lifted or expired) by more than the grace period."""
+    ended = {"lifted": n.lifted_at, "expired": n.expires_at}.get(n.warning_state)
+    return ended is not None and now > ended + timedelta(hours=grace_hours)
+
+
 def refusal(n: NoticeState) -> NotAcknowledgeable | None:
     """Why this notice cannot be answered any more, or None if it can."""
     if n.warning_state == "lifted":
@@ -118,8 +124,12 @@ def refusal(n: NoticeState) -> NotAcknowledgeable | None:
 async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: datetime,
                       raw_input: str | None = None, source: str | None = None,
                       actor_user_id: int | None = None, proxy_method: str | None = None,
-                      note: str | None = None, actor: str | None = None) -> AckResult:
-    """Record that the notice was answered — once per round, whoever asks how often; see the module doc."""
+                      note: str | None = None, actor: str | None = None,
+                      preloaded: NoticeState | None = None) -> AckResult:
+    """Record that the notice was answered — once per round, whoever asks how often; see the module doc.
+
+    `preloaded` is the caller's fresh `load_notice` of the same notice, to save a query on the hot path.
+    """
     path = AckPath(path).value
     if path == AckPath.proxy:
         if proxy_method not in PROXY_METHODS:
@@ -128,7 +138,8 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
         if actor_user_id is None:
             raise Invalid("a proxy acknowledgment needs the acting user", "代确认必须记录操作人员",
                           field="actor")
-    n = await load_notice(session, notice_id)
+    n = preloaded if preloaded is not None and preloaded.id == notice_id else None
+    n = n or await load_notice(session, notice_id)
     if n is None:
         raise NotFound(f"notice {notice_id} not found", f"通知 {notice_id} 不存在", field="notice_id")
     if n.state == "acknowledged":

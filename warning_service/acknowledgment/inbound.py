@@ -1,0 +1,209 @@
+"""Answers that arrive by SMS: find the person by phone, decide which notices the reply means,
+acknowledge them and say so in Chinese.
+
+Several person records may share one phone (a village head who is also a grid's responsible person); the
+reply answers for the human holding the phone, so it covers the open notices of all of them. A bare `1`
+answers the warning they were most recently asked about — every open notice of that warning on this phone.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.acknowledgment.service import ACKABLE_STATES, AckResult, NotAcknowledgeable, acknowledge
+from warning_service.acknowledgment.sms_reply import Reply, parse_reply
+from warning_service.acknowledgment.tokens import link_key, make_token
+from warning_service.config import Settings
+from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
+from warning_service.logging import get_logger
+from warning_service.person.models import Person
+from warning_service.person.phone import PhoneError, normalize_phone
+
+log = get_logger(__name__)
+STATUS_PREFIX = {"exercise": "【演练】", "test": "【测试】"}
+
+UNKNOWN_NUMBER = "您好,本号码未登记为防汛责任人,回复未被记录。如有疑问请联系当地防汛值班室。"
+NOTHING_OPEN = "您目前没有待确认的预警,无需回复。"
+
+
+@dataclass
+class SmsOutcome:
+    text: str
+    acknowledged: list[AckResult] = field(default_factory=list)
+    person_ids: list[int] = field(default_factory=list)
+    reply: Reply | None = None
+
+
+@dataclass
+class _Open:
+    notice_id: int
+    warning_id: int
+    reply_code: int
+    label: str
+
+
+def warning_label(hazard: str, level: str, status: str = "actual") -> str:
+    """'台风红色预警', with 【演练】/【测试】 in front of exercises and tests."""
+    return f"{STATUS_PREFIX.get(status, '')}{HAZARD_ZH.get(hazard, hazard)}{LEVEL_ZH.get(level, level)}预警"
+
+
+def link_for(settings: Settings, notice_id: int) -> str:
+    key = link_key(settings.secret_key.get_secret_value())
+    return f"{settings.public_base_url}/a/{make_token(notice_id, key=key)}"
+
+
+def phone_key(raw: str) -> str:
+    """The E.164 form people are stored under; Twilio already sends E.164, but be lenient."""
+    try:
+        return normalize_phone(raw)
+    except PhoneError:
+        return raw.strip()
+
+
+async def _persons(session: AsyncSession, phone: str) -> list[int]:
+    return list((await session.execute(select(Person.id).where(Person.phone == phone, Person.active.is_(True))
+                                       .order_by(Person.id))).scalars())
+
+
+async def _open_notices(session: AsyncSession, person_ids: list[int]) -> list[_Open]:
+    """Open notices asking for an answer, most recently asked first (the latest message sent about them)."""
+    last_asked = func.coalesce(
+        select(func.max(OutboxMessage.created_at)).where(OutboxMessage.notice_id == Notice.id)
+        .scalar_subquery(), Notice.created_at)
+    rows = (await session.execute(
+        select(Notice.id, Notice.warning_id, EarlyWarning.reply_code, EarlyWarning.hazard, EarlyWarning.level,
+               EarlyWarning.status)
+        .join(EarlyWarning, EarlyWarning.id == Notice.warning_id)
+        .where(Notice.person_id.in_(person_ids), Notice.state.in_(ACKABLE_STATES),
+               Notice.requires_ack.is_(True), EarlyWarning.state == "active")
+        .order_by(last_asked.desc(), Notice.id.desc()))).all()
+    return [_Open(r[0], r[1], r[2], warning_label(r[3], r[4], r[5])) for r in rows]
+
+
+async def _answered(session: AsyncSession, person_ids: list[int], codes: tuple[int, ...] | None = None
+                    ) -> list[tuple[int, str]]:
+    """(reply code, label) of active warnings these persons already answered, newest first."""
+    q = (select(EarlyWarning.reply_code, EarlyWarning.hazard, EarlyWarning.level, EarlyWarning.status)
+         .join(Notice, Notice.warning_id == EarlyWarning.id)
+         .where(Notice.person_id.in_(person_ids), Notice.state == "acknowledged",
+                EarlyWarning.state == "active")
+         .order_by(Notice.acknowledged_at.desc()))
+    if codes is not None:
+        q = q.where(EarlyWarning.reply_code.in_(codes))
+    seen: OrderedDict[int, str] = OrderedDict()
+    for code, hazard, level, status in (await session.execute(q)).all():
+        seen.setdefault(code, warning_label(hazard, level, status))
+    return list(seen.items())
+
+
+def _by_warning(notices: list[_Open]) -> OrderedDict[int, list[_Open]]:
+    groups: OrderedDict[int, list[_Open]] = OrderedDict()
+    for n in notices:
+        groups.setdefault(n.warning_id, []).append(n)
+    return groups
+
+
+def _choose(reply: Reply, open_: list[_Open]) -> tuple[list[_Open], list[int]]:
+    """The notices the reply means, and the codes it named that match nothing open."""
+    if reply.kind == "all":
+        return open_, []
+    if reply.kind == "ack":
+        groups = _by_warning(open_)
+        return (next(iter(groups.values())) if groups else []), []
+    chosen = [n for n in open_ if n.reply_code in reply.codes]
+    return chosen, [c for c in reply.codes if all(n.reply_code != c for n in open_)]
+
+
+def _how_to_answer(open_: list[_Open], *, still: bool = False) -> str:
+    groups = _by_warning(open_)
+    have = "您还有" if still else "您有"
+    if len(groups) == 1:
+        n = open_[0]
+        return f"{have}1条预警待确认:{n.label},回复 1 确认。" if still else "确认收到请回复 1。"
+    listed = "、".join(f"{ns[0].label}回复 {ns[0].reply_code}" for ns in groups.values())
+    return f"{have}{len(groups)}条预警待确认:{listed};回复 全部 可一并确认。"
+
+
+async def handle_sms_reply(session: AsyncSession, *, from_number: str, body: str, now: datetime,
+                           settings: Settings) -> SmsOutcome:
+    """Acknowledge what the reply means and compose the answer (Chinese, one SMS where possible)."""
+    phone = phone_key(from_number)
+    person_ids = await _persons(session, phone)
+    if not person_ids:
+        log.info("sms_reply_unknown_number", phone=phone, body=body[:100])
+        return SmsOutcome(UNKNOWN_NUMBER)
+    reply = parse_reply(body)
+    open_ = await _open_notices(session, person_ids)
+    out = SmsOutcome("", person_ids=person_ids, reply=reply)
+    if reply.kind == "unclear":
+        log.info("sms_reply_unclear", phone=phone, body=body[:100], open=len(open_))
+        out.text = "未能识别您的回复。" + (_how_to_answer(open_) if open_ else NOTHING_OPEN)
+        return out
+    chosen, unmatched = _choose(reply, open_)
+    refused: list[_Open] = []
+    for n in chosen:
+        try:
+            out.acknowledged.append(await acknowledge(
+                session, notice_id=n.notice_id, path="sms_reply", now=now, raw_input=body, source=phone,
+                actor=f"person:{phone}"))
+        except NotAcknowledgeable:
+            refused.append(n)  # lifted while we were looking: say nothing was needed
+    done_ids = {n.notice_id for n in chosen}
+    remaining = [n for n in open_ if n.notice_id not in done_ids]
+    out.text = await _compose(session, reply=reply, chosen=chosen, results=out.acknowledged,
+                              unmatched=unmatched, remaining=remaining, person_ids=person_ids,
+                              settings=settings)
+    log.info("sms_reply_handled", phone=phone, kind=reply.kind, codes=list(reply.codes),
+             acknowledged=[r.notice_id for r in out.acknowledged if not r.already_acknowledged],
+             unmatched=unmatched, refused=[n.notice_id for n in refused])
+    return out
+
+
+async def _compose(session: AsyncSession, *, reply: Reply, chosen: list[_Open], results: list[AckResult],
+                   unmatched: list[int], remaining: list[_Open], person_ids: list[int],
+                   settings: Settings) -> str:
+    parts: list[str] = []
+    by_notice = {r.notice_id: r for r in results}
+    labels: OrderedDict[int, str] = OrderedDict()
+    late: set[int] = set()
+    for n in chosen:
+        r = by_notice.get(n.notice_id)
+        if r is None:
+            continue
+        labels.setdefault(n.warning_id, n.label)
+        if r.late:
+            late.add(n.warning_id)
+    if labels:
+        listed = "、".join(label + ("(已超时)" if wid in late else "") for wid, label in labels.items())
+        parts.append(f"已确认收到:{listed}。")
+    if not chosen:
+        already = await _answered(session, person_ids, reply.codes if reply.kind == "codes" else None)
+        if reply.kind == "codes":
+            if already:
+                parts.append("、".join(f"{label}" for _, label in already) + "此前已确认,无需重复回复。")
+            missing = [c for c in unmatched if c not in {code for code, _ in already}]
+            if missing:
+                parts.append(f"编号 {'、'.join(map(str, missing))} 没有您待确认的预警。")
+        elif already:
+            parts.append(f"{already[0][1]}此前已确认,无需重复回复。")
+        elif not remaining:
+            parts.append(NOTHING_OPEN)
+    elif unmatched:
+        parts.append(f"编号 {'、'.join(map(str, unmatched))} 没有您待确认的预警。")
+    if remaining:
+        parts.append(_how_to_answer(remaining, still=True))
+    elif len(labels) == 1 and chosen:
+        parts.append(f"请立即到岗到位。到岗及转移情况请点此反馈:{link_for(settings, chosen[0].notice_id)}")
+    return "".join(parts)
+
+
+def summary(outcome: SmsOutcome) -> dict[str, Any]:
+    return {"acknowledged": [r.notice_id for r in outcome.acknowledged if not r.already_acknowledged],
+            "already": [r.notice_id for r in outcome.acknowledged if r.already_acknowledged]}

@@ -1,0 +1,268 @@
+"""叫应 endpoints: the link page, Twilio's SMS-reply and key-press webhooks, and proxy acknowledgment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import Field as PField
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from twilio.twiml.messaging_response import MessagingResponse
+
+from warning_service.acknowledgment import inbound, pages, service, voice
+from warning_service.acknowledgment.models import Acknowledgment
+from warning_service.acknowledgment.ratelimit import limiter_for
+from warning_service.acknowledgment.service import FeedbackIn, NotAcknowledgeable
+from warning_service.acknowledgment.tokens import link_key, parse_token
+from warning_service.config import Settings
+from warning_service.delivery.models import Notice
+from warning_service.delivery.twilio_signature import verified_twilio_form
+from warning_service.deps import DutyOfficer, NowDep, Principal, Reader, SessionDep, SettingsDep
+from warning_service.early_warning.models import EarlyWarning
+from warning_service.errors import Invalid, NotFound
+from warning_service.region.models import Region
+
+public_router = APIRouter(tags=["acknowledgment"])
+webhook_router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1/notices", tags=["acknowledgment"])
+TwilioForm = Annotated[dict[str, str], Depends(verified_twilio_form)]
+
+
+@lru_cache(maxsize=4)
+def _key(secret: str) -> bytes:
+    return link_key(secret)
+
+
+def notice_from_token(token: str, settings: Settings) -> int | None:
+    return parse_token(token, key=_key(settings.secret_key.get_secret_value()))
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (uvicorn's --proxy-headers puts the real one here behind a proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+def wants_json(request: Request) -> bool:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _page_url(request: Request, token: str, query: str) -> str:
+    return f"{request.scope.get('root_path', '')}/a/{token}?{query}"
+
+
+async def _bad_token(request: Request, settings: Settings) -> Response:
+    """404 for an unknown or forged token; 429 once one address has sent too many."""
+    rt = request.app.state.runtime
+    over = await limiter_for(rt).hit(client_ip(request), rt.clock.now())
+    code = 429 if over else 404
+    headers = {"Retry-After": "60"} if over else None
+    if wants_json(request):
+        title, text = pages.MESSAGES[code]
+        return JSONResponse({"detail": {"code": "rate_limited" if over else "not_found", "message": title,
+                                        "message_zh": text}}, status_code=code, headers=headers)
+    return pages.message_page(settings, code, headers=headers)
+
+
+def _gone(request: Request, settings: Settings) -> Response:
+    if wants_json(request):
+        title, text = pages.MESSAGES[410]
+        body = {"detail": {"code": "gone", "message": title, "message_zh": text}}
+        return JSONResponse(body, status_code=410)
+    return pages.message_page(settings, 410)
+
+
+# --- the link ---------------------------------------------------------------------------------------------
+
+@public_router.get("/a/{token}", response_model=None)
+async def ack_page(token: str, request: Request, settings: SettingsDep, now: NowDep, session: SessionDep,
+                   done: int = 0, saved: int = 0) -> Response:
+    """The acknowledgment page: the warning, the deadline and a large 确认收到 button (no login)."""
+    notice_id = notice_from_token(token, settings)
+    view = await pages.load_view(session, notice_id=notice_id) if notice_id is not None else None
+    if view is None:
+        return await _bad_token(request, settings)
+    if view.gone(now, settings.ack_link_grace_hours):
+        return _gone(request, settings)
+    if wants_json(request):
+        return JSONResponse(pages.json_view(view, now=now), headers=pages.SECURITY_HEADERS)
+    flash = "反馈已保存,谢谢!" if saved else ("已确认收到,谢谢!请立即到岗到位。" if done else None)
+    return pages.render(settings, "page.html.j2", pages.page_context(view, token=token, now=now, flash=flash))
+
+
+@public_router.post("/a/{token}", response_model=None)
+async def ack_by_link(token: str, request: Request, settings: SettingsDep, now: NowDep,
+                      session: SessionDep) -> Response:
+    """确认收到 by link: form posts are redirected to the page, JSON gets the result."""
+    notice_id = notice_from_token(token, settings)
+    loaded = await service.load_notice(session, notice_id) if notice_id is not None else None
+    if loaded is None:
+        return await _bad_token(request, settings)
+    if service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours):
+        return _gone(request, settings)
+    try:
+        result = await service.acknowledge(session, notice_id=loaded.id, path="link", now=now,
+                                           source=client_ip(request), preloaded=loaded)
+    except NotAcknowledgeable as exc:
+        if wants_json(request):
+            return JSONResponse({"detail": exc.to_dict()}, status_code=exc.status_code)
+        return RedirectResponse(_page_url(request, token, "done=0"), status_code=303)
+    if wants_json(request):
+        return JSONResponse(result.public())
+    return RedirectResponse(_page_url(request, token, "done=1"), status_code=303)
+
+
+def _form_int(value: Any) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() else (None if not text else -1)  # -1 fails validation below
+
+
+async def _feedback_from(request: Request) -> FeedbackIn:
+    try:
+        if wants_json(request):
+            return FeedbackIn.model_validate(await request.json())
+        form = await request.form()
+        at_post = {"yes": True, "no": False}.get(str(form.get("at_post") or ""))
+        return FeedbackIn(at_post=at_post, villages_affected=_form_int(form.get("villages_affected")),
+                          people_evacuated=_form_int(form.get("people_evacuated")),
+                          note=str(form.get("note") or "") or None)
+    except (ValidationError, ValueError) as exc:
+        raise Invalid(f"invalid feedback: {exc}", "反馈内容无效:人数须为不小于0的整数,说明不超过2000字",
+                      field="feedback") from None
+
+
+@public_router.post("/a/{token}/feedback", response_model=None)
+async def feedback_by_link(token: str, request: Request, settings: SettingsDep, now: NowDep,
+                           session: SessionDep) -> Response:
+    """响应反馈: add or amend at-post, villages affected, people evacuated and a note after answering."""
+    notice_id = notice_from_token(token, settings)
+    loaded = await service.load_notice(session, notice_id) if notice_id is not None else None
+    if loaded is None:
+        return await _bad_token(request, settings)
+    if service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours):
+        return _gone(request, settings)
+    try:
+        data = await _feedback_from(request)
+    except Invalid as exc:
+        if wants_json(request):
+            raise
+        view = await pages.load_view(session, notice_id=loaded.id)
+        assert view is not None
+        ctx = pages.page_context(view, token=token, now=now, flash=exc.message_zh)
+        return pages.render(settings, "page.html.j2", ctx, status_code=422)
+    saved = await service.record_feedback(session, notice_id=loaded.id, data=data, now=now,
+                                          actor=f"person:{loaded.person_id}", source=client_ip(request))
+    if wants_json(request):
+        return JSONResponse({"feedback": service.feedback_dict(saved)}, headers=pages.SECURITY_HEADERS)
+    return RedirectResponse(_page_url(request, token, "saved=1"), status_code=303)
+
+
+# --- Twilio webhooks ----------------------------------------------------------------------------------------
+
+def _twiml(xml: str) -> Response:
+    return Response(content=xml, media_type="application/xml")
+
+
+@webhook_router.post("/sms")
+async def sms_reply(form: TwilioForm, session: SessionDep, settings: SettingsDep, now: NowDep) -> Response:
+    """Inbound SMS (signed by Twilio): `1`, `收到`, a warning's code or `全部`; answered with TwiML."""
+    outcome = await inbound.handle_sms_reply(session, from_number=form.get("From", ""),
+                                             body=form.get("Body", ""), now=now, settings=settings)
+    reply = MessagingResponse()
+    reply.message(outcome.text)
+    return _twiml(str(reply))
+
+
+@webhook_router.post("/voice/gather")
+async def voice_gather(form: TwilioForm, session: SessionDep, settings: SettingsDep, now: NowDep,
+                       t: str = "", r: int = 0) -> Response:
+    """Key press in the warning call (signed): 1 acknowledges; anything else hears the prompt once more."""
+    notice_id = notice_from_token(t, settings)
+    if notice_id is None:
+        return _twiml(voice.unknown())
+    digits = form.get("Digits", "").strip()
+    callee = form.get("Called") or form.get("To") or None
+    if digits == "1":
+        try:
+            await service.acknowledge(session, notice_id=notice_id, path="voice_key", now=now,
+                                      raw_input=digits, source=callee)
+        except NotAcknowledgeable:
+            return _twiml(voice.lifted())
+        except NotFound:
+            return _twiml(voice.unknown())
+        return _twiml(voice.confirmed())
+    if r >= 1:
+        return _twiml(voice.goodbye())
+    row = (await session.execute(select(EarlyWarning.hazard, EarlyWarning.level, EarlyWarning.status)
+                                 .join(Notice, Notice.warning_id == EarlyWarning.id)
+                                 .where(Notice.id == notice_id))).first()
+    if row is None:
+        return _twiml(voice.unknown())
+    label = inbound.warning_label(*row)
+    return _twiml(voice.repeat_prompt(label=label, action=voice.gather_action(settings.public_base_url, t,
+                                                                                repeat=1)))
+
+
+# --- on someone's behalf ------------------------------------------------------------------------------------
+
+class ProxyAck(BaseModel):
+    """How the duty officer obtained the answer (电话/上门/喇叭/其他) and what was said."""
+
+    method: Literal["phone", "visit", "loudspeaker", "other"]
+    note: str | None = PField(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _note_for_other(self) -> ProxyAck:
+        if self.method == "other" and not (self.note or "").strip():
+            raise ValueError("describe how the answer was obtained when method is other")
+        return self
+
+
+async def _in_scope(session: AsyncSession, notice_id: int, principal: Principal) -> None:
+    region = (await session.execute(select(Region).join(Notice, Notice.region_code == Region.code)
+                                    .where(Notice.id == notice_id))).scalar_one_or_none()
+    if region is None:
+        raise NotFound(f"notice {notice_id} not found", f"通知 {notice_id} 不存在", field="notice_id")
+    principal.require_covers(region)
+
+
+@router.post("/{notice_id}/acknowledge")
+async def proxy_acknowledge(notice_id: int, body: ProxyAck, request: Request, principal: DutyOfficer,
+                            session: SessionDep, now: NowDep) -> dict[str, Any]:
+    """Record an answer obtained by phone, visit or loudspeaker on the person's behalf (path 'proxy')."""
+    await _in_scope(session, notice_id, principal)
+    result = await service.acknowledge(
+        session, notice_id=notice_id, path="proxy", now=now, source=client_ip(request),
+        actor_user_id=principal.user.id, proxy_method=body.method, note=(body.note or "").strip() or None,
+        actor=principal.actor)
+    return {"notice_id": result.notice_id, "status": result.status, "round": result.round,
+            "acknowledged_at": result.acknowledged_at, "late": result.late, "path": result.path}
+
+
+@router.post("/{notice_id}/feedback")
+async def proxy_feedback(notice_id: int, body: FeedbackIn, request: Request, principal: DutyOfficer,
+                         session: SessionDep, now: NowDep) -> dict[str, Any]:
+    """Record 响应反馈 obtained on the person's behalf (after the notice was acknowledged)."""
+    await _in_scope(session, notice_id, principal)
+    saved = await service.record_feedback(session, notice_id=notice_id, data=body, now=now,
+                                          actor=principal.actor, source=client_ip(request))
+    return {"notice_id": notice_id, "feedback": service.feedback_dict(saved)}
+
+
+@router.get("/{notice_id}/acknowledgments")
+async def list_acknowledgments(notice_id: int, principal: Reader, session: SessionDep) -> dict[str, Any]:
+    """Every round's acknowledgment of the notice, and its feedback."""
+    await _in_scope(session, notice_id, principal)
+    rows = (await session.execute(select(Acknowledgment).where(Acknowledgment.notice_id == notice_id)
+                                  .order_by(Acknowledgment.round))).scalars().all()
+    return {"notice_id": notice_id,
+            "items": [{"round": a.round, "path": a.path, "acknowledged_at": a.acknowledged_at, "late": a.late,
+                       "raw_input": a.raw_input, "source": a.source, "proxy_method": a.proxy_method,
+                       "note": a.note, "actor_user_id": a.actor_user_id} for a in rows],
+            "feedback": service.feedback_dict(await service.get_feedback(session, notice_id))}
