@@ -1,0 +1,146 @@
+"""The auditors' console: a cookie login and server-rendered report pages (Jinja2, inline SVG charts)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from warning_service.auth.service import authenticate, issue_token
+from warning_service.clock import utcnow
+from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
+from warning_service.errors import DomainError
+from warning_service.report import charts, service
+from warning_service.report.export import local, pct
+from warning_service.report.missing import ACK_PATH_ZH, CHANNEL_ZH, STATUS_ZH
+from warning_service.report.params import parse_when
+from warning_service.report.summary import summary
+
+page_router = APIRouter(prefix="/console", include_in_schema=False)
+ROLES = ("auditor", "admin")
+
+
+@lru_cache
+def _env(templates_dir: str) -> Environment:
+    env = Environment(loader=FileSystemLoader(templates_dir), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(local=local, pct=pct, ack_path_zh=lambda v: ACK_PATH_ZH.get(v or "", v or ""),
+                       channel_zh=lambda v: CHANNEL_ZH.get(v or "", v or ""),
+                       status_zh=lambda v: STATUS_ZH.get(v or "", v or ""), colour=charts.rate_colour)
+    return env
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    settings = request.app.state.settings
+    html = _env(str(Path(settings.templates_dir))).get_template(f"report/{name}").render(**context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+async def _principal(request: Request, session: Any, settings: Any) -> Principal | None:
+    try:
+        return await get_principal(request, session, settings, None)
+    except DomainError:
+        return None
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/console/login?next={request.url.path}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only back into the console: never an open redirect to another site.
+    if target and target.startswith("/console/") and not target.startswith("//"):
+        return target
+    return "/console/reports"
+
+
+@page_router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@page_router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
+                       username: Annotated[str, Form()], password: Annotated[str, Form()],
+                       next: Annotated[str | None, Form()] = None) -> Response:
+    user = await authenticate(session, username=username, password=password)
+    if user is None:
+        return render(request, "login.html", status_code=401, next=_safe_next(next),
+                      error="用户名或密码错误 (wrong username or password)")
+    token = issue_token(user=user, secret=settings.secret_key.get_secret_value(), now=utcnow(),
+                        minutes=settings.access_token_minutes)
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.set_cookie(TOKEN_COOKIE, token, max_age=settings.access_token_minutes * 60, httponly=True,
+                    samesite="strict", secure=settings.public_base_url.startswith("https://"), path="/")
+    return resp
+
+
+@page_router.post("/logout")
+async def logout() -> RedirectResponse:
+    resp = RedirectResponse("/console/login", status_code=303)
+    resp.delete_cookie(TOKEN_COOKIE, path="/")
+    return resp
+
+
+@page_router.get("/reports", response_class=HTMLResponse)
+async def summary_page(request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
+                       region: str | None = None, from_: Annotated[str | None, Query(alias="from")] = None,
+                       to: str | None = None) -> Response:
+    """Warnings of a period with their rates and the towns that answer worst."""
+    principal = await _principal(request, session, settings)
+    if principal is None:
+        return _to_login(request)
+    try:
+        _allowed(principal)
+        # Up to and including this instant.
+        until = parse_when(to, field="to", end_of_day=True) or now + timedelta(microseconds=1)
+        since = parse_when(from_, field="from") or until - timedelta(days=30)
+        area = await service.region_param(session, code=region, scope=principal.scope)
+        rank = "town" if area.level in ("province", "city", "county", "town") else "village"
+        data = await summary(session, region=area, since=since, until=until, rank_level=rank)
+    except DomainError as exc:
+        return _error(request, exc)
+    actual = data["statuses"]["actual"]
+    return render(request, "summary.html", data=data, user=principal.user, actual=actual,
+                  bars=charts.rate_bars(actual["by_region"][:40], chart_id="region-rates"))
+
+
+@page_router.get("/reports/warnings/{warning_id}", response_class=HTMLResponse)
+async def warning_page(warning_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+                       now: NowDep, region: str | None = None) -> Response:
+    """One warning: answers over time against the deadline, rates by town, who is missing."""
+    principal = await _principal(request, session, settings)
+    if principal is None:
+        return _to_login(request)
+    try:
+        _allowed(principal)
+        area = await service.region_param(session, code=region, scope=principal.scope)
+        scoped = await service.scoped_warning(session, warning_id=warning_id, region=area)
+        report = await service.warning_report(session, scoped=scoped, now=now, rollup="town",
+                                              missing_limit=500)
+    except DomainError as exc:
+        return _error(request, exc)
+    towns = sorted((n for n in report["rollup"]["nodes"] if n["level"] == "town"),
+                   key=lambda n: (n["subtree"]["rate"] is None, n["subtree"]["rate"] or 0, n["path"]))
+    town_rows = [{"code": n["code"], "name": n["name"], **n["subtree"]} for n in towns]
+    return render(request, "warning.html", r=report, user=principal.user, towns=town_rows,
+                  curve=charts.ack_curve(report["timeline"], required=report["totals"]["required"]),
+                  bars=charts.rate_bars(town_rows), region_query=f"?region={area.code}" if region else "")
+
+
+def _allowed(principal: Principal) -> None:
+    from warning_service.errors import Forbidden
+
+    if principal.user.role not in ROLES:
+        raise Forbidden(f"role {principal.user.role} may not read reports",
+                        f"角色 {principal.user.role} 无权查看统计")
+
+
+def _error(request: Request, exc: DomainError) -> HTMLResponse:
+    return render(request, "error.html", status_code=exc.status_code, message=exc.message_en,
+                  message_zh=exc.message_zh)
