@@ -3,6 +3,7 @@ helpers to read the outbox and attempts back."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -11,10 +12,40 @@ from sqlalchemy import func, select
 
 from channels.base import Adapter
 from channels.registry import ChannelRegistry
+from channels.twilio_common import TwilioAdapter, TwilioConfig
+from tests.conftest import make_settings
+from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, start
 from tests.factories import build_tree, login, make_user
 from warning_service.db import Database
 from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
 from warning_service.runtime import Runtime
+
+FROM_NUMBER = "+15005550006"
+
+
+@pytest.fixture
+def settings(db: Database):
+    """Test settings with a Twilio account, so status callbacks can be signed and verified."""
+    return make_settings(db, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+                         twilio_auth_tokens_previous="previous-token-1", twilio_from_number=FROM_NUMBER)
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+    runner = await start(fake)
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def twilio(runtime: Runtime, fake_twilio: FakeTwilio) -> AsyncIterator[TwilioAdapter]:
+    """The real Twilio adapter serving sms and voice, pointed at the local Twilio-speaking server."""
+    adapter = TwilioAdapter(TwilioConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=FROM_NUMBER,
+                                         api_base_url=fake_twilio.base_url, timeout=2.0))
+    use(runtime, adapter, ("sms", "voice"))
+    yield adapter
+    await adapter.aclose()
 
 
 @pytest.fixture
@@ -77,4 +108,11 @@ async def status_counts(db: Database, warning_id: int | None = None) -> dict[str
         return {k: v for k, v in (await s.execute(q)).all()}
 
 
-__all__ = ["ChannelRegistry", "attempts", "issue", "notices", "outbox", "status_counts", "use"]
+def signed_post_args(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> dict[str, Any]:
+    """What Twilio would send: the form and X-Twilio-Signature over the public URL."""
+    from twilio.request_validator import RequestValidator
+
+    return {"data": params, "headers": {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}}
+
+
+__all__ = ["ChannelRegistry", "attempts", "issue", "notices", "outbox", "signed_post_args", "status_counts", "use"]

@@ -81,9 +81,10 @@ async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | No
     limits = s.rate_limits()
     items = []
     for row in live:
-        adapter_name = names.get(row.channel, "console")
-        items.append(Item(row=row, message=messages[row.id], adapter=rt.channels.get(row.channel),
-                          adapter_name=adapter_name, bucket=bucket_for(row.channel, adapter_name, limits)))
+        adapter = rt.channels.get(row.channel)
+        adapter_name = getattr(adapter, "name", None) or names.get(row.channel, "console")
+        items.append(Item(row=row, message=messages[row.id], adapter=adapter, adapter_name=adapter_name,
+                          bucket=bucket_for(row.channel, adapter_name, limits)))
     budget = s.dispatch_lease_seconds / 2 if pace_budget is None else pace_budget
     started = time.monotonic()
     recorder = store.Recorder(rt)
