@@ -150,7 +150,7 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
     if root != n.id and dialect_name(session) == "postgresql":
         # Lock the chain's root before the notice itself, as an answer to the root does, so that a silent
         # person answering at the moment their deputy does cannot deadlock the two.
-        await session.execute(select(Notice.id).where(Notice.id == root).with_for_update())
+        await session.execute(select(Notice.id).where(Notice.id == root).with_for_update(key_share=True))
 
     won = (await session.execute(_insert_ack(
         notice_id=notice_id, path=path, now=now, raw_input=raw_input, source=source,
@@ -248,15 +248,26 @@ async def _stop_chain(session: AsyncSession, *, root: int, answered: int, now: d
             update(Notice).where(Notice.id == root, Notice.state.in_(ACKABLE_STATES))
             .values(next_action_at=None, step="done").returning(Notice.id))
         stopped += list(res.scalars())
+    first = await _close_chain(session, root=root, answered=answered, now=now, skip=[])
+    if first:
+        # While the first pass waited for a notice an escalation sweep held, that sweep may have opened
+        # more of this chain; its statement could not see them, this one can.
+        first += await _close_chain(session, root=root, answered=answered, now=now, skip=first)
+    return stopped + first
+
+
+async def _close_chain(session: AsyncSession, *, root: int, answered: int, now: datetime, skip: list[int]
+                       ) -> list[int]:
     is_open = Notice.state.in_(OPEN_NOTICE_STATES)
-    res = await session.execute(
-        update(Notice).where(Notice.root_id == root, Notice.id != answered, Notice.state.in_(ACKABLE_STATES))
-        .values(state=case((is_open, "closed"), else_=Notice.state),
-                closed_at=case((is_open, literal(now, UTCDateTime)), else_=Notice.closed_at),
-                next_action_at=None, step="done")
-        .returning(Notice.id))
-    stopped += list(res.scalars())
-    return stopped
+    stmt = (update(Notice)
+            .where(Notice.root_id == root, Notice.id != answered, Notice.state.in_(ACKABLE_STATES))
+            .values(state=case((is_open, "closed"), else_=Notice.state),
+                    closed_at=case((is_open, literal(now, UTCDateTime)), else_=Notice.closed_at),
+                    next_action_at=None, step="done")
+            .returning(Notice.id))
+    if skip:
+        stmt = stmt.where(Notice.id.not_in(skip))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def cancel_chase(session: AsyncSession, *, notice_ids: list[int], now: datetime) -> int:

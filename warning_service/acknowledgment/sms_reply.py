@@ -16,7 +16,7 @@ ACK_WORDS = ("确认收到", "收到确认", "已经收到", "已收到", "收�
              "确定", "好的", "好", "明白", "知道了", "知道", "ok", "okay", "yes", "y", "是", "嗯")
 ALL_WORDS = ("全部确认", "确认全部", "全部收到", "全部", "所有", "都收到", "all")
 # Words that add nothing either way.
-FILLER = ("谢谢", "谢", "您", "我", "了", "啦", "的", "呢", "吧", "请", "已", "均", "都")
+FILLER = ("回复", "谢谢", "谢", "您", "我", "了", "啦", "的", "呢", "吧", "请", "已", "均", "都")
 _VOCAB = sorted({*ACK_WORDS, *ALL_WORDS, *FILLER}, key=len, reverse=True)
 _TOKEN = re.compile(r"\d+|[^\d\s]+")
 MAX_CODE_DIGITS = 6
