@@ -6,6 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -49,7 +50,8 @@ async def _principal(request: Request, session: Any, settings: Any) -> Principal
 
 
 def _to_login(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"/console/login?next={request.url.path}", status_code=303)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/console/login?next={quote(here, safe='')}", status_code=303)
 
 
 def _safe_next(target: str | None) -> str:
