@@ -6,6 +6,7 @@ for, their own answer and feedback — never anyone else's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -25,6 +26,8 @@ from warning_service.early_warning.messages import local_minute
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH, EarlyWarning
 from warning_service.region.models import Region
 
+# "1. ", "2、", "（3）" at the start of a guidance line: the page numbers the list itself.
+_NUMBERING = re.compile(r"^\s*[(（]?\s*(?:\d+|[一二三四五六七八九十]+)\s*(?:[.、．:：]|[)）])\s*")
 PATH_ZH = {"link": "链接确认", "sms_reply": "短信回复", "voice_key": "电话按键", "proxy": "代为确认"}
 STATUS_PREFIX = {"exercise": "【演练】", "test": "【测试】"}
 # Pages carry a secret in their URL: never let it leak to another site, a cache or a search engine.
@@ -97,7 +100,8 @@ def _warning_context(w: EarlyWarning) -> dict[str, Any]:
         # Yellow is too light for white text.
         "text_colour": "#1f2937" if w.level == "yellow" else "#ffffff",
         "area": w.area_desc, "issued_at": local_minute(w.issued_at), "description": w.description,
-        "instruction_lines": [ln.strip() for ln in (w.instruction or "").splitlines() if ln.strip()],
+        "instruction_lines": [_NUMBERING.sub("", ln).strip() for ln in (w.instruction or "").splitlines()
+                              if ln.strip()],
         "expires_at": local_minute(w.expires_at), "lifted_at": local_minute(w.lifted_at),
     }
 
