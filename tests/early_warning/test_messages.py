@@ -25,6 +25,7 @@ async def test_sms_carries_unit_time_action_hazard_level_area_and_answer(client,
     for part in ("温岭市防汛防台抗旱指挥部", "2026年07月01日16时00分", "发布", "台风", "红色预警", "横湖村",
                  "回复 1 确认", "http://testserver/a/"):
         assert part in sms.body, part
+    assert "\n请" in sms.body and "指南:1." not in sms.body  # the answer line stands apart
     token = sms.body.split("/a/")[1].split()[0]
     assert parse_token(token, key=link_key(settings.secret_key.get_secret_value())) == int(sms.metadata["notice_id"])
     assert int(sms.metadata["segments"]) == sms_segments(sms.body) > 1

@@ -8,6 +8,7 @@ fallback goes out and the error is logged.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -65,7 +66,9 @@ def sms_segments(text: str) -> int:
 
 
 def _first_line(text: str, limit: int = 60) -> str:
+    """The first guidance item without its number: SMS has room for one."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = re.sub(r"^\(?[0-9一二三四五六七八九十]+[.、)）]\s*", "", line)
     return line if len(line) <= limit else line[:limit] + "…"
 
 
