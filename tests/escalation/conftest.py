@@ -49,20 +49,21 @@ async def issue(db: Database, settings, clock, *, targets: list[str], policy: Po
     data = WarningCreate(hazard=hazard, level=level, description="台风“烟花”预计今夜登陆,最大风力14级。",
                          targets=targets, **extra)
     async with db.session() as s:
-        result = await warnings.issue_warning(s, data=data, actor=PROVINCE, policy=policy or load_policy(None),
-                                              settings=settings, now=clock.now())
+        result = await warnings.issue_warning(s, data=data, actor=PROVINCE, settings=settings, now=clock.now(),
+                                              policy=policy or load_policy(None))
         return result.warning.id  # type: ignore[return-value]
 
 
 async def lift(db: Database, clock, warning_id: int) -> None:
     async with db.session() as s:
-        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE, now=clock.now())
+        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE,
+                                    now=clock.now())
 
 
 async def upgrade(db: Database, settings, clock, warning_id: int, *, level: str, policy: PolicyBook) -> None:
     async with db.session() as s:
-        await warnings.update_warning(s, warning_id=warning_id, data=WarningUpdate(level=level), actor=PROVINCE,
-                                      policy=policy, settings=settings, now=clock.now())
+        await warnings.update_warning(s, warning_id=warning_id, data=WarningUpdate(level=level),
+                                      actor=PROVINCE, policy=policy, settings=settings, now=clock.now())
 
 
 @dataclass
@@ -74,12 +75,18 @@ class Totals:
     escalated: int = 0
     timed_out: int = 0
     opened: list[int] = field(default_factory=list)
+    opened_by: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, r: SweepResult) -> None:
         self.batches += 1
         for k in ("claimed", "recalls", "deputies", "escalated", "timed_out"):
             setattr(self, k, getattr(self, k) + getattr(r, k))
         self.opened += [i for ids in r.opened.values() for i in ids]
+        for silent, ids in r.opened.items():
+            self.opened_by.setdefault(silent, []).extend(ids)
+
+    def opened_for(self, silent_id: int) -> list[int]:
+        return self.opened_by.get(silent_id, [])
 
 
 async def run_sweeps(db: Database, now: datetime, *, batch_size: int = 100) -> Totals:
@@ -96,7 +103,8 @@ async def run_sweeps(db: Database, now: datetime, *, batch_size: int = 100) -> T
 async def notice_for(db: Database, warning_id: int, person_id: int, reason: str = "primary") -> Notice:
     async with db.session() as s:
         return (await s.execute(select(Notice).where(
-            Notice.warning_id == warning_id, Notice.person_id == person_id, Notice.reason == reason))).scalar_one()
+            Notice.warning_id == warning_id, Notice.person_id == person_id, Notice.reason == reason))
+        ).scalar_one()
 
 
 async def reload(db: Database, notice_id: int) -> Notice:
@@ -117,10 +125,11 @@ async def count(db: Database, model, *where) -> int:
         return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
 
-async def add_people(db: Database, *, region: str, n: int, now: datetime, role: str = "grid_responsible") -> None:
+async def add_people(db: Database, *, region: str, n: int, now: datetime,
+                     role: str = "grid_responsible") -> None:
     """Many responsible persons in one region, inserted in bulk (phones 170xxxxxxxx)."""
-    rows = [{"region_code": region, "name": f"网格员{i}", "role": role, "phone": f"+86170{i:08d}", "email": None,
-             "active": True, "created_at": now, "updated_at": now} for i in range(n)]
+    rows = [{"region_code": region, "name": f"网格员{i}", "role": role, "phone": f"+86170{i:08d}",
+             "email": None, "active": True, "created_at": now, "updated_at": now} for i in range(n)]
     async with db.session() as s:
         for i in range(0, n, 2000):
             await s.execute(insert(Person), rows[i:i + 2000])

@@ -24,8 +24,8 @@ from warning_service.acknowledgment.service import acknowledge
 from warning_service.delivery.models import Notice, OutboxMessage
 from warning_service.early_warning.messages import render_outbox
 from warning_service.ledger.models import LedgerPending
-from warning_service.person.models import Person, PersonCreate
 from warning_service.person import service as people
+from warning_service.person.models import Person, PersonCreate
 
 MIN = timedelta(minutes=1)
 
@@ -37,8 +37,8 @@ async def at(db, clock, t0, minutes: float):
 
 async def chain_notices(db, warning_id):
     async with db.session() as s:
-        return list((await s.execute(select(Notice).where(Notice.warning_id == warning_id).order_by(Notice.id)))
-                    .scalars())
+        q = select(Notice).where(Notice.warning_id == warning_id).order_by(Notice.id)
+        return list((await s.execute(q)).scalars())
 
 
 async def test_full_red_chain_calls_three_times_then_village_then_town_then_times_out(
@@ -251,4 +251,5 @@ async def test_a_person_without_a_phone_gets_a_failed_recall_the_duty_officer_ca
     n = await notice_for(db, wid, pid)
     [recall] = await messages(db, n.id, "recall")
     assert (recall.status, recall.error_code, recall.channel) == ("failed", "no_address", "voice")
-    assert await count(db, OutboxMessage, OutboxMessage.status == "queued", OutboxMessage.kind == "recall") == 0
+    assert await count(db, OutboxMessage, OutboxMessage.status == "queued",
+                       OutboxMessage.kind == "recall") == 0
