@@ -10,8 +10,8 @@ import httpx
 
 from warning_service.auth.service import create_user
 from warning_service.db import Database
-from warning_service.person.models import PersonCreate
 from warning_service.person import service as people
+from warning_service.person.models import PersonCreate
 from warning_service.region import service as regions
 
 TREE_CSV = """code,name,level,parent_code

@@ -167,7 +167,6 @@ def users_create(username: str = typer.Option(...), password: str = typer.Option
 def audit_verify() -> None:
     """Check the ledger's hash chain; names the first broken entry."""
     from warning_service.ledger import service as ledger
-    from warning_service.ledger.jobs import seal_tick
 
     async def go(settings: Settings) -> Any:
         key = ledger.ledger_key(settings.secret_key.get_secret_value())

@@ -29,8 +29,8 @@ async def count(db, model, *where):
     ("331081001001", {"grid_responsible": 2, "village_responsible": 1}),
     ("33108100100101", {"grid_responsible": 1}),
 ])
-async def test_red_warning_reaches_exactly_the_persons_under_the_target(client, duty, db, tree, target,
-                                                                        expected_roles):
+async def test_red_warning_reaches_exactly_the_persons_under_the_target(
+        client, duty, db, tree, target, expected_roles):
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon([target]))
     assert r.status_code == 201, r.text
     body = r.json()

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-
-
 from sqlalchemy import select
 
 from tests.early_warning.conftest import red_typhoon

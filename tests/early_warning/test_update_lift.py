@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from tests.early_warning.conftest import red_typhoon
 from warning_service.delivery.models import Notice, OutboxMessage

@@ -6,6 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, field_validator
+from pydantic import Field as PField
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -139,7 +141,6 @@ class WarningTarget(SQLModel, table=True):
 
 
 # --- API shapes -------------------------------------------------------------------------------------------
-from pydantic import BaseModel, Field as PField, field_validator  # noqa: E402
 
 
 class WarningCreate(BaseModel):

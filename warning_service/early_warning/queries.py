@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.actor import Actor
 from warning_service.acknowledgment.models import Acknowledgment
+from warning_service.actor import Actor
 from warning_service.delivery.models import Notice
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.errors import NotFound

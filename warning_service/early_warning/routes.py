@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
 from warning_service.early_warning import cap, queries, relay, service
 from warning_service.early_warning.models import (

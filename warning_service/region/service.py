@@ -35,7 +35,8 @@ async def import_csv(
     for r in rows:
         code, level = r.values["code"], r.values["level"]
         if not code or not code.isalnum():
-            raise row_error(name, r.line, "code", "must be a non-empty alphanumeric code", "区划代码不能为空且只能是字母或数字")
+            raise row_error(name, r.line, "code", "must be a non-empty alphanumeric code",
+                            "区划代码不能为空且只能是字母或数字")
         if code in seen:
             raise row_error(name, r.line, "code", f"duplicate of line {seen[code]}", f"与第 {seen[code]} 行重复")
         seen[code] = r.line
@@ -71,7 +72,8 @@ async def import_csv(
         if old is not None and old.path != path:
             raise row_error(name, r.line, "parent_code",
                             f"region {v['code']} already exists under {old.parent_code}; moving regions is not "
-                            "supported by import", f"区划 {v['code']} 已隶属于 {old.parent_code},导入不支持调整隶属关系")
+                            "supported by import",
+                            f"区划 {v['code']} 已隶属于 {old.parent_code},导入不支持调整隶属关系")
         paths[v["code"]] = (path, depth, v["level"])
         out.append({"code": v["code"], "name": v["name"], "level": v["level"], "parent_code": parent,
                     "path": path, "depth": depth})
