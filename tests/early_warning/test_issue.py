@@ -47,7 +47,8 @@ async def test_red_warning_reaches_exactly_the_persons_under_the_target(
 
 async def test_blue_warning_reaches_villages_only_and_asks_no_answer(client, duty, db, tree):
     r = await client.post("/api/v1/warnings", headers=duty, json={
-        "hazard": "rainstorm", "level": "blue", "description": "未来6小时降雨量将达50毫米以上。", "targets": ["331081"]})
+        "hazard": "rainstorm", "level": "blue", "description": "未来6小时降雨量将达50毫米以上。",
+        "targets": ["331081"]})
     got = await notices(db, r.json()["id"])
     assert {n.role for n in got} == {"village_responsible"} and len(got) == 3
     assert all(not n.requires_ack and n.next_action_at is None for n in got)
