@@ -39,12 +39,16 @@ def _with_person(n: Any) -> Any:
     return select(n, P.c.name, P.c.phone).join(P, P.c.id == n.c.person_id)
 
 
-async def missing_page(session: AsyncSession, *, scoped: Scoped, offset: int = 0, limit: int = 50
-                       ) -> tuple[int, list[dict[str, Any]]]:
-    """Primary notices that required an answer and have none, by region path: (total, one page)."""
+async def missing_page(session: AsyncSession, *, scoped: Scoped, offset: int = 0, limit: int = 50,
+                       total: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Primary notices that required an answer and have none, by region path: (total, one page).
+
+    `total` is counted unless the caller already knows it (the report's `never`, same definition).
+    """
     n = _rows(session, scoped)
     silent = and_(n.c.req, ~n.c.acked)
-    total = (await session.execute(select(func.count()).select_from(n).where(silent))).scalar_one()
+    if total is None:
+        total = (await session.execute(select(func.count()).select_from(n).where(silent))).scalar_one()
     if limit == 0 or total == 0:
         return total, []
     order = (n.c.path0, n.c.role, P.c.name, n.c.id)

@@ -8,7 +8,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, case, cast, extract, func, literal, or_, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.sql import ColumnElement
 
 from warning_service.acknowledgment.models import Acknowledgment
@@ -35,13 +50,14 @@ def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[flo
 
 
 def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_deadline: float | None,
-                warning_id: int | None = None, chain: bool = False, extra: list[Any] | None = None
-                ) -> Select[Any]:
+                warning_id: int | None = None, chain: bool = False, depths: dict[str, int] | None = None,
+                extra: list[Any] | None = None) -> Select[Any]:
     """One row per notice: whether an answer is required and given, how, how late, how fast, where.
 
     An answer counts when the notice is acknowledged *and* has an acknowledgment for its current round
     (an upgrade starts a new round). `warning_id` adds whether a carrier took a message (one outbox scan
-    for that warning); `chain` adds the notice region's ancestors for the roll-up.
+    for that warning); `chain` adds the notice region's ancestors for the roll-up — read off the region's
+    path on PostgreSQL when `depths` says at which depth each level sits, else by walking up parents.
     """
     r0 = R.alias("r0")
     acked = and_(N.c.state == "acknowledged", A.c.id.is_not(None))
@@ -58,8 +74,10 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
         (N.c.delivered_at.is_not(None)).label("dlv"), case((acked, from_call)).label("secs"),
         r0.c.code.label("code0"), r0.c.level.label("level0"), r0.c.path.label("path0"),
     ]
+    # The warning_id equality is implied, but lets PostgreSQL read only this warning's acknowledgments
+    # instead of hashing the whole table.
     frm = N.join(r0, r0.c.code == N.c.region_code).outerjoin(
-        A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round))
+        A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round, A.c.warning_id == N.c.warning_id))
     if warning_id is not None:
         sent = (select(OB.c.notice_id).where(OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED),
                                             OB.c.notice_id.is_not(None)).distinct().subquery("sent"))
@@ -67,7 +85,12 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
         cols.append(sent.c.notice_id.is_not(None).label("carried"))
     else:
         cols.append(literal(False).label("carried"))
-    if chain:
+    if chain and depths is not None and dialect == "postgresql":
+        for level, depth in depths.items():
+            # "/33/3310/331081/331081001/": segment depth + 2 is the ancestor at that depth, "" if none.
+            segment = func.split_part(r0.c.path, "/", depth + 2)
+            cols.append(func.nullif(segment, "").label(f"at_{level}"))
+    elif chain:
         hops = [r0]
         for i in range(1, HOPS + 1):
             ri = R.alias(f"r{i}")
@@ -80,6 +103,80 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
     if scope_path is not None:
         q = q.where(r0.c.path >= scope_path, r0.c.path < scope_path + "\x7f")
     return q
+
+
+async def level_depths(session: Any, levels: tuple[str, ...]) -> dict[str, int] | None:
+    """The depth of each of `levels` when every region of that level sits at the same depth, else None."""
+    rows = (await session.execute(select(R.c.level, func.min(R.c.depth), func.max(R.c.depth))
+                                  .where(R.c.level.in_(levels)).group_by(R.c.level))).all()
+    found = {level: (lo, hi) for level, lo, hi in rows}
+    if any(lo != hi for lo, hi in found.values()):
+        return None
+    # A level with no regions yields no ancestors: an out-of-range segment is "" and so NULL.
+    return {level: found.get(level, (99, 99))[0] for level in levels}
+
+
+async def tune(session: Any) -> None:
+    """Session settings for one report transaction on PostgreSQL.
+
+    A report is a handful of aggregates over ~10^5 rows: JIT compilation costs more than it saves, and
+    the default work_mem makes hash aggregates spill to disk.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text("SET LOCAL work_mem = '32MB'"))
+
+
+async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[str, ...]]
+                         ) -> list[tuple[str, tuple[Any, ...], Counts]]:
+    """`counts` over `rows` for each grouping in `dims` (name → columns; () is the total), in one statement.
+
+    PostgreSQL computes every grouping in a single scan with GROUPING SETS; SQLite, which has none,
+    materializes the rows once and reads them once per grouping (UNION ALL). Returns (name, key, counts).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        c = rows.subquery("c")
+        cols = list(dict.fromkeys(col for group in dims.values() for col in group))
+        keys = [c.c[col] for col in cols]
+        flags = [func.grouping(k).label(f"g_{k.name}") for k in keys]
+        sets = [tuple_(*[c.c[col] for col in group]) for group in dims.values()]
+        out = []
+        stmt = select(*flags, *keys, *counts(c)).group_by(func.grouping_sets(*sets))
+        for row in await session.execute(stmt):
+            m = row._mapping
+            present = {col for col in cols if m[f"g_{col}"] == 0}
+            # Several groupings could share columns; the one whose columns are exactly those present wins.
+            name = next(n for n, group in dims.items() if set(group) == present)
+            out.append((name, tuple(m[col] for col in dims[name]), Counts.from_row(row)))
+        return out
+    c = rows.cte("c").prefix_with("MATERIALIZED")
+    width = max(len(group) for group in dims.values())
+    branches = []
+    for name, group in dims.items():
+        keys = [cast(c.c[col], String).label(f"k{i}") for i, col in enumerate(group)]
+        keys += [literal(None, String).label(f"k{i}") for i in range(len(group), width)]
+        branches.append(select(literal(name).label("dim"), *keys, *counts(c))
+                        .group_by(*[c.c[col] for col in group]))
+    result = (await session.execute(union_all(*branches))).all()
+    types = {col: rows.selected_columns[col].type for group in dims.values() for col in group}
+    out = []
+    for row in result:
+        group = dims[row.dim]
+        key = tuple(_back(getattr(row, f"k{i}"), types[col]) for i, col in enumerate(group))
+        out.append((row.dim, key, Counts.from_row(row)))
+    return out
+
+
+def _back(value: Any, type_: Any) -> Any:
+    """A key cast to text for the UNION, back to its own type (integers stay integers)."""
+    if value is None:
+        return None
+    try:
+        if type_.python_type is int:
+            return int(value)
+    except NotImplementedError:
+        pass
+    return value
 
 
 COUNT_NAMES = ("recipients", "required", "reached", "delivered", "acknowledged", "late", "proxy", "waiting",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, literal, select, union_all
+from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import chunks, dialect_name
@@ -19,7 +19,7 @@ from warning_service.person.models import ROLE_ZH
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
 from warning_service.region.models import Region
 from warning_service.report import queries as q
-from warning_service.report.queries import COUNT_NAMES, OB, Counts, R
+from warning_service.report.queries import OB, Counts, R
 
 ROLLUP_CHOICES = ("none", "county", "town", "village", "grid")
 STATUS_ZH = {"actual": "实际", "exercise": "演练", "test": "测试"}
@@ -92,11 +92,12 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
         raise Invalid(f"rollup must be one of {', '.join(ROLLUP_CHOICES)}",
                       f"rollup 应为 {', '.join(ROLLUP_CHOICES)} 之一", field="rollup")
     w = scoped.warning
+    await q.tune(session)
     grouped = await _grouped(session, scoped=scoped, rollup=rollup)
     totals = grouped["all"][""]
-    timing = await _timing(session, scoped=scoped)
+    timing = await _timing(session, scoped=scoped, steps=grouped["step"])
     missing_total, missing = await missing_page(session, scoped=scoped, offset=missing_offset,
-                                                limit=missing_limit)
+                                                limit=missing_limit, total=totals.never)
     return {
         "warning": warning_info(w),
         "region": {"code": scoped.region.code, "name": scoped.region.name, "path": scoped.region.path},
@@ -110,7 +111,7 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
                      for k, v in sorted(grouped["level"].items(), key=lambda kv: _level_order(kv[0]))],
         "by_role": [{"role": k, "role_zh": ROLE_ZH.get(k, k), **v.as_dict()}
                     for k, v in sorted(grouped["role"].items())],
-        "rollup": await _rollup(session, grouped=grouped, totals=totals, rollup=rollup),
+        "rollup": await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
         "escalations": await _escalations(session, scoped=scoped),
         "missing": {"total": missing_total, "offset": missing_offset, "limit": missing_limit,
                     "items": missing},
@@ -123,36 +124,48 @@ def _level_order(level: str) -> int:
     return LEVEL_ORDER.get(level, 99)
 
 
+FINE = 5  # seconds: answers are counted in 5-second steps, then drawn in coarser ones
+
+
 async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dict[str, dict[str, Any]]:
-    """One statement: totals, by the person's level, by role, by answer path, and the roll-up levels."""
+    """One statement: totals; by the person's level, role, answer path and 5-second step of the answer;
+    and each roll-up level.
+
+    A roll-up level is grouped by (ancestor at that level, the person's own level), so one pass gives
+    both a node's subtree (the sum of its rows) and the people attached to the node itself.
+    """
+    dialect = dialect_name(session)
     levels = q.ROLLUP_LEVELS[:q.ROLLUP_LEVELS.index(rollup) + 1] if rollup != "none" else ()
-    c = q.notice_rows(dialect=dialect_name(session), where=[q.N.c.warning_id == scoped.warning.id,
-                                                            q.N.c.reason == "primary"],
-                      scope_path=scoped.path, ack_deadline=None, warning_id=scoped.warning.id,
-                      chain=bool(levels)).cte("c").prefix_with("MATERIALIZED")
-    no_own = [literal(0).label("own_" + k) for k in COUNT_NAMES]
-    branches = [
-        select(literal("all").label("dim"), literal("").label("key"), *q.counts(c), *no_own),
-        select(literal("level"), c.c.level0, *q.counts(c), *no_own).group_by(c.c.level0),
-        select(literal("role"), c.c.role, *q.counts(c), *no_own).group_by(c.c.role),
-        select(literal("ack_path"), c.c.ack_path, *q.counts(c), *no_own).group_by(c.c.ack_path),
-    ]
-    for level in levels:
-        key = c.c[f"at_{level}"]
-        branches.append(select(literal(level), key, *q.counts(c), *q.counts(c, within=c.c.code0 == key,
-                                                                          prefix="own_"))
-                        .where(key.is_not(None)).group_by(key))
-    out: dict[str, dict[str, Any]] = {"all": {"": Counts()}, "level": {}, "role": {}, "ack_path": {}}
-    for row in (await session.execute(union_all(*branches))).all():
-        counts = Counts.from_row(row)
-        if row.dim in q.ROLLUP_LEVELS:
-            out.setdefault(row.dim, {})[row.key] = (counts, Counts.from_row(row, prefix="own_"))
+    depths = await q.level_depths(session, levels) if levels else None
+    where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary"]
+    base = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path,
+                         ack_deadline=ack_deadline_of(scoped.warning), warning_id=scoped.warning.id,
+                         chain=bool(levels), depths=depths).subquery("b")
+    # PostgreSQL rounds a cast to integer and SQLite truncates; both must mean "which step".
+    step = func.floor(base.c.secs / FINE) if dialect == "postgresql" else base.c.secs / FINE
+    rows = select(base, cast(step, Integer).label("step"))
+    dims: dict[str, tuple[str, ...]] = {"all": (), "level": ("level0",), "role": ("role",),
+                                        "ack_path": ("ack_path",), "step": ("step",)}
+    dims.update({lvl: (f"at_{lvl}", "level0") for lvl in levels})
+    out: dict[str, dict[Any, Any]] = {"all": {"": Counts()}, **{d: {} for d in dims if d != "all"}}
+    for dim, key, counts in await q.grouped_counts(session, rows, dims):
+        if dim in levels:
+            code, person_level = key
+            if code is None:
+                continue  # people attached above this level
+            sub, own = out[dim].get(code, (Counts(), Counts()))
+            out[dim][code] = (sub.add(counts), own.add(counts) if person_level == dim else own)
+        elif dim == "step":
+            if key[0] is not None:
+                out[dim][key[0]] = counts
         else:
-            out[row.dim][row.key or ""] = counts
+            out[dim][key[0] if key else ""] = counts
+    if None in out["ack_path"]:
+        out["ack_path"].pop(None)
     return out
 
 
-async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Counts, rollup: str
+async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Counts, scope: Region
                   ) -> dict[str, Any]:
     """Nodes county → … → `rollup`, each with its subtree's counts and those of people attached to it.
 
@@ -160,11 +173,18 @@ async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Cou
     the top level + `above` (people attached above the top level, e.g. the city's own officials).
     """
     levels = [lvl for lvl in q.ROLLUP_LEVELS if lvl in grouped]
-    codes = [code for lvl in levels for code in grouped[lvl]]
+    cols = (Region.code, Region.name, Region.level, Region.parent_code, Region.path)
     info: dict[str, Any] = {}
-    for batch in chunks(codes, 2000):
-        for r in (await session.execute(select(Region.code, Region.name, Region.level, Region.parent_code,
-                                               Region.path).where(Region.code.in_(batch)))).all():
+    if levels:
+        # One range scan of the scope's regions of these levels beats a long IN list …
+        low, high = scope.path, scope.path + "\x7f"
+        for r in (await session.execute(select(*cols).where(Region.level.in_(levels), Region.path >= low,
+                                                            Region.path < high))).all():
+            info[r.code] = r
+    # … and the few nodes above the scope (its own county, seen from a town) are looked up by code.
+    above = [code for lvl in levels for code in grouped[lvl] if code not in info]
+    for batch in chunks(above, 2000):
+        for r in (await session.execute(select(*cols).where(Region.code.in_(batch)))).all():
             info[r.code] = r
     nodes = []
     for lvl in levels:
@@ -188,35 +208,30 @@ def _subtract(a: Counts, b: Counts) -> Counts:
     return a.add(neg)
 
 
-async def _timing(session: AsyncSession, *, scoped: Scoped) -> dict[str, Any]:
+async def _timing(session: AsyncSession, *, scoped: Scoped, steps: dict[int, Counts]) -> dict[str, Any]:
     """Time to answer (p50/p90/max) and the cumulative answers over time against the deadline."""
     dialect = dialect_name(session)
     deadline = ack_deadline_of(scoped.warning)
     where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary", q.N.c.requires_ack.is_(True)]
-    rows = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path, ack_deadline=deadline)
-    answered = rows.subquery("answered")
-    secs = select(answered.c.secs.label("secs"), answered.c.late).where(answered.c.acked)
-    pct = await q.percentiles(session, secs, dialect=dialect)
+    answered = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path, ack_deadline=deadline
+                             ).subquery("answered")
+    pct = await q.percentiles(session, select(answered.c.secs.label("secs")).where(answered.c.acked),
+                              dialect=dialect)
     span = max(pct["max"] or 0.0, (deadline or 0.0) * 1.25, 60.0)
     bucket = next((b for b in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
                    if span / b <= 120), 86400)
-    s = secs.subquery("s")
-    # PostgreSQL rounds a cast to integer; SQLite truncates. Both must mean "which bucket".
-    k = cast(func.floor(s.c.secs / bucket) if dialect == "postgresql" else s.c.secs / bucket, Integer)
-    hist = (await session.execute(select(k.label("k"), func.count(), func.count().filter(s.c.late))
-                                  .where(s.c.secs.is_not(None)).group_by(k).order_by(k))).all()
+    by_k: dict[int, tuple[int, int]] = {}
+    for step, counts in steps.items():
+        # Clocks a little apart can put an answer before the call; it counts at zero.
+        k = max(step, 0) * FINE // bucket
+        n, late = by_k.get(k, (0, 0))
+        by_k[k] = (n + counts.acknowledged, late + counts.late)
     points = [{"t": 0, "acknowledged": 0, "late": 0}]
     cum = cum_late = 0
-    by_k = {max(int(r[0]), 0): (0, 0) for r in hist}
-    for r in hist:
-        kk = max(int(r[0]), 0)  # clocks a little apart can put an answer before the call; count it at zero
-        n0, l0 = by_k[kk]
-        by_k[kk] = (n0 + int(r[1]), l0 + int(r[2]))
-    last_k = max(by_k) if by_k else 0
-    for kk in range(0, max(last_k + 1, int(span // bucket) + 1)):
-        n, late = by_k.get(kk, (0, 0))
+    for k in range(0, max(max(by_k, default=0) + 1, int(span // bucket) + 1)):
+        n, late = by_k.get(k, (0, 0))
         cum, cum_late = cum + n, cum_late + late
-        points.append({"t": (kk + 1) * bucket, "acknowledged": cum, "late": cum_late})
+        points.append({"t": (k + 1) * bucket, "acknowledged": cum, "late": cum_late})
     return {"percentiles": pct, "timeline": {"bucket_seconds": bucket, "deadline_seconds": deadline,
                                              "points": points}}
 

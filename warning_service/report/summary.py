@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, literal, select, union_all
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import chunks, dialect_name
@@ -31,24 +31,24 @@ async def summary(session: AsyncSession, *, region: Region, since: datetime, unt
     if LEVEL_ORDER.get(region.level, 0) > LEVEL_ORDER[rank_level]:
         raise Invalid(f"a {region.level} cannot be ranked by {rank_level}",
                       f"{region.name} 无法按{rank_level}排名", field="rank_level")
-    c = q.notice_rows(
-        dialect=dialect_name(session), scope_path=region.path, ack_deadline=None, chain=True,
+    await q.tune(session)
+    depths = await q.level_depths(session, (rank_level,))
+    rows = q.notice_rows(
+        dialect=dialect_name(session), scope_path=region.path, ack_deadline=None, chain=True, depths=depths,
         where=[q.N.c.reason == "primary", q.N.c.warning_id == EW.c.id, EW.c.issued_at >= since,
                EW.c.issued_at < until],
         extra=[EW.c.status.label("w_status"), EW.c.hazard.label("w_hazard"), EW.c.level.label("w_level")],
-    ).cte("c").prefix_with("MATERIALIZED")
-    dims = {"all": literal(""), "hazard": c.c.w_hazard, "level": c.c.w_level, "role": c.c.role,
-            "region": c.c[f"at_{rank_level}"], "warning": cast(c.c.warning_id, String)}
-    branches = [
-        select(literal(name).label("dim"), c.c.w_status.label("status"), key.label("key"), *q.counts(c))
-        .where(key.is_not(None)).group_by(c.c.w_status, key)
-        for name, key in dims.items()
-    ]
-    grouped: dict[str, dict[str, dict[str, Counts]]] = {s: {d: {} for d in dims} for s in STATUSES}
-    for row in (await session.execute(union_all(*branches))).all():
-        grouped.setdefault(row.status, {d: {} for d in dims})[row.dim][str(row.key)] = Counts.from_row(row)
+    )
+    dims = {"all": ("w_status",), "hazard": ("w_status", "w_hazard"), "level": ("w_status", "w_level"),
+            "role": ("w_status", "role"), "region": ("w_status", f"at_{rank_level}"),
+            "warning": ("w_status", "warning_id")}
+    grouped: dict[str, dict[str, dict[Any, Counts]]] = {s: {d: {} for d in dims} for s in STATUSES}
+    for dim, key, counts in await q.grouped_counts(session, rows, dims):
+        status, value = key[0], (key[1] if len(key) > 1 else "")
+        if value is not None:
+            grouped.setdefault(status, {d: {} for d in dims})[dim][value] = counts
     regions = await _regions(session, {k for g in grouped.values() for k in g["region"]})
-    warnings = await _warnings(session, {int(k) for g in grouped.values() for k in g["warning"]})
+    warnings = await _warnings(session, {k for g in grouped.values() for k in g["warning"]})
     return {
         "period": {"from": since, "to": until},
         "region": {"code": region.code, "name": region.name, "level": region.level, "path": region.path},
