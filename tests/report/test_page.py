@@ -115,3 +115,14 @@ async def test_a_wrong_password_stays_on_the_login_form(page, served, case):
     assert "用户名或密码错误" in await page.locator("#login-error").inner_text()
     cookies = await page.context.cookies()
     assert not any(c["name"] == "ws_token" for c in cookies)
+
+
+async def test_drilling_into_a_town_shows_its_villages(page, served, case):
+    await log_in(page, served, "wl_audit", f"/console/reports/warnings/{case.warning_id}")
+    await page.click("#town-table a:text('城东街道')")
+    await page.wait_for_url(f"{served}/console/reports/warnings/{case.warning_id}?region=331081002")
+    assert (await page.locator("#kpi-rate").inner_text()).strip() == "25.0%"
+    bars = page.locator("svg#town-rates rect.bar")
+    assert await bars.count() == 1 and await bars.first.get_attribute("data-code") == "331081002001"
+    assert "村(社区)" in await page.locator("#town-table thead").inner_text()
+    assert await page.locator("#missing-table tbody tr").count() == 3

@@ -16,6 +16,7 @@ from warning_service.auth.service import authenticate, issue_token
 from warning_service.clock import utcnow
 from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
 from warning_service.errors import DomainError
+from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
 from warning_service.report import charts, service
 from warning_service.report.export import local, pct
 from warning_service.report.missing import ACK_PATH_ZH, CHANNEL_ZH, STATUS_ZH
@@ -24,6 +25,8 @@ from warning_service.report.summary import summary
 
 page_router = APIRouter(prefix="/console", include_in_schema=False)
 ROLES = ("auditor", "admin")
+CHART_LEVEL = {"province": "town", "city": "town", "county": "town", "town": "village", "village": "grid"}
+CHART_BARS, TABLE_ROWS = 40, 300  # worst first; the full list is in the CSV (rows=regions)
 
 
 @lru_cache
@@ -123,16 +126,18 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
         _allowed(principal)
         area = await service.region_param(session, code=region, scope=principal.scope)
         scoped = await service.scoped_warning(session, warning_id=warning_id, region=area)
-        report = await service.warning_report(session, scoped=scoped, now=now, rollup="town",
-                                              missing_limit=500)
+        # Bars one level below the area looked at: towns of a county (or wider), villages of a town, …
+        level = CHART_LEVEL.get(area.level, "town")
+        report = await service.warning_report(session, scoped=scoped, now=now, rollup=level, missing_limit=500)
     except DomainError as exc:
         return _error(request, exc)
-    towns = sorted((n for n in report["rollup"]["nodes"] if n["level"] == "town"),
+    nodes = sorted((n for n in report["rollup"]["nodes"] if n["level"] == level),
                    key=lambda n: (n["subtree"]["rate"] is None, n["subtree"]["rate"] or 0, n["path"]))
-    town_rows = [{"code": n["code"], "name": n["name"], **n["subtree"]} for n in towns]
-    return render(request, "warning.html", r=report, user=principal.user, towns=town_rows,
+    rows = [{"code": n["code"], "name": n["name"], **n["subtree"]} for n in nodes]
+    return render(request, "warning.html", r=report, user=principal.user, towns=rows[:TABLE_ROWS],
+                  town_count=len(rows), level_zh=REGION_LEVEL_ZH[level],
                   curve=charts.ack_curve(report["timeline"], required=report["totals"]["required"]),
-                  bars=charts.rate_bars(town_rows), region_query=f"?region={area.code}" if region else "")
+                  bars=charts.rate_bars(rows[:CHART_BARS]), region_query=f"?region={area.code}" if region else "")
 
 
 def _allowed(principal: Principal) -> None:
