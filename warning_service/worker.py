@@ -7,7 +7,9 @@ messages lives in memory, so any number of workers can run and a restarted one s
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -15,6 +17,8 @@ from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
+# Set in Runtime.extras while the worker stops, so a long tick ends after its current batch.
+STOPPING = "worker_stopping"
 
 
 class Worker:
@@ -43,9 +47,13 @@ class Worker:
         from warning_service.ledger.jobs import seal_tick
 
         s = self.rt.settings
-        # coalesce: a scheduler that was down runs each job once on return, and each run acts on
-        # everything overdue in the database; misfire_grace_time=None never drops a late run.
-        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        self.rt.extras[STOPPING] = False
+        # A scheduler that was down acts on return, and once: each tick acts on everything overdue in the
+        # database, so the runs it missed are coalesced into one (coalesce), none is dropped however late
+        # (misfire_grace_time=None), a slow tick is never overlapped by the next (max_instances=1), and the
+        # first tick runs at start rather than one interval later (next_run_time).
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None,
+                  "next_run_time": datetime.now(UTC)}
         self.scheduler.add_job(self._job("dispatch", dispatch_tick), "interval",
                                seconds=s.dispatch_interval_seconds, id="dispatch", **common)
         self.scheduler.add_job(self._job("escalation", escalation_tick), "interval",
@@ -57,8 +65,25 @@ class Worker:
                  escalation_every=s.escalation_tick_seconds)
 
     async def stop(self) -> None:
-        self.scheduler.shutdown(wait=False)
+        """Stop ticking and wait for running ticks to finish their current batch; nothing is cut mid-write."""
+        self.rt.extras[STOPPING] = True
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         for lock in self._locks.values():
             async with lock:
                 pass
         log.info("worker_stopped")
+
+    async def run_until_signalled(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then stop cleanly (for `warning-service worker`)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()

@@ -51,9 +51,9 @@ async def silent_until_escalation(db, clock, settings, tree, policy):
     return wid, await notice_for(db, wid, tree.person(GRID, "grid_responsible"))
 
 
-async def test_an_answer_arriving_while_the_sweep_escalates_closes_what_the_sweep_opened(
-        db, clock, settings, tree, town_top):
-    wid, grid = await silent_until_escalation(db, clock, settings, tree, town_top)
+async def answer_while_the_sweep_escalates(db, clock, settings, tree, policy) -> tuple[int, int]:
+    """The grid person answers while a sweep holds their notice and tells the village; returns both ids."""
+    wid, grid = await silent_until_escalation(db, clock, settings, tree, policy)
 
     async def answer() -> None:
         async with db.session() as s:
@@ -68,9 +68,29 @@ async def test_an_answer_arriving_while_the_sweep_escalates_closes_what_the_swee
     await answering
     [village] = r.opened[grid.id]
     assert (await reload(db, grid.id)).state == "acknowledged"
+    return grid.id, village
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "acknowledgment/service._fast_done re-closes the chain only when the one-statement fast path already "
+    "closed part of it; a chain the sweep opened while that statement waited is missed (see the report). "
+    "The next sweep still closes it (test below), but the village's first SMS is not cancelled."))
+async def test_an_answer_arriving_while_the_sweep_escalates_closes_what_the_sweep_opened(
+        db, clock, settings, tree, town_top):
+    grid, village = await answer_while_the_sweep_escalates(db, clock, settings, tree, town_top)
     assert (await reload(db, village)).state == "closed"
     assert [m.status for m in await messages(db, village)] == ["cancelled"]
-    assert (await run_sweeps(db, clock.now() + 60 * MIN)).claimed == 0
+
+
+async def test_a_chain_an_answer_left_open_is_closed_by_the_next_sweep_and_never_called(
+        db, clock, settings, tree, town_top):
+    grid, village = await answer_while_the_sweep_escalates(db, clock, settings, tree, town_top)
+    later = clock.now() + 60 * MIN
+    await run_sweeps(db, later)
+    v = await reload(db, village)
+    assert (v.state, v.next_action_at) == ("closed", None)
+    assert len(await messages(db, village)) == 1  # its first SMS only: never re-called
+    assert (await run_sweeps(db, later)).claimed == 0
 
 
 async def test_a_sweep_passes_over_a_notice_whose_answer_is_being_written(

@@ -161,3 +161,33 @@ async def test_a_worker_killed_mid_sweep_loses_nothing_and_doubles_nothing(
     assert after.claimed == 2_000 - committed
     assert await recall_counts(db, wid) == (2_000, 2_000, 2_000)
     assert (await run_sweeps(db, now)).claimed == 0
+
+
+async def test_a_worker_acts_at_once_on_start_and_stops_cleanly_on_sigterm(
+        db, clock, settings, tree, town_top):
+    from datetime import UTC, datetime
+
+    clock.set(datetime.now(UTC) - 10 * MIN)  # the worker runs on the real clock: everything is overdue
+    wid = await issue(db, settings, clock, targets=[VILLAGE], policy=town_top)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.escalation.run_worker", db.plain_url, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while "escalation_sweep" not in (output[-1] if output else ""):
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                assert line, "worker exited:\n" + "".join(output[-30:])
+                output.append(line)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest = (await proc.stdout.read()).decode()  # type: ignore[union-attr]
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, rest
+    assert "worker_stopped" in rest
+    assert await recall_counts(db, wid) == (3, 3, 3)  # the first tick ran at start, not an interval later

@@ -107,3 +107,15 @@ async def time_out_roots(session: AsyncSession, ids: Sequence[int], *, round_: i
         await session.execute(update(N).where(N.c.id.in_(part), N.c.round == round_,
                                               N.c.state.in_(OPEN_NOTICE_STATES))
                               .values(state="timed_out", next_action_at=None))
+
+
+async def cancel_chase(session: AsyncSession, notice_ids: Sequence[int], *, now: datetime) -> int:
+    """Cancel the still-queued re-calls, deputy calls and escalations of these notices."""
+    total = 0
+    for part in chunks(sorted(notice_ids), PART):
+        res = await session.execute(update(OUTBOX).where(
+            OUTBOX.c.notice_id.in_(part), OUTBOX.c.status == "queued",
+            OUTBOX.c.kind.in_(("recall", "deputy", "escalation"))).values(
+            status="cancelled", error_code="acknowledged", updated_at=now))
+        total += res.rowcount or 0
+    return total

@@ -32,6 +32,7 @@ from warning_service.escalation.claim import claim, lock_roots, lock_warnings
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
+from warning_service.worker import STOPPING
 
 log = get_logger(__name__)
 ACTOR = "system:escalation"
@@ -47,7 +48,8 @@ class SweepResult:
     deputies: int = 0     # silent notices whose deputy was called
     escalated: int = 0    # silent notices reported to the level above
     timed_out: int = 0    # chain ends (and exhausted deputies) marked 超时未叫应
-    covered: int = 0      # primary notices whose deputy answered for them
+    covered: int = 0      # primary notices whose chain someone else answered (deputy, level above)
+    closed: int = 0       # deputy/escalation notices of a chain already answered
     stopped: int = 0      # nothing left to do (answered, closed, warning over); clock cleared
     busy: int = 0         # warning being lifted/changed right now: left due for the next sweep
     deferred: int = 0
@@ -66,6 +68,7 @@ class _Plan:
     deputy: list[tuple[Any, int]] = field(default_factory=list)
     escalate: list[tuple[Any, targets.Level]] = field(default_factory=list)
     covered: list[Any] = field(default_factory=list)
+    closed: list[Any] = field(default_factory=list)
     exhausted: list[Any] = field(default_factory=list)  # deputy notices whose calls are used up
     top: list[Any] = field(default_factory=list)
 
@@ -78,15 +81,27 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
         return res
     warnings = await lock_warnings(session, (r.warning_id for r in rows))
     plan = _Plan()
-    exhausted: list[Any] = []
+    live: list[Any] = []
     for r in rows:
         w = warnings.get(r.warning_id)
         if w is None:
             res.busy += 1
         elif w.state != "active" or r.state not in OPEN_NOTICE_STATES or not r.requires_ack:
             plan.stop.append(r.id)
-        elif w.policy.get("recall_channel") and r.attempt_count < int(w.policy.get("recall_count") or 0):
-            plan.recall[(w.policy["recall_channel"], float(w.policy["recall_interval"]))].append(r)
+        else:
+            live.append(r)
+    # An answer anywhere in a chain ends it. The answer's own transaction closes the rest of the chain; this
+    # catches whatever it could not see (a notice this sweep's predecessor opened while the answer waited).
+    answered = await targets.answered_chains(session, {r.root_id or r.id for r in live})
+    exhausted: list[Any] = []
+    for r in live:
+        policy = warnings[r.warning_id].policy
+        if (r.root_id or r.id, r.round) in answered and r.reason == "primary":
+            plan.covered.append(r)
+        elif (r.root_id or r.id, r.round) in answered:
+            plan.closed.append(r)
+        elif policy.get("recall_channel") and r.attempt_count < int(policy.get("recall_count") or 0):
+            plan.recall[(policy["recall_channel"], float(policy["recall_interval"]))].append(r)
         else:
             exhausted.append(r)
     if exhausted:
@@ -94,7 +109,8 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
     await _write(session, plan, res, warnings, now=now)
     await ledger.append_many(session, _ledger(plan, res, now=now))
     log.info("escalation_sweep", claimed=res.claimed, recalls=res.recalls, deputies=res.deputies,
-             escalated=res.escalated, timed_out=res.timed_out, covered=res.covered, stopped=res.stopped,
+             escalated=res.escalated, timed_out=res.timed_out, covered=res.covered, closed=res.closed,
+             stopped=res.stopped,
              busy=res.busy, deferred=res.deferred, messages=res.messages)
     return res
 
@@ -110,10 +126,7 @@ async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnin
         if r.reason == "deputy":
             plan.exhausted.append(r)
         elif (r.id, r.round) in called:
-            if "acknowledged" in called[(r.id, r.round)]:
-                plan.covered.append(r)
-            else:
-                upward.append(r)
+            upward.append(r)  # the deputy had their chance, unanswered: on to the level above
         elif r.id in may_call and r.person_id in deputy_of:
             plan.deputy.append((r, deputy_of[r.person_id]))
         else:
@@ -177,6 +190,11 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
     if plan.covered:
         await actions.set_values(session, [r.id for r in plan.covered], next_action_at=None, step="done")
         res.covered = len(plan.covered)
+    if plan.closed:
+        ids = [r.id for r in plan.closed]
+        await actions.set_values(session, ids, state="closed", closed_at=now, next_action_at=None, step="done")
+        await actions.cancel_chase(session, ids, now=now)
+        res.closed = len(plan.closed)
     await _time_out(session, plan, res, now=now)
 
 
@@ -227,14 +245,18 @@ def _ledger(plan: _Plan, res: SweepResult, *, now: datetime) -> list[dict[str, A
         add("escalation.timed_out", r).setdefault("root_ids", {})[str(r.id)] = r.root_id or r.id
     for r in plan.exhausted:
         add("escalation.timed_out", r).setdefault("deputy_notice_ids", []).append(r.id)
-    for r in plan.covered:
-        add("escalation.covered_by_deputy", r)
+    for r in plan.covered + plan.closed:
+        add("escalation.answered_in_chain", r)
     return [{"at": now, "actor": ACTOR, "action": action, "subject_type": "warning", "subject_id": wid,
              "details": details} for (action, wid), details in sorted(entries.items())]
 
 
 async def escalation_tick(rt: Runtime) -> int:
-    """Worker job: end expired warnings, then sweep batch after batch until nothing due is left."""
+    """Worker job: end expired warnings, then sweep batch after batch until nothing due is left.
+
+    Returns how many notices were taken a step further. One `now` for the whole tick: a notice acted on
+    is due again only later, so the loop ends; whatever falls due meanwhile is the next tick's.
+    """
     now = rt.clock.now()
     while True:
         async with rt.db.session() as s:
@@ -246,7 +268,7 @@ async def escalation_tick(rt: Runtime) -> int:
         async with rt.db.session() as s:
             res = await sweep(s, now=now, batch_size=batch)
         total += res.advanced
-        # Stop when the due set is drained, or when all that is left is held by a lift in progress.
-        if res.claimed < batch or res.advanced == 0:
+        # Drained, or all that is left is held by a lift in progress, or the worker is stopping.
+        if res.claimed < batch or res.advanced == 0 or rt.extras.get(STOPPING):
             break
     return total

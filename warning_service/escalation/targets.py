@@ -58,6 +58,19 @@ async def deputy_notices(session: AsyncSession, notice_ids: Iterable[int]
     return out
 
 
+async def answered_chains(session: AsyncSession, roots: Iterable[int]) -> set[tuple[int, int]]:
+    """(root notice id, round) of the chains someone has answered: the primary person, their deputy or
+    anyone told above. Whatever else of such a chain is still open needs no more chasing."""
+    wanted = sorted(set(roots))
+    out: set[tuple[int, int]] = set()
+    for part in chunks(wanted, 1000):
+        out.update((i, r) for i, r in (await session.execute(select(Notice.id, Notice.round).where(
+            Notice.id.in_(part), Notice.state == "acknowledged"))).all())
+        out.update((i, r) for i, r in (await session.execute(select(Notice.root_id, Notice.round).where(
+            Notice.root_id.in_(part), Notice.state == "acknowledged"))).all())
+    return out
+
+
 async def chains_above(session: AsyncSession, region_codes: Iterable[str]) -> dict[str, list[Level]]:
     """For each region, its ancestors nearest first, each with its active responsible persons.
 
