@@ -8,12 +8,13 @@ answers the warning they were most recently asked about — every open notice of
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment.service import ACKABLE_STATES, AckResult, NotAcknowledgeable, acknowledge
@@ -28,6 +29,7 @@ from warning_service.person.phone import PhoneError, normalize_phone
 
 log = get_logger(__name__)
 STATUS_PREFIX = {"exercise": "【演练】", "test": "【测试】"}
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 UNKNOWN_NUMBER = "您好,本号码未登记为防汛责任人,回复未被记录。如有疑问请联系当地防汛值班室。"
 NOTHING_OPEN = "您目前没有待确认的预警,无需回复。"
@@ -61,30 +63,46 @@ def link_for(settings: Settings, notice_id: int) -> str:
 
 def phone_key(raw: str) -> str:
     """The E.164 form people are stored under; Twilio already sends E.164, but be lenient."""
+    if _E164.fullmatch(raw):
+        return raw
     try:
         return normalize_phone(raw)
     except PhoneError:
         return raw.strip()
 
 
-async def _persons(session: AsyncSession, phone: str) -> list[int]:
-    return list((await session.execute(select(Person.id).where(Person.phone == phone, Person.active.is_(True))
-                                       .order_by(Person.id))).scalars())
-
-
-async def _open_notices(session: AsyncSession, person_ids: list[int]) -> list[_Open]:
-    """Open notices asking for an answer, most recently asked first (the latest message sent about them)."""
+def _holders_statement() -> Any:
+    """Active persons holding a phone, each with their open notices asking for an answer (if any), most
+    recently asked first — the latest message sent about them."""
     last_asked = func.coalesce(
         select(func.max(OutboxMessage.created_at)).where(OutboxMessage.notice_id == Notice.id)
         .scalar_subquery(), Notice.created_at)
-    rows = (await session.execute(
-        select(Notice.id, Notice.warning_id, EarlyWarning.reply_code, EarlyWarning.hazard, EarlyWarning.level,
-               EarlyWarning.status)
-        .join(EarlyWarning, EarlyWarning.id == Notice.warning_id)
-        .where(Notice.person_id.in_(person_ids), Notice.state.in_(ACKABLE_STATES),
-               Notice.requires_ack.is_(True), EarlyWarning.state == "active")
-        .order_by(last_asked.desc(), Notice.id.desc()))).all()
-    return [_Open(r[0], r[1], r[2], warning_label(r[3], r[4], r[5])) for r in rows]
+    active = select(EarlyWarning.id).where(EarlyWarning.state == "active")
+    return (
+        select(Person.id, Notice.id, Notice.warning_id, EarlyWarning.reply_code, EarlyWarning.hazard,
+               EarlyWarning.level, EarlyWarning.status)
+        .select_from(Person)
+        .outerjoin(Notice, and_(Notice.person_id == Person.id, Notice.state.in_(ACKABLE_STATES),
+                                Notice.requires_ack.is_(True), Notice.warning_id.in_(active)))
+        .outerjoin(EarlyWarning, EarlyWarning.id == Notice.warning_id)
+        .where(Person.phone == bindparam("phone"), Person.active.is_(True))
+        .order_by(last_asked.desc(), Notice.id.desc())
+    )
+
+
+_HOLDERS = _holders_statement()
+
+
+async def _holders(session: AsyncSession, phone: str) -> tuple[list[int], list[_Open]]:
+    """(person ids, open notices) for a phone, in one query."""
+    persons: list[int] = []
+    open_: list[_Open] = []
+    for pid, nid, wid, code, hazard, level, status in (await session.execute(_HOLDERS, {"phone": phone})).all():
+        if pid not in persons:
+            persons.append(pid)
+        if nid is not None:
+            open_.append(_Open(nid, wid, code, warning_label(hazard, level, status)))
+    return persons, open_
 
 
 async def _answered(session: AsyncSession, person_ids: list[int], codes: tuple[int, ...] | None = None
@@ -135,12 +153,11 @@ async def handle_sms_reply(session: AsyncSession, *, from_number: str, body: str
                            settings: Settings) -> SmsOutcome:
     """Acknowledge what the reply means and compose the answer (Chinese, one SMS where possible)."""
     phone = phone_key(from_number)
-    person_ids = await _persons(session, phone)
+    person_ids, open_ = await _holders(session, phone)
     if not person_ids:
         log.info("sms_reply_unknown_number", phone=phone, body=body[:100])
         return SmsOutcome(UNKNOWN_NUMBER)
     reply = parse_reply(body)
-    open_ = await _open_notices(session, person_ids)
     out = SmsOutcome("", person_ids=person_ids, reply=reply)
     if reply.kind == "unclear":
         log.info("sms_reply_unclear", phone=phone, body=body[:100], open=len(open_))

@@ -101,21 +101,30 @@ async def ack_by_link(token: str, request: Request, settings: SettingsDep, now: 
                       session: SessionDep) -> Response:
     """确认收到 by link: form posts are redirected to the page, JSON gets the result."""
     notice_id = notice_from_token(token, settings)
-    loaded = await service.load_notice(session, notice_id) if notice_id is not None else None
-    if loaded is None:
+    if notice_id is None:
         return await _bad_token(request, settings)
-    if service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours):
-        return _gone(request, settings)
     try:
-        result = await service.acknowledge(session, notice_id=loaded.id, path="link", now=now,
-                                           source=client_ip(request), preloaded=loaded)
+        # The first answer is the hot path: no look-up first, the acknowledgment decides in one statement.
+        result = await service.acknowledge(session, notice_id=notice_id, path="link", now=now,
+                                           source=client_ip(request))
+    except NotFound:
+        return await _bad_token(request, settings)
     except NotAcknowledgeable as exc:
+        if await _link_expired(session, notice_id, now, settings):
+            return _gone(request, settings)
         if wants_json(request):
             return JSONResponse({"detail": exc.to_dict()}, status_code=exc.status_code)
         return RedirectResponse(_page_url(request, token, "done=0"), status_code=303)
+    if result.already_acknowledged and await _link_expired(session, notice_id, now, settings):
+        return _gone(request, settings)
     if wants_json(request):
         return JSONResponse(result.public())
     return RedirectResponse(_page_url(request, token, "done=1"), status_code=303)
+
+
+async def _link_expired(session: AsyncSession, notice_id: int, now: Any, settings: Settings) -> bool:
+    loaded = await service.load_notice(session, notice_id)
+    return loaded is not None and service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours)
 
 
 def _form_int(value: Any) -> int | None:

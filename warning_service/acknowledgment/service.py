@@ -22,9 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic import Field as PField
-from sqlalchemy import Integer, String, and_, case, delete, literal, select, update
+from sqlalchemy import Integer, String, and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.acknowledgment import fastpath
 from warning_service.acknowledgment.models import Acknowledgment, AckPath, Feedback
 from warning_service.db import UTCDateTime, dialect_name, upsert
 from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
@@ -138,6 +139,14 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
         if actor_user_id is None:
             raise Invalid("a proxy acknowledgment needs the acting user", "代确认必须记录操作人员",
                           field="actor")
+    actor = actor or _default_actor(path, None, source)
+    if preloaded is None and dialect_name(session) == "postgresql":
+        fast = await fastpath.try_acknowledge(
+            session, notice_id=notice_id, path=path, now=now, raw_input=raw_input, source=source,
+            actor_user_id=actor_user_id, proxy_method=proxy_method if path == AckPath.proxy else None,
+            note=note, actor=actor)
+        if fast is not None:
+            return await _fast_done(session, fast, notice_id=notice_id, path=path, now=now)
     n = preloaded if preloaded is not None and preloaded.id == notice_id else None
     n = n or await load_notice(session, notice_id)
     if n is None:
@@ -188,7 +197,7 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
         details.update(proxy_method=proxy_method, note=note, actor_user_id=actor_user_id)
     if stopped or cancelled:
         details.update(chain_stopped=stopped, messages_cancelled=cancelled)
-    await ledger.append(session, at=now, actor=actor or _default_actor(path, n.person_id, source),
+    await ledger.append(session, at=now, actor=actor or _default_actor(path, n.person_id, source) or "",
                         action="ack.recorded", subject_type="notice", subject_id=notice_id, details=details)
     log.info("ack_recorded", notice_id=notice_id, warning_id=n.warning_id, path=path, late=late,
              round=ack_round, chain_stopped=len(stopped), cancelled=cancelled)
@@ -272,17 +281,43 @@ async def _close_chain(session: AsyncSession, *, root: int, answered: int, now: 
 
 async def cancel_chase(session: AsyncSession, *, notice_ids: list[int], now: datetime) -> int:
     """Cancel the still-queued re-calls, deputy calls and escalations of these notices."""
+    # coalesce() keeps the planner on the notice_id index: `status = 'queued'` would match the dispatcher's
+    # partial queue index, and right after a province-wide issue (statistics not yet refreshed) PostgreSQL
+    # estimates a handful of queued rows and scans all 150,000 of them for every answer.
+    queued = func.coalesce(OutboxMessage.status, "") == "queued"
     res = await session.execute(
-        update(OutboxMessage).where(OutboxMessage.notice_id.in_(notice_ids), OutboxMessage.status == "queued",
+        update(OutboxMessage).where(OutboxMessage.notice_id.in_(notice_ids), queued,
                                     OutboxMessage.kind.in_(CHASE_KINDS))
         .values(status="cancelled", error_code="acknowledged", updated_at=now))
     return res.rowcount or 0
 
 
-def _default_actor(path: str, person_id: int, source: str | None) -> str:
+def _default_actor(path: str, person_id: int | None, source: str | None) -> str | None:
+    """Who answered, for the ledger: the phone that replied or pressed 1, else the person's record."""
     if path in (AckPath.sms_reply, AckPath.voice_key) and source:
         return f"person:{source}"
-    return f"person:{person_id}"
+    return f"person:{person_id}" if person_id is not None else None
+
+
+async def _fast_done(session: AsyncSession, fast: fastpath.FastResult, *, notice_id: int, path: str,
+                     now: datetime) -> AckResult:
+    """Finish what the one-statement path started: undo a lost race, sweep the chain a second time."""
+    if not fast.updated:
+        await session.execute(delete(Acknowledgment).where(Acknowledgment.id == fast.ack_id))
+        fresh = await load_notice(session, notice_id)
+        assert fresh is not None
+        raise refusal(fresh) or NotAcknowledgeable("the notice changed meanwhile; try again",
+                                                   "通知状态已变化,请重试", field="notice_id")
+    if fast.chain:
+        # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
+        more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
+        if more:
+            await cancel_chase(session, notice_ids=more, now=now)
+    log.info("ack_recorded", notice_id=notice_id, warning_id=fast.warning_id, path=path, late=fast.late,
+             round=fast.round, chain_stopped=len(fast.chain), cancelled=fast.cancelled)
+    return AckResult(notice_id=notice_id, warning_id=fast.warning_id, person_id=fast.person_id,
+                     round=fast.round, status="acknowledged", acknowledged_at=now, late=fast.late, path=path,
+                     acknowledgment_id=fast.ack_id)
 
 
 # --- 响应反馈 feedback -------------------------------------------------------------------------------
