@@ -51,13 +51,14 @@ def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[flo
 
 def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_deadline: float | None,
                 warning_id: int | None = None, chain: bool = False, depths: dict[str, int] | None = None,
-                extra: list[Any] | None = None) -> Select[Any]:
+                extra: list[Any] | None = None, region: bool = True) -> Select[Any]:
     """One row per notice: whether an answer is required and given, how, how late, how fast, where.
 
     An answer counts when the notice is acknowledged *and* has an acknowledgment for its current round
     (an upgrade starts a new round). `warning_id` adds whether a carrier took a message (one outbox scan
     for that warning); `chain` adds the notice region's ancestors for the roll-up — read off the region's
     path on PostgreSQL when `depths` says at which depth each level sits, else by walking up parents.
+    `region=False` leaves out the region (code0, level0, path0) when no scope needs it.
     """
     r0 = R.alias("r0")
     acked = and_(N.c.state == "acknowledged", A.c.id.is_not(None))
@@ -72,11 +73,13 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
         N.c.requires_ack.label("req"), acked.label("acked"), A.c.late.label("late"),
         A.c.path.label("ack_path"),
         (N.c.delivered_at.is_not(None)).label("dlv"), case((acked, from_call)).label("secs"),
-        r0.c.code.label("code0"), r0.c.level.label("level0"), r0.c.path.label("path0"),
     ]
+    region = region or chain or scope_path is not None
+    if region:
+        cols += [r0.c.code.label("code0"), r0.c.level.label("level0"), r0.c.path.label("path0")]
     # The warning_id equality is implied, but lets PostgreSQL read only this warning's acknowledgments
     # instead of hashing the whole table.
-    frm = N.join(r0, r0.c.code == N.c.region_code).outerjoin(
+    frm = (N.join(r0, r0.c.code == N.c.region_code) if region else N).outerjoin(
         A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round, A.c.warning_id == N.c.warning_id))
     if warning_id is not None:
         sent = (select(OB.c.notice_id).where(OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED),

@@ -213,8 +213,8 @@ async def _timing(session: AsyncSession, *, scoped: Scoped, steps: dict[int, Cou
     dialect = dialect_name(session)
     deadline = ack_deadline_of(scoped.warning)
     where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary", q.N.c.requires_ack.is_(True)]
-    answered = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path, ack_deadline=deadline
-                             ).subquery("answered")
+    answered = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path, ack_deadline=deadline,
+                             region=False).subquery("answered")
     pct = await q.percentiles(session, select(answered.c.secs.label("secs")).where(answered.c.acked),
                               dialect=dialect)
     span = max(pct["max"] or 0.0, (deadline or 0.0) * 1.25, 60.0)
@@ -270,7 +270,8 @@ async def _escalations(session: AsyncSession, *, scoped: Scoped) -> dict[str, An
     """How many deputies (B posts) and levels above were called, and how many of them answered."""
     c = q.notice_rows(dialect=dialect_name(session), where=[q.N.c.warning_id == scoped.warning.id,
                                                             q.N.c.reason.in_(("deputy", "escalation"))],
-                      scope_path=scoped.path, ack_deadline=None, extra=[q.N.c.root_id]).subquery("e")
+                      scope_path=scoped.path, ack_deadline=None, extra=[q.N.c.root_id],
+                      region=False).subquery("e")
     rows = (await session.execute(select(
         c.c.reason, func.count(), func.count().filter(c.c.acked),
         func.count().filter(and_(c.c.acked, c.c.late)),
