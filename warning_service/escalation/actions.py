@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.db import UTCDateTime, chunks, dialect_name
 from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
+from warning_service.escalation.sqlutil import in_ids
 from warning_service.person.models import Person
 
 N, OUTBOX, P, W = Notice.__table__, OutboxMessage.__table__, Person.__table__, EarlyWarning.__table__
@@ -32,7 +33,7 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 async def set_values(session: AsyncSession, ids: Sequence[int], **values: Any) -> None:
     """UPDATE notice SET … WHERE id IN (ids), in parts."""
     for part in chunks(sorted(ids), PART):
-        await session.execute(update(N).where(N.c.id.in_(part)).values(**values))
+        await session.execute(update(N).where(in_ids(session, N.c.id, part)).values(**values))
 
 
 async def queue_messages(session: AsyncSession, *, notice_ids: Sequence[int], channel: str, recall: bool,
@@ -61,7 +62,7 @@ async def queue_messages(session: AsyncSession, *, notice_ids: Sequence[int], ch
                 case((no_phone, literal("person has no phone number"))),
             )
             .select_from(N.join(P, P.c.id == N.c.person_id).join(W, W.c.id == N.c.warning_id))
-            .where(N.c.id.in_(part))
+            .where(in_ids(session, N.c.id, part))
         )
         stmt = (_insert(session, OUTBOX).from_select(OUTBOX_COLUMNS, src)
                 .on_conflict_do_nothing(index_elements=["idempotency_key"]))
@@ -76,20 +77,21 @@ async def open_notices(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     upgrade the closed row of the earlier round is reopened for the new one. Within a round the conflict
     is a no-op, so nothing is opened twice.
     """
-    out: list[Any] = []
-    for part in chunks(rows, 500):
-        stmt = _insert(session, N).values(part)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["escalation_of", "person_id"],
-            set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
-                  "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
-                  "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": 0,
-                  "step": ex.step, "delivered_at": None, "acknowledged_at": None, "closed_at": None},
-            where=N.c.round < ex.round,
-        ).returning(N.c.id, N.c.escalation_of)
-        out += (await session.execute(stmt)).all()
-    return out
+    if not rows:
+        return []
+    stmt = _insert(session, N)
+    ex = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["escalation_of", "person_id"],
+        set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
+              "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
+              "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": 0,
+              "step": ex.step, "delivered_at": None, "acknowledged_at": None, "closed_at": None},
+        where=N.c.round < ex.round,
+    ).returning(N.c.id, N.c.escalation_of)
+    # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
+    # compilation, RETURNING included.
+    return list((await session.execute(stmt, rows)).all())
 
 
 def notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reason: str, deadline: datetime,
@@ -104,7 +106,7 @@ def notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reas
 async def time_out_roots(session: AsyncSession, ids: Sequence[int], *, round_: int) -> None:
     """Mark the primary notices of chains that reached the top 超时未叫应, if still open in that round."""
     for part in chunks(sorted(ids), PART):
-        await session.execute(update(N).where(N.c.id.in_(part), N.c.round == round_,
+        await session.execute(update(N).where(in_ids(session, N.c.id, part), N.c.round == round_,
                                               N.c.state.in_(OPEN_NOTICE_STATES))
                               .values(state="timed_out", next_action_at=None))
 
@@ -114,7 +116,7 @@ async def cancel_chase(session: AsyncSession, notice_ids: Sequence[int], *, now:
     total = 0
     for part in chunks(sorted(notice_ids), PART):
         res = await session.execute(update(OUTBOX).where(
-            OUTBOX.c.notice_id.in_(part), OUTBOX.c.status == "queued",
+            in_ids(session, OUTBOX.c.notice_id, part), OUTBOX.c.status == "queued",
             OUTBOX.c.kind.in_(("recall", "deputy", "escalation"))).values(
             status="cancelled", error_code="acknowledged", updated_at=now))
         total += res.rowcount or 0

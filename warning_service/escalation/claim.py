@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.db import chunks, dialect_name
 from warning_service.delivery.models import Notice
 from warning_service.early_warning.models import EarlyWarning
+from warning_service.escalation.sqlutil import in_ids
 
 N = Notice.__table__
 W = EarlyWarning.__table__
@@ -59,7 +60,7 @@ async def lock_warnings(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
     out: dict[int, Any] = {}
     pg = dialect_name(session) == "postgresql"
     for part in chunks(wanted, 1000):
-        stmt = select(*cols).where(W.c.id.in_(part))
+        stmt = select(*cols).where(in_ids(session, W.c.id, part))
         if pg:
             stmt = stmt.with_for_update(read=True, skip_locked=True)
         out.update({r.id: r for r in (await session.execute(stmt)).all()})
@@ -79,7 +80,7 @@ async def lock_roots(session: AsyncSession, ids: Sequence[int]) -> set[int]:
         return set(wanted)
     got: set[int] = set()
     for part in chunks(wanted, 1000):
-        stmt = (select(N.c.id).where(N.c.id.in_(part)).order_by(N.c.id)
+        stmt = (select(N.c.id).where(in_ids(session, N.c.id, part)).order_by(N.c.id)
                 .with_for_update(skip_locked=True, key_share=True))
         got.update((await session.execute(stmt)).scalars())
     return got

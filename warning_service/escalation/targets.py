@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from warning_service.db import chunks
 from warning_service.delivery.models import Notice
+from warning_service.escalation.sqlutil import in_ids
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.service import ancestor_codes
@@ -40,7 +41,7 @@ async def deputies(session: AsyncSession, person_ids: Iterable[int]) -> dict[int
     for part in chunks(wanted, 1000):
         rows = (await session.execute(
             select(Person.id, deputy.id).join(deputy, deputy.id == Person.deputy_id)
-            .where(Person.id.in_(part), deputy.active.is_(True), deputy.id != Person.id))).all()
+            .where(in_ids(session, Person.id, part), deputy.active.is_(True), deputy.id != Person.id))).all()
         out.update({pid: did for pid, did in rows})
     return out
 
@@ -52,7 +53,7 @@ async def deputy_notices(session: AsyncSession, notice_ids: Iterable[int]
     out: dict[tuple[int, int], list[str]] = {}
     for part in chunks(wanted, 1000):
         rows = (await session.execute(select(Notice.escalation_of, Notice.round, Notice.state).where(
-            Notice.escalation_of.in_(part), Notice.reason == "deputy"))).all()
+            in_ids(session, Notice.escalation_of, part), Notice.reason == "deputy"))).all()
         for of, rnd, state in rows:
             out.setdefault((of, rnd), []).append(state)
     return out
@@ -65,9 +66,9 @@ async def answered_chains(session: AsyncSession, roots: Iterable[int]) -> set[tu
     out: set[tuple[int, int]] = set()
     for part in chunks(wanted, 1000):
         out.update((i, r) for i, r in (await session.execute(select(Notice.id, Notice.round).where(
-            Notice.id.in_(part), Notice.state == "acknowledged"))).all())
+            in_ids(session, Notice.id, part), Notice.state == "acknowledged"))).all())
         out.update((i, r) for i, r in (await session.execute(select(Notice.root_id, Notice.round).where(
-            Notice.root_id.in_(part), Notice.state == "acknowledged"))).all())
+            in_ids(session, Notice.root_id, part), Notice.state == "acknowledged"))).all())
     return out
 
 
@@ -81,19 +82,19 @@ async def chains_above(session: AsyncSession, region_codes: Iterable[str]) -> di
     paths: dict[str, str] = {}
     for part in chunks(codes, 1000):
         paths.update(dict((await session.execute(
-            select(Region.code, Region.path).where(Region.code.in_(part)))).all()))
+            select(Region.code, Region.path).where(in_ids(session, Region.code, part)))).all()))
     above = {c: list(reversed(ancestor_codes(p)[:-1])) for c, p in paths.items()}
     wanted = sorted({a for chain in above.values() for a in chain})
     levels: dict[str, str] = {}
     for part in chunks(wanted, 1000):
         levels.update(dict((await session.execute(
-            select(Region.code, Region.level).where(Region.code.in_(part)))).all()))
+            select(Region.code, Region.level).where(in_ids(session, Region.code, part)))).all()))
     answering = sorted(c for c in wanted if levels.get(c) in RESPONSIBLE_ROLE_BY_LEVEL)
     persons: dict[str, list[Responsible]] = {}
     for part in chunks(answering, 1000):
         rows = (await session.execute(
             select(Person.id, Person.role, Person.region_code)
-            .where(Person.region_code.in_(part), Person.active.is_(True),
+            .where(in_ids(session, Person.region_code, part), Person.active.is_(True),
                    Person.role.in_(sorted(set(RESPONSIBLE_ROLE_BY_LEVEL.values()))))
             .order_by(Person.id))).all()
         for pid, role, code in rows:
