@@ -13,12 +13,27 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from warning_service.early_warning.models import Hazard, Level
+from warning_service.early_warning.policy import PolicyBook
 from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
 # Set in Runtime.extras while the worker stops, so a long tick ends after its current batch.
 STOPPING = "worker_stopping"
+# The escalation tick must be a small fraction of the shortest wait it enforces, or deadlines slip visibly.
+TICK_FRACTION = 0.1
+
+
+def shortest_wait(policy: PolicyBook) -> float:
+    """The shortest answer deadline or re-call interval any hazard × level demands, in seconds."""
+    waits: list[float] = []
+    for hazard in Hazard:
+        for level in Level:
+            p = policy.resolve(hazard.value, level.value)
+            if p.ack_required:
+                waits += [p.ack_deadline, p.recall_interval]
+    return min(waits, default=float("inf"))
 
 
 class Worker:
@@ -61,8 +76,12 @@ class Worker:
         self.scheduler.add_job(self._job("ledger_seal", seal_tick), "interval", seconds=2, id="ledger_seal",
                                **common)
         self.scheduler.start()
+        shortest = shortest_wait(self.rt.policy)
         log.info("worker_started", dispatch_every=s.dispatch_interval_seconds,
-                 escalation_every=s.escalation_tick_seconds)
+                 escalation_every=s.escalation_tick_seconds, shortest_wait=shortest)
+        if s.escalation_tick_seconds > shortest * TICK_FRACTION:
+            log.warning("escalation_tick_too_slow", escalation_every=s.escalation_tick_seconds,
+                        shortest_wait=shortest, advice=f"set ESCALATION_TICK_SECONDS <= {shortest * TICK_FRACTION:g}")
 
     async def stop(self) -> None:
         """Stop ticking and wait for running ticks to finish their current batch; nothing is cut mid-write."""

@@ -191,3 +191,16 @@ async def test_a_worker_acts_at_once_on_start_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, rest
     assert "worker_stopped" in rest
     assert await recall_counts(db, wid) == (3, 3, 3)  # the first tick ran at start, not an interval later
+
+
+def test_the_tick_is_checked_against_the_shortest_wait_any_policy_demands(tmp_path):
+    from warning_service.config import Settings
+    from warning_service.early_warning.policy import load_policy
+    from warning_service.worker import TICK_FRACTION, shortest_wait
+
+    assert shortest_wait(load_policy(None)) == 180  # red and orange: 3 and 5 minutes
+    f = tmp_path / "policy.toml"
+    f.write_text('[hazards.mountain_torrent.orange]\nack_deadline = "60s"\nrecall_interval = "40s"\n')
+    assert shortest_wait(load_policy(f)) == 40
+    # the default tick suits the default policy
+    assert Settings.model_fields["escalation_tick_seconds"].default <= 180 * TICK_FRACTION
