@@ -147,3 +147,24 @@ async def test_a_sweep_leaves_alone_the_notices_of_a_warning_being_changed(
     assert (await run_sweeps(db, clock.now())).escalated == 1
     async with db.session() as s:
         assert (await s.execute(select(Notice.id).where(Notice.escalation_of == grid.id))).scalars().all()
+
+
+async def test_a_chain_end_waits_while_its_primary_notice_is_being_answered(
+        db, clock, settings, tree, town_top):
+    t0 = clock.now()
+    wid = await issue(db, settings, clock, targets=[GRID], policy=town_top)
+    for minute in range(3, 36, 3):
+        await run_sweeps(db, t0 + minute * MIN)
+    grid = await notice_for(db, wid, tree.person(GRID, "grid_responsible"))
+    end = t0 + 36 * MIN  # the town head's calls are used up: the chain's end
+    async with db.sessionmaker() as s:
+        # an answer to the grid's notice holds it (as acknowledge does) while the sweep reaches the end
+        await s.execute(select(Notice.id).where(Notice.id == grid.id).with_for_update())
+        async with asyncio.timeout(20), db.session() as other:  # skipped, not waited on: no deadlock
+            r = await sweep(other, now=end, batch_size=100)
+        assert (r.deferred, r.timed_out) == (1, 0)
+        await s.rollback()
+    assert (await reload(db, grid.id)).state == "pending"
+    assert (await run_sweeps(db, end + timedelta(seconds=1))).claimed == 0
+    assert (await run_sweeps(db, end + timedelta(seconds=2))).timed_out == 1
+    assert (await reload(db, grid.id)).state == "timed_out"

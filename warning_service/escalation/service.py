@@ -39,6 +39,7 @@ ACTOR = "system:escalation"
 # A chain end whose primary notice another transaction holds (an answer arriving) is looked at again soon.
 RETRY_LOCKED = timedelta(seconds=2)
 MAX_BATCHES_PER_TICK = 50
+EXPIRE_BATCH = 100
 
 
 @dataclass
@@ -110,8 +111,7 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
     await ledger.append_many(session, _ledger(plan, res, now=now))
     log.info("escalation_sweep", claimed=res.claimed, recalls=res.recalls, deputies=res.deputies,
              escalated=res.escalated, timed_out=res.timed_out, covered=res.covered, closed=res.closed,
-             stopped=res.stopped,
-             busy=res.busy, deferred=res.deferred, messages=res.messages)
+             stopped=res.stopped, busy=res.busy, deferred=res.deferred, messages=res.messages)
     return res
 
 
@@ -203,7 +203,8 @@ async def _time_out(session: AsyncSession, plan: _Plan, res: SweepResult, *, now
     roots = {r.id: (r.root_id or r.id) for r in plan.top}
     held = await lock_roots(session, [root for nid, root in roots.items() if root != nid])
     ready = [r for r in plan.top if roots[r.id] == r.id or roots[r.id] in held]
-    waiting = [r.id for r in plan.top if r not in ready]
+    ready_ids = {r.id for r in ready}
+    waiting = [r.id for r in plan.top if r.id not in ready_ids]
     if waiting:
         await actions.set_values(session, waiting, next_action_at=now + RETRY_LOCKED)
         res.deferred = len(waiting)
@@ -260,7 +261,7 @@ async def escalation_tick(rt: Runtime) -> int:
     now = rt.clock.now()
     while True:
         async with rt.db.session() as s:
-            if len(await expire_due(s, now=now)) < 100:
+            if len(await expire_due(s, now=now, limit=EXPIRE_BATCH)) < EXPIRE_BATCH:
                 break
     batch = rt.settings.escalation_batch_size
     total = 0
