@@ -18,15 +18,17 @@ root must be locked first) falls back to the general path, which works out why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import UTCDateTime
+from warning_service.db import Database, UTCDateTime
 
-_SQL = text("""
+_SQL_TEXT = """
 WITH n AS (
     SELECT n.id, n.round, n.warning_id, n.person_id, n.deadline
     FROM notice n JOIN early_warning w ON w.id = n.warning_id
@@ -84,7 +86,12 @@ SELECT ins.id, ins.round, ins.late, ins.warning_id, ins.person_id,
        (SELECT count(*) FROM cancelled) AS cancelled,
        (SELECT count(*) FROM led) AS ledger
 FROM ins
-""").bindparams(bindparam("now", type_=UTCDateTime))
+"""
+_SQL = text(_SQL_TEXT).bindparams(bindparam("now", type_=UTCDateTime))
+# The same statement for asyncpg's own protocol: `:name` → `$n` (`::type` casts are left alone).
+_PARAM = re.compile(r"(?<!:):(\w+)")
+_NAMES: list[str] = list(dict.fromkeys(_PARAM.findall(_SQL_TEXT)))
+_ASYNCPG_SQL = _PARAM.sub(lambda m: f"${_NAMES.index(m.group(1)) + 1}", _SQL_TEXT)
 
 
 @dataclass(frozen=True)
@@ -99,17 +106,50 @@ class FastResult:
     cancelled: int
 
 
-async def try_acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: datetime,
-                          raw_input: str | None, source: str | None, actor_user_id: int | None,
-                          proxy_method: str | None, note: str | None, actor: str | None) -> FastResult | None:
-    """The winner's whole transaction in one statement; None when no acknowledgment row was inserted."""
-    row = (await session.execute(_SQL, {
-        "notice_id": notice_id, "path": path, "now": now,
-        "raw_input": raw_input[:500] if raw_input else None, "raw_short": raw_input[:200] if raw_input else None,
-        "source": source[:100] if source else None, "proxy_method": proxy_method,
-        "note": note[:1000] if note else None, "actor_user_id": actor_user_id, "actor": actor,
-    })).first()
-    if row is None:
-        return None
+def _params(*, notice_id: int, path: str, now: datetime, raw_input: str | None, source: str | None,
+            actor_user_id: int | None, proxy_method: str | None, note: str | None, actor: str | None
+            ) -> dict[str, Any]:
+    return {"notice_id": notice_id, "path": path, "now": now,
+            "raw_input": raw_input[:500] if raw_input else None,
+            "raw_short": raw_input[:200] if raw_input else None,
+            "source": source[:100] if source else None, "proxy_method": proxy_method,
+            "note": note[:1000] if note else None, "actor_user_id": actor_user_id, "actor": actor}
+
+
+def _result(row: Any) -> FastResult:
     return FastResult(ack_id=row[0], round=row[1], late=bool(row[2]), warning_id=row[3], person_id=row[4],
                       updated=bool(row[5]), chain=list(row[6] or []), cancelled=int(row[7]))
+
+
+async def try_acknowledge(session: AsyncSession, **kw: Any) -> FastResult | None:
+    """The winner's whole transaction in one statement, in the caller's transaction; None when no
+    acknowledgment row was inserted."""
+    row = (await session.execute(_SQL, _params(**kw))).first()
+    return _result(row) if row is not None else None
+
+
+async def acknowledge_alone(db: Database, **kw: Any) -> FastResult | None:
+    """The same statement in a transaction of its own, straight through asyncpg on a pooled connection.
+
+    This is the link's hot path: the session machinery costs several times what the statement does.
+    Only a clean first answer is committed; anything else (nothing inserted, a lost race, a chain to
+    close — which needs a second look) is rolled back and None returned, for the general path to handle.
+    """
+    params = _params(**kw)
+    args = [params[n] for n in _NAMES]
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        apg = raw.driver_connection
+        tx = apg.transaction()
+        await tx.start()
+        try:
+            row = await apg.fetchrow(_ASYNCPG_SQL, *args)
+            result = _result(row) if row is not None else None
+            if result is None or not result.updated or result.chain:
+                await tx.rollback()
+                return None
+            await tx.commit()
+            return result
+        except BaseException:
+            await tx.rollback()
+            raise

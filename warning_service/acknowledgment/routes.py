@@ -103,10 +103,14 @@ async def ack_by_link(token: str, request: Request, settings: SettingsDep, now: 
     notice_id = notice_from_token(token, settings)
     if notice_id is None:
         return await _bad_token(request, settings)
+    source = client_ip(request)
     try:
-        # The first answer is the hot path: no look-up first, the acknowledgment decides in one statement.
-        result = await service.acknowledge(session, notice_id=notice_id, path="link", now=now,
-                                           source=client_ip(request))
+        # The first answer is the hot path: one statement in its own transaction, no look-up first.
+        result = await service.acknowledge_first(request.app.state.runtime.db, notice_id=notice_id,
+                                                 path="link", now=now, source=source)
+        if result is None:
+            result = await service.acknowledge(session, notice_id=notice_id, path="link", now=now,
+                                               source=source, try_fast=False)
     except NotFound:
         return await _bad_token(request, settings)
     except NotAcknowledgeable as exc:

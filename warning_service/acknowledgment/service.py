@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment import fastpath
 from warning_service.acknowledgment.models import Acknowledgment, AckPath, Feedback
-from warning_service.db import UTCDateTime, dialect_name, upsert
+from warning_service.db import Database, UTCDateTime, dialect_name, upsert
 from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.errors import Conflict, Invalid, NotFound
@@ -126,7 +126,7 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
                       raw_input: str | None = None, source: str | None = None,
                       actor_user_id: int | None = None, proxy_method: str | None = None,
                       note: str | None = None, actor: str | None = None,
-                      preloaded: NoticeState | None = None) -> AckResult:
+                      preloaded: NoticeState | None = None, try_fast: bool = True) -> AckResult:
     """Record that the notice was answered — once per round, whoever asks how often; see the module doc.
 
     `preloaded` is the caller's fresh `load_notice` of the same notice, to save a query on the hot path.
@@ -140,7 +140,7 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
             raise Invalid("a proxy acknowledgment needs the acting user", "代确认必须记录操作人员",
                           field="actor")
     actor = actor or _default_actor(path, None, source)
-    if preloaded is None and dialect_name(session) == "postgresql":
+    if try_fast and preloaded is None and dialect_name(session) == "postgresql":
         fast = await fastpath.try_acknowledge(
             session, notice_id=notice_id, path=path, now=now, raw_input=raw_input, source=source,
             actor_user_id=actor_user_id, proxy_method=proxy_method if path == AckPath.proxy else None,
@@ -297,6 +297,27 @@ def _default_actor(path: str, person_id: int | None, source: str | None) -> str 
     if path in (AckPath.sms_reply, AckPath.voice_key) and source:
         return f"person:{source}"
     return f"person:{person_id}" if person_id is not None else None
+
+
+async def acknowledge_first(db: Database, *, notice_id: int, path: str, now: datetime,
+                            raw_input: str | None = None, source: str | None = None) -> AckResult | None:
+    """A person's first answer to a primary notice, committed on its own (PostgreSQL); None otherwise.
+
+    The link's hot path. When it returns None nothing was written and the caller goes on with
+    `acknowledge(..., try_fast=False)` in its session, which tells a second answer from a refusal.
+    """
+    if db.is_sqlite:
+        return None
+    fast = await fastpath.acknowledge_alone(
+        db, notice_id=notice_id, path=AckPath(path).value, now=now, raw_input=raw_input, source=source,
+        actor_user_id=None, proxy_method=None, note=None, actor=_default_actor(path, None, source))
+    if fast is None:
+        return None
+    log.info("ack_recorded", notice_id=notice_id, warning_id=fast.warning_id, path=path, late=fast.late,
+             round=fast.round, chain_stopped=0, cancelled=fast.cancelled)
+    return AckResult(notice_id=notice_id, warning_id=fast.warning_id, person_id=fast.person_id,
+                     round=fast.round, status="acknowledged", acknowledged_at=now, late=fast.late, path=path,
+                     acknowledgment_id=fast.ack_id)
 
 
 async def _fast_done(session: AsyncSession, fast: fastpath.FastResult, *, notice_id: int, path: str,
