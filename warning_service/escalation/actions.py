@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, case, cast, func, literal, or_, select, update
+from sqlalchemy import Integer, String, case, cast, func, literal, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime, chunks, dialect_name
@@ -85,12 +85,12 @@ async def open_notices(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
         index_elements=["escalation_of", "person_id"],
         set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
               "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
-              "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": 0,
-              "step": ex.step, "delivered_at": None, "acknowledged_at": None, "closed_at": None},
+              "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": ex.attempt_count,
+              "step": ex.step, "delivered_at": null(), "acknowledged_at": null(), "closed_at": null()},
         where=N.c.round < ex.round,
     ).returning(N.c.id, N.c.escalation_of)
     # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
-    # compilation, RETURNING included.
+    # compilation, RETURNING included — as long as the ON CONFLICT clause has no bound parameters.
     return list((await session.execute(stmt, rows)).all())
 
 
