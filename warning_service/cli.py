@@ -203,18 +203,13 @@ def worker_cmd() -> None:
 
     async def main() -> None:
         rt = await build_runtime(settings)
-        w = Worker(rt)
-        await w.start()
         try:
-            await asyncio.Event().wait()
+            # SIGTERM/SIGINT let the current batch finish; a kill -9 is safe too (the database remembers).
+            await Worker(rt).run_until_signalled()
         finally:
-            await w.stop()
             await rt.close()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(main())
 
 
 @app.command()
