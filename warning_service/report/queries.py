@@ -5,7 +5,7 @@ Everything here is an expression for the database to aggregate; Python only ever
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
@@ -131,26 +131,28 @@ async def tune(session: Any) -> None:
 
 
 async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[str, ...]]
-                         ) -> list[tuple[str, tuple[Any, ...], Counts]]:
+                         ) -> list[tuple[str, tuple[Any, ...], tuple[int, ...]]]:
     """`counts` over `rows` for each grouping in `dims` (name → columns; () is the total), in one statement.
 
     PostgreSQL computes every grouping in a single scan with GROUPING SETS; SQLite, which has none,
-    materializes the rows once and reads them once per grouping (UNION ALL). Returns (name, key, counts).
+    materializes the rows once and reads them once per grouping (UNION ALL). Returns (name, key, values):
+    the ten `counts` in COUNT_NAMES order, raw, for `Counts.from_values` once they are summed.
     """
     if session.get_bind().dialect.name == "postgresql":
         c = rows.subquery("c")
         cols = list(dict.fromkeys(col for group in dims.values() for col in group))
         keys = [c.c[col] for col in cols]
-        flags = [func.grouping(k).label(f"g_{k.name}") for k in keys]
         sets = [tuple_(*[c.c[col] for col in group]) for group in dims.values()]
+        # GROUPING(a, b, …) has bit i (from the left) set when column i is not grouped in that row's set.
+        bits = {sum(1 << (len(cols) - 1 - i) for i, col in enumerate(cols) if col not in group): name
+                for name, group in dims.items()}
+        at = {name: [cols.index(col) + 1 for col in group] for name, group in dims.items()}
+        stmt = select(func.grouping(*keys), *keys, *counts(c)).group_by(func.grouping_sets(*sets))
+        first = 1 + len(cols)
         out = []
-        stmt = select(*flags, *keys, *counts(c)).group_by(func.grouping_sets(*sets))
         for row in await session.execute(stmt):
-            m = row._mapping
-            present = {col for col in cols if m[f"g_{col}"] == 0}
-            # Several groupings could share columns; the one whose columns are exactly those present wins.
-            name = next(n for n, group in dims.items() if set(group) == present)
-            out.append((name, tuple(m[col] for col in dims[name]), Counts.from_row(row)))
+            name = bits[row[0]]
+            out.append((name, tuple(row[i] for i in at[name]), tuple(row[first:first + 10])))
         return out
     c = rows.cte("c").prefix_with("MATERIALIZED")
     width = max(len(group) for group in dims.values())
@@ -166,7 +168,7 @@ async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[
     for row in result:
         group = dims[row.dim]
         key = tuple(_back(getattr(row, f"k{i}"), types[col]) for i, col in enumerate(group))
-        out.append((row.dim, key, Counts.from_row(row)))
+        out.append((row.dim, key, tuple(getattr(row, k) for k in COUNT_NAMES)))
     return out
 
 
@@ -234,19 +236,28 @@ class Counts:
 
     @classmethod
     def from_row(cls, row: Any, prefix: str = "") -> Counts:
-        v = {k: int(getattr(row, prefix + k) or 0) for k in COUNT_NAMES}
-        return cls(**v, on_time=v["acknowledged"] - v["late"], never=v["required"] - v["acknowledged"],
-                   rate=rate(v["acknowledged"], v["required"]),
-                   on_time_rate=rate(v["acknowledged"] - v["late"], v["required"]))
+        return cls.from_values([getattr(row, prefix + k) for k in COUNT_NAMES])
+
+    @classmethod
+    def from_values(cls, values: Any) -> Counts:
+        """From the ten `counts` columns, in COUNT_NAMES order."""
+        recipients, required, reached, delivered, acknowledged, late, proxy, waiting, timed_out, closed = (
+            int(v or 0) for v in values)
+        return cls(recipients, required, reached, delivered, acknowledged, acknowledged - late, late, proxy,
+                   required - acknowledged, waiting, timed_out, closed, rate(acknowledged, required),
+                   rate(acknowledged - late, required))
 
     def add(self, other: Counts) -> Counts:
-        keys = [k for k in asdict(self) if k not in ("rate", "on_time_rate")]
-        v = {k: getattr(self, k) + getattr(other, k) for k in keys}
-        return Counts(**v, rate=rate(v["acknowledged"], v["required"]),
-                      on_time_rate=rate(v["on_time"], v["required"]))
+        v = [getattr(self, k) + getattr(other, k) for k in _SUMMED]
+        acknowledged, on_time, required = v[4], v[5], v[1]
+        return Counts(*v, rate(acknowledged, required), rate(on_time, required))
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: getattr(self, k) for k in _ALL}
+
+
+_ALL = [f.name for f in fields(Counts)]
+_SUMMED = [k for k in _ALL if k not in ("rate", "on_time_rate")]
 
 
 async def percentiles(session: Any, secs_q: Select[Any], *, dialect: str) -> dict[str, float | int | None]:

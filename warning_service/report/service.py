@@ -148,20 +148,28 @@ async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dic
                                         "ack_path": ("ack_path",), "step": ("step",)}
     dims.update({lvl: (f"at_{lvl}", "level0") for lvl in levels})
     out: dict[str, dict[Any, Any]] = {"all": {"": Counts()}, **{d: {} for d in dims if d != "all"}}
-    for dim, key, counts in await q.grouped_counts(session, rows, dims):
+    subtree: dict[str, dict[str, list[int]]] = {lvl: {} for lvl in levels}
+    own: dict[str, dict[str, tuple[int, ...]]] = {lvl: {} for lvl in levels}
+    for dim, key, values in await q.grouped_counts(session, rows, dims):
         if dim in levels:
             code, person_level = key
             if code is None:
                 continue  # people attached above this level
-            sub, own = out[dim].get(code, (Counts(), Counts()))
-            out[dim][code] = (sub.add(counts), own.add(counts) if person_level == dim else own)
+            acc = subtree[dim].setdefault(code, [0] * len(values))
+            for i, v in enumerate(values):
+                acc[i] += v or 0
+            if person_level == dim:
+                own[dim][code] = values
         elif dim == "step":
             if key[0] is not None:
-                out[dim][key[0]] = counts
+                out[dim][key[0]] = Counts.from_values(values)
         else:
-            out[dim][key[0] if key else ""] = counts
-    if None in out["ack_path"]:
-        out["ack_path"].pop(None)
+            out[dim][key[0] if key else ""] = Counts.from_values(values)
+    out["ack_path"].pop(None, None)
+    for lvl in levels:
+        mine = own[lvl]
+        out[lvl] = {code: (Counts.from_values(acc), Counts.from_values(mine[code]) if code in mine else Counts())
+                    for code, acc in subtree[lvl].items()}
     return out
 
 

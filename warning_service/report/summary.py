@@ -43,10 +43,10 @@ async def summary(session: AsyncSession, *, region: Region, since: datetime, unt
             "role": ("w_status", "role"), "region": ("w_status", f"at_{rank_level}"),
             "warning": ("w_status", "warning_id")}
     grouped: dict[str, dict[str, dict[Any, Counts]]] = {s: {d: {} for d in dims} for s in STATUSES}
-    for dim, key, counts in await q.grouped_counts(session, rows, dims):
+    for dim, key, values in await q.grouped_counts(session, rows, dims):
         status, value = key[0], (key[1] if len(key) > 1 else "")
         if value is not None:
-            grouped.setdefault(status, {d: {} for d in dims})[dim][value] = counts
+            grouped.setdefault(status, {d: {} for d in dims})[dim][value] = Counts.from_values(values)
     regions = await _regions(session, {k for g in grouped.values() for k in g["region"]})
     warnings = await _warnings(session, {k for g in grouped.values() for k in g["warning"]})
     return {
