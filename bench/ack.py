@@ -168,13 +168,77 @@ def serve(url: str, port: int, workers: int) -> tuple[subprocess.Popen[bytes], l
     raise SystemExit("server did not start")
 
 
-def run_wrk(port: int, script: Path, data: Path, *, threads: int, connections: int, duration: int
-            ) -> tuple[dict[str, float], list[str]]:
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _postgres_pids(database: str) -> list[int]:
+    """This database's backends and PostgreSQL's own background processes (WAL writer, checkpointer…)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith("postgres: ") and (f" {database} " in cmd or cmd.count(":") <= 2):
+            out.append(int(entry))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used by the server's workers, this database's PostgreSQL processes and wrk, over a run.
+
+    On a machine shared with other work the request rate says little by itself; CPU per request does.
+    """
+
+    def __init__(self, server_pid: int, database: str) -> None:
+        self.server_pid, self.database = server_pid, database
+
+    def snapshot(self) -> dict[str, float]:
+        import resource
+
+        workers = _children(self.server_pid)
+        return {"server": sum(_cpu_seconds(p) for p in [self.server_pid, *workers]),
+                "postgres": sum(_cpu_seconds(p) for p in _postgres_pids(self.database)),
+                "wrk": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
+                "wall": time.monotonic(), "load": os.getloadavg()[0]}
+
+
+def run_wrk(port: int, script: Path, data: Path, *, threads: int, connections: int, duration: int,
+            meter: CpuMeter) -> tuple[dict[str, float], list[str]]:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(script),
            f"http://127.0.0.1:{port}", "--", str(data), str(threads)]
+    before = meter.snapshot()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = meter.snapshot()
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):]), cmd
+    result = json.loads(line[len("RESULT "):])
+    for k in ("server", "postgres", "wrk"):
+        result[f"cpu_{k}_s"] = after[k] - before[k]
+    result["load"] = after["load"]
+    return result, cmd
 
 
 async def answered(url: str, warning_id: int, path: str) -> tuple[int, int]:
@@ -206,6 +270,14 @@ def report(name: str, r: dict[str, float], wrk_cmd: list[str], server_cmd: list[
           f"max {r['max_us'] / 1000:.1f} ms")
     print(f"   database: {recorded:,} acknowledgments recorded by this path, "
           f"{duplicates} notices answered twice")
+    n = max(r["requests"], 1)
+    per = {k: r[f"cpu_{k}_s"] / n * 1000 for k in ("server", "postgres", "wrk")}
+    total = sum(per.values())
+    cpus = os.cpu_count() or 1
+    print(f"   CPU per request: server {per['server']:.2f} ms + PostgreSQL {per['postgres']:.2f} ms + wrk "
+          f"{per['wrk']:.2f} ms = {total:.2f} ms; this run used {sum(r[f'cpu_{k}_s'] for k in per):.1f} of "
+          f"{cpus * r['duration_us'] / 1e6:.1f} CPU-seconds (load average {r['load']:.1f})")
+    print(f"   → with the {cpus} CPUs to itself this path would sustain ≈ {cpus * 1000 / total:,.0f}/s")
     print(f"   load:   {shlex.join(wrk_cmd)}")
     print(f"   server: {shlex.join(server_cmd)}")
     return ok
@@ -248,6 +320,7 @@ def main() -> None:
           f"replies prepared; {os.cpu_count()} CPUs shared by server, PostgreSQL and wrk", flush=True)
 
     proc, server_cmd, _ = serve(args.database_url, port, args.workers)
+    db_name = args.database_url.rsplit("/", 1)[1]
     ok = True
     try:
         runs = (("link", OUT / "ack-link.lua", link_data), ("sms", OUT / "ack-sms.lua", sms_data))
@@ -255,7 +328,7 @@ def main() -> None:
             if args.only and args.only != name:
                 continue
             result, wrk_cmd = run_wrk(port, script, data, threads=args.threads, connections=args.connections,
-                                      duration=args.duration)
+                                      duration=args.duration, meter=CpuMeter(proc.pid, db_name))
             recorded, duplicates = asyncio.run(answered(args.database_url, warning_id,
                                                         "link" if name == "link" else "sms_reply"))
             ok = report(name, result, wrk_cmd, server_cmd, recorded, duplicates) and ok

@@ -17,6 +17,16 @@ from warning_service.ledger.models import LedgerPending
 PROVINCE = Actor(name="user:test", scope_path="/33/", scope_code="33")
 
 
+@pytest.fixture(autouse=True)
+async def _close_hot_path_pool(request):
+    """The link's hot path keeps an asyncpg pool per database; close it after each test that had one."""
+    yield
+    if "database" in request.fixturenames:
+        from warning_service.acknowledgment.fastpath import close_pool
+
+        await close_pool(request.getfixturevalue("database"))
+
+
 @pytest.fixture
 async def tree(db, clock):
     t = await build_tree(db, now=clock.now())

@@ -18,7 +18,9 @@ root must be locked first) falls back to the general path, which works out why.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,10 +90,21 @@ SELECT ins.id, ins.round, ins.late, ins.warning_id, ins.person_id,
 FROM ins
 """
 _SQL = text(_SQL_TEXT).bindparams(bindparam("now", type_=UTCDateTime))
-# The same statement for asyncpg's own protocol: `:name` → `$n` (`::type` casts are left alone).
+
+# Run on its own (autocommit), the statement must undo itself when a lift or a new round won the race
+# between `ins` and `upd`: the cast then fails and PostgreSQL rolls the whole statement back.
+RACE_MARKER = "acknowledgment race, rolled back: notice"
+_ALONE_TEXT = _SQL_TEXT.replace(
+    "EXISTS (SELECT 1 FROM upd) AS updated",
+    f"CASE WHEN EXISTS (SELECT 1 FROM upd) THEN true ELSE CAST('{RACE_MARKER} ' || ins.id AS boolean) END"
+    " AS updated")
+# asyncpg's own protocol numbers its parameters: `:name` → `$n` (`::type` casts are left alone).
 _PARAM = re.compile(r"(?<!:):(\w+)")
-_NAMES: list[str] = list(dict.fromkeys(_PARAM.findall(_SQL_TEXT)))
-_ASYNCPG_SQL = _PARAM.sub(lambda m: f"${_NAMES.index(m.group(1)) + 1}", _SQL_TEXT)
+_NAMES: list[str] = list(dict.fromkeys(_PARAM.findall(_ALONE_TEXT)))
+_ALONE_SQL = _PARAM.sub(lambda m: f"${_NAMES.index(m.group(1)) + 1}", _ALONE_TEXT)
+POOL_SIZE = 10
+_pools: weakref.WeakKeyDictionary[Database, Any] = weakref.WeakKeyDictionary()
+_pool_lock: asyncio.Lock | None = None
 
 
 @dataclass(frozen=True)
@@ -128,28 +141,55 @@ async def try_acknowledge(session: AsyncSession, **kw: Any) -> FastResult | None
     return _result(row) if row is not None else None
 
 
-async def acknowledge_alone(db: Database, **kw: Any) -> FastResult | None:
-    """The same statement in a transaction of its own, straight through asyncpg on a pooled connection.
+async def _no_reset(_conn: Any) -> None:
+    """Nothing to reset: these connections only ever run single autocommit statements."""
 
-    This is the link's hot path: the session machinery costs several times what the statement does.
-    Only a clean first answer is committed; anything else (nothing inserted, a lost race, a chain to
-    close — which needs a second look) is rolled back and None returned, for the general path to handle.
+
+async def pool_for(db: Database) -> Any:
+    """A small asyncpg pool beside the engine's, for the hot path.
+
+    SQLAlchemy's pool pings each connection it hands out (BEGIN; ";"; ROLLBACK — three round trips)
+    and its session machinery costs several times what this one statement does.
     """
+    global _pool_lock
+    pool = _pools.get(db)
+    if pool is not None:
+        return pool
+    import asyncpg
+
+    _pool_lock = _pool_lock or asyncio.Lock()
+    async with _pool_lock:
+        pool = _pools.get(db)
+        if pool is None:
+            dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE, reset=_no_reset)
+            _pools[db] = pool
+    return pool
+
+
+async def close_pool(db: Database) -> None:
+    """Close the hot-path pool of this database, if one was opened (call before disposing the engine)."""
+    pool = _pools.pop(db, None)
+    if pool is not None:
+        await pool.close()
+
+
+async def acknowledge_alone(db: Database, **kw: Any) -> FastResult | None:
+    """The same statement as one autocommit transaction of its own, straight through asyncpg.
+
+    The link's hot path: one round trip. Only a clean first answer is committed; when nothing was
+    inserted (a second answer, a refused notice) or a race was rolled back, None is returned and the
+    general path works out why. A chain closed here gets its second look from the caller.
+    """
+    import asyncpg
+
     params = _params(**kw)
-    args = [params[n] for n in _NAMES]
-    async with db.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        apg = raw.driver_connection
-        tx = apg.transaction()
-        await tx.start()
+    pool = await pool_for(db)
+    async with pool.acquire() as apg:
         try:
-            row = await apg.fetchrow(_ASYNCPG_SQL, *args)
-            result = _result(row) if row is not None else None
-            if result is None or not result.updated or result.chain:
-                await tx.rollback()
+            row = await apg.fetchrow(_ALONE_SQL, *[params[n] for n in _NAMES])
+        except asyncpg.InvalidTextRepresentationError as exc:
+            if RACE_MARKER in str(exc):
                 return None
-            await tx.commit()
-            return result
-        except BaseException:
-            await tx.rollback()
             raise
+    return _result(row) if row is not None else None

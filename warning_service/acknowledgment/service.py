@@ -313,8 +313,14 @@ async def acknowledge_first(db: Database, *, notice_id: int, path: str, now: dat
         actor_user_id=None, proxy_method=None, note=None, actor=_default_actor(path, None, source))
     if fast is None:
         return None
+    if fast.chain:
+        # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
+        async with db.session() as session:
+            more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
+            if more:
+                await cancel_chase(session, notice_ids=more, now=now)
     log.info("ack_recorded", notice_id=notice_id, warning_id=fast.warning_id, path=path, late=fast.late,
-             round=fast.round, chain_stopped=0, cancelled=fast.cancelled)
+             round=fast.round, chain_stopped=len(fast.chain), cancelled=fast.cancelled)
     return AckResult(notice_id=notice_id, warning_id=fast.warning_id, person_id=fast.person_id,
                      round=fast.round, status="acknowledged", acknowledged_at=now, late=fast.late, path=path,
                      acknowledgment_id=fast.ack_id)
