@@ -141,6 +141,28 @@ async def try_acknowledge(session: AsyncSession, **kw: Any) -> FastResult | None
     return _result(row) if row is not None else None
 
 
+def to_asyncpg(sql: str) -> tuple[str, list[str]]:
+    """`:name` parameters → asyncpg's `$n`; returns the SQL and the parameter names in order."""
+    names: list[str] = list(dict.fromkeys(_PARAM.findall(sql)))
+    return _PARAM.sub(lambda m: f"${names.index(m.group(1)) + 1}", sql), names
+
+
+class RawQuery:
+    """A read-only query run through the hot-path pool on PostgreSQL, through a session on SQLite."""
+
+    def __init__(self, sql: str) -> None:
+        self.text = text(sql)
+        self.asyncpg_sql, self.names = to_asyncpg(sql)
+
+    async def fetch(self, db: Database, **params: Any) -> list[tuple[Any, ...]]:
+        if db.is_sqlite:
+            async with db.session() as s:
+                return [tuple(r) for r in (await s.execute(self.text, params)).all()]
+        pool = await pool_for(db)
+        async with pool.acquire() as apg:
+            return [tuple(r) for r in await apg.fetch(self.asyncpg_sql, *[params[n] for n in self.names])]
+
+
 async def _no_reset(_conn: Any) -> None:
     """Nothing to reset: these connections only ever run single autocommit statements."""
 

@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.acknowledgment.service import ACKABLE_STATES, AckResult, NotAcknowledgeable, acknowledge
+from warning_service.acknowledgment.fastpath import RawQuery
+from warning_service.acknowledgment.service import AckResult, NotAcknowledgeable, answer
 from warning_service.acknowledgment.sms_reply import Reply, parse_reply
 from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.config import Settings
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.db import Database
+from warning_service.delivery.models import Notice
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
 from warning_service.logging import get_logger
-from warning_service.person.models import Person
 from warning_service.person.phone import PhoneError, normalize_phone
 
 log = get_logger(__name__)
@@ -71,33 +72,25 @@ def phone_key(raw: str) -> str:
         return raw.strip()
 
 
-def _holders_statement() -> Any:
-    """Active persons holding a phone, each with their open notices asking for an answer (if any), most
-    recently asked first — the latest message sent about them."""
-    last_asked = func.coalesce(
-        select(func.max(OutboxMessage.created_at)).where(OutboxMessage.notice_id == Notice.id)
-        .scalar_subquery(), Notice.created_at)
-    active = select(EarlyWarning.id).where(EarlyWarning.state == "active")
-    return (
-        select(Person.id, Notice.id, Notice.warning_id, EarlyWarning.reply_code, EarlyWarning.hazard,
-               EarlyWarning.level, EarlyWarning.status)
-        .select_from(Person)
-        .outerjoin(Notice, and_(Notice.person_id == Person.id, Notice.state.in_(ACKABLE_STATES),
-                                Notice.requires_ack.is_(True), Notice.warning_id.in_(active)))
-        .outerjoin(EarlyWarning, EarlyWarning.id == Notice.warning_id)
-        .where(Person.phone == bindparam("phone"), Person.active.is_(True))
-        .order_by(last_asked.desc(), Notice.id.desc())
-    )
+# Active persons holding a phone, each with their open notices asking for an answer (if any), most recently
+# asked first — by the latest message sent about them.
+_HOLDERS = RawQuery("""
+SELECT p.id, n.id, n.warning_id, w.reply_code, w.hazard, w.level, w.status
+FROM person p
+LEFT JOIN notice n ON n.person_id = p.id AND n.state IN ('pending', 'delivered', 'timed_out')
+                  AND n.requires_ack AND n.warning_id IN (SELECT id FROM early_warning WHERE state = 'active')
+LEFT JOIN early_warning w ON w.id = n.warning_id
+WHERE p.phone = :phone AND p.active
+ORDER BY COALESCE((SELECT max(o.created_at) FROM outbox o WHERE o.notice_id = n.id), n.created_at) DESC,
+         n.id DESC
+""")
 
 
-_HOLDERS = _holders_statement()
-
-
-async def _holders(session: AsyncSession, phone: str) -> tuple[list[int], list[_Open]]:
+async def _holders(db: Database, phone: str) -> tuple[list[int], list[_Open]]:
     """(person ids, open notices) for a phone, in one query."""
     persons: list[int] = []
     open_: list[_Open] = []
-    for pid, nid, wid, code, hazard, level, status in (await session.execute(_HOLDERS, {"phone": phone})).all():
+    for pid, nid, wid, code, hazard, level, status in await _HOLDERS.fetch(db, phone=phone):
         if pid not in persons:
             persons.append(pid)
         if nid is not None:
@@ -149,11 +142,15 @@ def _how_to_answer(open_: list[_Open], *, still: bool = False) -> str:
     return f"{have}{len(groups)}条预警待确认:{listed};回复 全部 可一并确认。"
 
 
-async def handle_sms_reply(session: AsyncSession, *, from_number: str, body: str, now: datetime,
+async def handle_sms_reply(db: Database, *, from_number: str, body: str, now: datetime,
                            settings: Settings) -> SmsOutcome:
-    """Acknowledge what the reply means and compose the answer (Chinese, one SMS where possible)."""
+    """Acknowledge what the reply means and compose the answer (Chinese, one SMS where possible).
+
+    Each notice is answered in a transaction of its own: answers are independent and idempotent, so a
+    failure half-way leaves nothing that a repeated reply would not put right.
+    """
     phone = phone_key(from_number)
-    person_ids, open_ = await _holders(session, phone)
+    person_ids, open_ = await _holders(db, phone)
     if not person_ids:
         log.info("sms_reply_unknown_number", phone=phone, body=body[:100])
         return SmsOutcome(UNKNOWN_NUMBER)
@@ -167,14 +164,13 @@ async def handle_sms_reply(session: AsyncSession, *, from_number: str, body: str
     refused: list[_Open] = []
     for n in chosen:
         try:
-            out.acknowledged.append(await acknowledge(
-                session, notice_id=n.notice_id, path="sms_reply", now=now, raw_input=body, source=phone,
-                actor=f"person:{phone}"))
+            out.acknowledged.append(await answer(db, notice_id=n.notice_id, path="sms_reply", now=now,
+                                                 raw_input=body, source=phone))
         except NotAcknowledgeable:
             refused.append(n)  # lifted while we were looking: say nothing was needed
     done_ids = {n.notice_id for n in chosen}
     remaining = [n for n in open_ if n.notice_id not in done_ids]
-    out.text = await _compose(session, reply=reply, chosen=chosen, results=out.acknowledged,
+    out.text = await _compose(db, reply=reply, chosen=chosen, results=out.acknowledged,
                               unmatched=unmatched, remaining=remaining, person_ids=person_ids,
                               settings=settings)
     log.info("sms_reply_handled", phone=phone, kind=reply.kind, codes=list(reply.codes),
@@ -183,7 +179,7 @@ async def handle_sms_reply(session: AsyncSession, *, from_number: str, body: str
     return out
 
 
-async def _compose(session: AsyncSession, *, reply: Reply, chosen: list[_Open], results: list[AckResult],
+async def _compose(db: Database, *, reply: Reply, chosen: list[_Open], results: list[AckResult],
                    unmatched: list[int], remaining: list[_Open], person_ids: list[int],
                    settings: Settings) -> str:
     parts: list[str] = []
@@ -201,7 +197,8 @@ async def _compose(session: AsyncSession, *, reply: Reply, chosen: list[_Open], 
         listed = "、".join(label + ("(已超时)" if wid in late else "") for wid, label in labels.items())
         parts.append(f"已确认收到:{listed}。")
     if not chosen:
-        already = await _answered(session, person_ids, reply.codes if reply.kind == "codes" else None)
+        async with db.session() as session:
+            already = await _answered(session, person_ids, reply.codes if reply.kind == "codes" else None)
         if reply.kind == "codes":
             if already:
                 parts.append("、".join(f"{label}" for _, label in already) + "此前已确认,无需重复回复。")

@@ -202,9 +202,9 @@ def _twiml(xml: str) -> Response:
 
 
 @webhook_router.post("/sms")
-async def sms_reply(form: TwilioForm, session: SessionDep, settings: SettingsDep, now: NowDep) -> Response:
+async def sms_reply(request: Request, form: TwilioForm, settings: SettingsDep, now: NowDep) -> Response:
     """Inbound SMS (signed by Twilio): `1`, `收到`, a warning's code or `全部`; answered with TwiML."""
-    outcome = await inbound.handle_sms_reply(session, from_number=form.get("From", ""),
+    outcome = await inbound.handle_sms_reply(request.app.state.db, from_number=form.get("From", ""),
                                              body=form.get("Body", ""), now=now, settings=settings)
     reply = MessagingResponse()
     reply.message(outcome.text)
@@ -212,8 +212,8 @@ async def sms_reply(form: TwilioForm, session: SessionDep, settings: SettingsDep
 
 
 @webhook_router.post("/voice/gather")
-async def voice_gather(form: TwilioForm, session: SessionDep, settings: SettingsDep, now: NowDep,
-                       t: str = "", r: int = 0) -> Response:
+async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, settings: SettingsDep,
+                       now: NowDep, t: str = "", r: int = 0) -> Response:
     """Key press in the warning call (signed): 1 acknowledges; anything else hears the prompt once more."""
     notice_id = notice_from_token(t, settings)
     if notice_id is None:
@@ -222,8 +222,8 @@ async def voice_gather(form: TwilioForm, session: SessionDep, settings: Settings
     callee = form.get("Called") or form.get("To") or None
     if digits == "1":
         try:
-            await service.acknowledge(session, notice_id=notice_id, path="voice_key", now=now,
-                                      raw_input=digits, source=callee)
+            await service.answer(request.app.state.db, notice_id=notice_id, path="voice_key", now=now,
+                                 raw_input=digits, source=callee)
         except NotAcknowledgeable:
             return _twiml(voice.lifted())
         except NotFound:

@@ -326,6 +326,18 @@ async def acknowledge_first(db: Database, *, notice_id: int, path: str, now: dat
                      acknowledgment_id=fast.ack_id)
 
 
+async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_input: str | None = None,
+                 source: str | None = None) -> AckResult:
+    """A person's answer in transactions of its own: the one-statement hot path, else the general path."""
+    result = await acknowledge_first(db, notice_id=notice_id, path=path, now=now, raw_input=raw_input,
+                                     source=source)
+    if result is not None:
+        return result
+    async with db.session() as session:
+        return await acknowledge(session, notice_id=notice_id, path=path, now=now, raw_input=raw_input,
+                                 source=source, try_fast=False)
+
+
 async def _fast_done(session: AsyncSession, fast: fastpath.FastResult, *, notice_id: int, path: str,
                      now: datetime) -> AckResult:
     """Finish what the one-statement path started: undo a lost race, sweep the chain a second time."""
