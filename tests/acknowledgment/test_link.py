@@ -173,3 +173,23 @@ async def test_notice_state_is_unchanged_by_a_page_view(client, settings, grid_n
     await client.get(f"/a/{token_for(settings, grid_notice.id)}")
     assert (await reload(db, Notice, grid_notice.id)).state == "pending"
     assert await acks(db) == []
+
+
+async def test_answer_is_sealed_into_the_ledger_with_its_details(client, settings, grid_notice, db):
+    from sqlalchemy import select
+
+    from warning_service.ledger import service as ledger
+    from warning_service.ledger.models import LedgerEntry
+
+    await client.post(f"/a/{token_for(settings, grid_notice.id)}", json={})
+    key = ledger.ledger_key(settings.secret_key.get_secret_value())
+    async with db.session() as s:
+        assert await ledger.seal(s, key=key) >= 1
+    async with db.session() as s:
+        assert (await ledger.verify(s, key=key)).ok
+        entry = (await s.execute(select(LedgerEntry).where(LedgerEntry.action == "ack.recorded"))).scalar_one()
+    assert (entry.actor, entry.subject_type, entry.subject_id) == (
+        f"person:{grid_notice.person_id}", "notice", str(grid_notice.id))
+    assert entry.details == {"notice_id": grid_notice.id, "warning_id": grid_notice.warning_id,
+                             "person_id": grid_notice.person_id, "round": 1, "path": "link", "late": False,
+                             "source": "203.0.113.7", "raw_input": None}
