@@ -100,8 +100,11 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
          .join(Region, Region.code == Notice.region_code)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
          .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))
-    if state:
-        q = q.where(Notice.state == state)
+    if state == "unanswered":
+        # The duty officer's missing list: everyone who still owes an answer, or never gave one.
+        q = q.where(Notice.requires_ack.is_(True), Notice.state.in_(("pending", "delivered", "timed_out")))
+    elif state:
+        q = q.where(Notice.state.in_(state.split(",")))
     if reason:
         q = q.where(Notice.reason == reason)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
