@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 
 from tests.acknowledgment.conftest import acks, issue, notice_of, reload, token_for
-from warning_service.acknowledgment.service import get_feedback
+from warning_service.acknowledgment.feedback import get_feedback
 from warning_service.delivery.models import Notice
 
 pytestmark = pytest.mark.browser

@@ -20,8 +20,9 @@ from tests.acknowledgment.conftest import (
     reload,
     set_notice,
 )
-from warning_service.acknowledgment import service
-from warning_service.acknowledgment.service import FeedbackIn, NotAcknowledgeable
+from warning_service.acknowledgment import feedback, service
+from warning_service.acknowledgment.feedback import FeedbackIn
+from warning_service.acknowledgment.service import NotAcknowledgeable
 from warning_service.auth.models import User
 from warning_service.delivery.models import Notice, OutboxMessage
 from warning_service.early_warning import service as warnings
@@ -226,16 +227,16 @@ async def test_feedback_needs_an_answer_first_then_can_be_amended(runtime, db, t
     n = await notice_of(db, wid, tree.person(GRID, "grid_responsible"))
     async with db.session() as s:
         with pytest.raises(Conflict):
-            await service.record_feedback(s, notice_id=n.id, data=FeedbackIn(at_post=True), now=clock.now(),
+            await feedback.record_feedback(s, notice_id=n.id, data=FeedbackIn(at_post=True), now=clock.now(),
                                           actor="person:1")
     await ack(runtime, n.id)
     async with db.session() as s:
         data = FeedbackIn(at_post=True, villages_affected=2, people_evacuated=40)
-        f = await service.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1", data=data)
+        f = await feedback.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1", data=data)
         assert (f.at_post, f.villages_affected, f.people_evacuated, f.note) == (True, 2, 40, None)
     clock.advance(600)
     async with db.session() as s:
-        f = await service.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1",
+        f = await feedback.record_feedback(s, notice_id=n.id, now=clock.now(), actor="person:1",
                                           data=FeedbackIn(people_evacuated=55, note=" 已转移至村文化礼堂 "))
     assert (f.at_post, f.villages_affected, f.people_evacuated, f.note) == (True, 2, 55, "已转移至村文化礼堂")
     assert f.updated_at == clock.now() and f.created_at == clock.now() - timedelta(seconds=600)

@@ -18,8 +18,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.acknowledgment.feedback import get_feedback
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
-from warning_service.acknowledgment.service import get_feedback
 from warning_service.config import Settings
 from warning_service.delivery.models import Notice
 from warning_service.early_warning.messages import local_minute

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from twilio.twiml.messaging_response import MessagingResponse
 
-from warning_service.acknowledgment import inbound, pages, service, voice
+from warning_service.acknowledgment import feedback, inbound, pages, service, voice
+from warning_service.acknowledgment.feedback import FeedbackIn
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.acknowledgment.ratelimit import limiter_for
-from warning_service.acknowledgment.service import FeedbackIn, NotAcknowledgeable
+from warning_service.acknowledgment.service import NotAcknowledgeable
 from warning_service.acknowledgment.tokens import link_key, parse_token
 from warning_service.config import Settings
 from warning_service.delivery.models import Notice
@@ -188,10 +189,10 @@ async def feedback_by_link(token: str, request: Request, settings: SettingsDep, 
         assert view is not None
         ctx = pages.page_context(view, token=token, now=now, flash=exc.message_zh)
         return pages.render(settings, "page.html.j2", ctx, status_code=422)
-    saved = await service.record_feedback(session, notice_id=loaded.id, data=data, now=now,
+    saved = await feedback.record_feedback(session, notice_id=loaded.id, data=data, now=now,
                                           actor=f"person:{loaded.person_id}", source=client_ip(request))
     if wants_json(request):
-        return JSONResponse({"feedback": service.feedback_dict(saved)}, headers=pages.SECURITY_HEADERS)
+        return JSONResponse({"feedback": feedback.feedback_dict(saved)}, headers=pages.SECURITY_HEADERS)
     return RedirectResponse(_page_url(request, token, "saved=1"), status_code=303)
 
 
@@ -282,9 +283,9 @@ async def proxy_feedback(notice_id: int, body: FeedbackIn, request: Request, pri
                          session: SessionDep, now: NowDep) -> dict[str, Any]:
     """Record 响应反馈 obtained on the person's behalf (after the notice was acknowledged)."""
     await _in_scope(session, notice_id, principal)
-    saved = await service.record_feedback(session, notice_id=notice_id, data=body, now=now,
+    saved = await feedback.record_feedback(session, notice_id=notice_id, data=body, now=now,
                                           actor=principal.actor, source=client_ip(request))
-    return {"notice_id": notice_id, "feedback": service.feedback_dict(saved)}
+    return {"notice_id": notice_id, "feedback": feedback.feedback_dict(saved)}
 
 
 @router.get("/{notice_id}/acknowledgments")
@@ -297,4 +298,4 @@ async def list_acknowledgments(notice_id: int, principal: Reader, session: Sessi
             "items": [{"round": a.round, "path": a.path, "acknowledged_at": a.acknowledged_at, "late": a.late,
                        "raw_input": a.raw_input, "source": a.source, "proxy_method": a.proxy_method,
                        "note": a.note, "actor_user_id": a.actor_user_id} for a in rows],
-            "feedback": service.feedback_dict(await service.get_feedback(session, notice_id))}
+            "feedback": feedback.feedback_dict(await feedback.get_feedback(session, notice_id))}
