@@ -14,6 +14,10 @@ decides who wins, and everything else happens only for the winner:
 
 Anything else (no row inserted: a second answer, a refused notice, a deputy/escalation notice whose chain
 root must be locked first) falls back to the general path, which works out why.
+
+Two ways to run it: inside the caller's session (`try_acknowledge`), or alone as one autocommit statement
+on a small asyncpg pool kept beside the engine's (`acknowledge_alone`, the link's and SMS reply's hot
+path: one round trip, no session, no pre-ping). Alone, it rolls itself back when it loses a race.
 """
 
 from __future__ import annotations
@@ -98,10 +102,16 @@ _ALONE_TEXT = _SQL_TEXT.replace(
     "EXISTS (SELECT 1 FROM upd) AS updated",
     f"CASE WHEN EXISTS (SELECT 1 FROM upd) THEN true ELSE CAST('{RACE_MARKER} ' || ins.id AS boolean) END"
     " AS updated")
-# asyncpg's own protocol numbers its parameters: `:name` → `$n` (`::type` casts are left alone).
 _PARAM = re.compile(r"(?<!:):(\w+)")
-_NAMES: list[str] = list(dict.fromkeys(_PARAM.findall(_ALONE_TEXT)))
-_ALONE_SQL = _PARAM.sub(lambda m: f"${_NAMES.index(m.group(1)) + 1}", _ALONE_TEXT)
+
+
+def to_asyncpg(sql: str) -> tuple[str, list[str]]:
+    """`:name` parameters → asyncpg's `$n` (`::type` casts are left alone); the SQL and the names in order."""
+    names: list[str] = list(dict.fromkeys(_PARAM.findall(sql)))
+    return _PARAM.sub(lambda m: f"${names.index(m.group(1)) + 1}", sql), names
+
+
+_ALONE_SQL, _NAMES = to_asyncpg(_ALONE_TEXT)
 POOL_SIZE = 10
 _pools: weakref.WeakKeyDictionary[Database, Any] = weakref.WeakKeyDictionary()
 _pool_lock: asyncio.Lock | None = None
@@ -139,12 +149,6 @@ async def try_acknowledge(session: AsyncSession, **kw: Any) -> FastResult | None
     acknowledgment row was inserted."""
     row = (await session.execute(_SQL, _params(**kw))).first()
     return _result(row) if row is not None else None
-
-
-def to_asyncpg(sql: str) -> tuple[str, list[str]]:
-    """`:name` parameters → asyncpg's `$n`; returns the SQL and the parameter names in order."""
-    names: list[str] = list(dict.fromkeys(_PARAM.findall(sql)))
-    return _PARAM.sub(lambda m: f"${names.index(m.group(1)) + 1}", sql), names
 
 
 class RawQuery:
