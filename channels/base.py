@@ -49,6 +49,9 @@ class SendResult:
 
 @runtime_checkable
 class Adapter(Protocol):
+    """Adapters may also set `send_timeout` (seconds, or None for ones that cannot block); the dispatcher
+    gives up on a send after that long and retries it later."""
+
     name: str
 
     async def send(self, message: Message) -> SendResult:
@@ -68,15 +71,17 @@ class ChannelConfigError(ValueError):
 _GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
             "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
 _GSM7_EXT = set("^{}\\[~]|€\f")
+_GSM7_ALL = _GSM7 | _GSM7_EXT
 
 
 def sms_segments(text: str) -> int:
     """How many SMS parts `text` takes (concatenated SMS carry a header, so parts hold a little less)."""
-    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
-        units = sum(2 if c in _GSM7_EXT else 1 for c in text)
+    chars = set(text)  # set operations and codecs run in C: this is called for every SMS of a batch
+    if chars <= _GSM7_ALL:
+        units = len(text) + sum(text.count(c) for c in chars & _GSM7_EXT)
         single, part = 160, 153
     else:
-        units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)  # UTF-16 code units
+        units = len(text.encode("utf-16-le")) // 2
         single, part = 70, 67
     if units <= single:
         return 1

@@ -10,6 +10,7 @@ from channels.base import Message, SendResult
 
 class ConsoleAdapter:
     name = "console"
+    send_timeout = None  # never blocks: the dispatcher needs no watchdog around it
 
     def __init__(self, *, echo: bool = True, keep: int = 10_000) -> None:
         self.echo = echo

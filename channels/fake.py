@@ -11,6 +11,7 @@ from channels.base import Message, SendResult
 
 class FakeAdapter:
     name = "fake"
+    send_timeout = None  # never blocks: the dispatcher needs no watchdog around it
 
     def __init__(self, *, delivered: bool = True, script: Iterable[SendResult] = (), keep: bool = False
                  ) -> None:

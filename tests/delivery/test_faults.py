@@ -45,7 +45,7 @@ async def test_dispatcher_cancelled_mid_batch_resumes_without_losing_or_doubling
     gate = Gate(free=6)
     use(runtime, gate)
     task = asyncio.create_task(dispatch_once(runtime, batch_size=1000))
-    while gate.waiting < 3:  # three channels, each with sends stuck in flight
+    while gate.waiting < 3:  # noqa: ASYNC110 — polling the adapter: three channels with sends in flight
         await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -129,3 +129,32 @@ async def test_two_dispatchers_at_once_send_each_message_exactly_once(client, du
     keys = Counter(m.idempotency_key for m in a.sent + b.sent)
     assert len(keys) == total and max(keys.values()) == 1
     assert (await status_counts(db, wid)) == {"delivered": total}
+
+
+async def test_a_tick_drains_a_long_queue_in_many_batches_each_message_once(client, duty, db, runtime,
+                                                                             console):
+    runtime.settings.dispatch_batch_size = 4  # on PostgreSQL the next batch is claimed while one is sent
+    wid = await issue(client, duty, targets=["331081"])
+    total = len(await outbox(db, warning_id=wid))
+    assert await dispatch_tick(runtime) == total
+    assert await status_counts(db, wid) == {"delivered": total}
+    assert len({m.idempotency_key for m in console.sent}) == len(console.sent) == total
+
+
+async def test_a_stopped_tick_hands_back_the_batch_it_had_claimed_ahead(client, duty, db, runtime):
+    runtime.settings.dispatch_batch_size = 4
+    runtime.settings.channel_concurrency = 1
+    wid = await issue(client, duty, targets=["331081"])
+    gate = Gate(free=0)
+    use(runtime, gate)
+    task = asyncio.create_task(dispatch_tick(runtime))
+    # wait for a send under way and, on PostgreSQL, for the next batch claimed ahead of it
+    while gate.waiting == 0 or (not db.is_sqlite and (await status_counts(db, wid)).get("sending", 0) < 8):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    counts = await status_counts(db, wid)
+    # only the sends actually under way keep their lease; everything claimed but unsent is queued again
+    assert counts.get("sending") == gate.waiting
+    assert all(m.attempts == 0 for m in await outbox(db, warning_id=wid, status="queued"))
+    gate.release.set()

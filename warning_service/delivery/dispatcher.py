@@ -8,10 +8,12 @@ and it goes with the same idempotency key.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,7 @@ from warning_service.delivery import store
 from warning_service.delivery.adapters import adapter_names
 from warning_service.delivery.models import Notice
 from warning_service.delivery.ratelimit import RateLimiter, bucket_for, burst_for
-from warning_service.delivery.sending import Item, send_all
+from warning_service.delivery.sending import Item, Outcome, send_all
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
@@ -36,15 +38,57 @@ SETTLED_NOTICE_STATES = ("acknowledged", "closed")
 TICK_BUDGET_SECONDS = 30.0
 
 
+@dataclass
+class Batch:
+    """Claimed, checked and rendered messages, ready to send before `deadline` (event-loop time)."""
+
+    claimed: int
+    cancelled: int
+    items: list[Item]
+    deadline: float
+
+
 async def dispatch_tick(rt: Runtime) -> int:
-    """Worker job: drain due messages batch after batch; returns how many were handled."""
+    """Worker job: drain due messages batch after batch; returns how many were handled.
+
+    On PostgreSQL the next batch is claimed and rendered while the current one is sent and recorded, so
+    the database's round trips overlap the CPU work instead of adding to it.
+    """
     total, started = 0, time.monotonic()
-    batch_size = rt.settings.dispatch_batch_size
-    while True:
-        n = await dispatch_once(rt, batch_size=batch_size)
-        total += n
-        if n < batch_size or time.monotonic() - started > TICK_BUDGET_SECONDS:
-            return total
+    size = rt.settings.dispatch_batch_size
+    if rt.db.is_sqlite:  # one writer: overlapping transactions would only queue behind each other
+        while True:
+            n = await dispatch_once(rt, batch_size=size)
+            total += n
+            if n < size or time.monotonic() - started > TICK_BUDGET_SECONDS:
+                return total
+    upcoming: asyncio.Task[Batch] | None = asyncio.create_task(prepare(rt, batch_size=size))
+    try:
+        while upcoming is not None:
+            batch = await upcoming
+            total += batch.claimed
+            more = batch.claimed >= size and time.monotonic() - started <= TICK_BUDGET_SECONDS
+            upcoming = asyncio.create_task(prepare(rt, batch_size=size)) if more else None
+            await deliver(rt, batch)
+        return total
+    except BaseException:
+        if upcoming is not None:
+            await asyncio.shield(_abandon(rt, upcoming))
+        raise
+
+
+async def _abandon(rt: Runtime, upcoming: asyncio.Task[Batch]) -> None:
+    """Stopping: hand a claimed-but-unsent batch back to the queue now rather than after its lease."""
+    if not upcoming.done():
+        upcoming.cancel()
+    try:
+        batch = await upcoming
+    except BaseException:  # noqa: BLE001 — cancelled before it claimed, or failed: nothing to hand back
+        return
+    recorder = store.Recorder(rt)
+    for item in batch.items:
+        recorder.add(Outcome(item, None))
+    await recorder.flush()
 
 
 def limiter(rt: Runtime) -> RateLimiter:
@@ -61,8 +105,17 @@ async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | No
     `pace_budget` caps the seconds spent waiting for rate-limit tokens (default half the lease); what
     cannot be sent by then goes back to the queue untouched, so a lease never expires under a paced send.
     """
+    batch = await prepare(rt, batch_size=batch_size, pace_budget=pace_budget)
+    await deliver(rt, batch)
+    return batch.claimed
+
+
+async def prepare(rt: Runtime, *, batch_size: int, pace_budget: float | None = None) -> Batch:
+    """Reclaim expired leases, claim due rows, cancel those that must no longer go, render the rest."""
     s = rt.settings
     now = rt.clock.now()
+    budget = s.dispatch_lease_seconds / 2 if pace_budget is None else pace_budget
+    deadline = asyncio.get_running_loop().time() + budget
     lease_until = now + timedelta(seconds=s.dispatch_lease_seconds)
     names = adapter_names(s)
     async with rt.db.session() as session:
@@ -75,29 +128,33 @@ async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | No
     if reclaimed:
         log.warning("dispatch_lease_expired", count=len(reclaimed), outbox_ids=reclaimed[:50])
     live = [r for r in rows if r.id not in stale]
-    if not live:
-        return len(rows)
-    messages = await _render(rt, live)
+    messages = await _render(rt, live) if live else {}
     limits = s.rate_limits()
-    items = []
-    for row in live:
-        adapter = rt.channels.get(row.channel)
-        adapter_name = getattr(adapter, "name", None) or names.get(row.channel, "console")
-        items.append(Item(row=row, message=messages[row.id], adapter=adapter, adapter_name=adapter_name,
-                          bucket=bucket_for(row.channel, adapter_name, limits)))
-    budget = s.dispatch_lease_seconds / 2 if pace_budget is None else pace_budget
+    routes: dict[str, tuple[Any, str, tuple[str, float] | None]] = {}
+    for channel in {r.channel for r in live}:
+        adapter = rt.channels.get(channel)
+        name = getattr(adapter, "name", None) or names.get(channel, "console")
+        routes[channel] = (adapter, name, bucket_for(channel, name, limits))
+    items = [Item(row, messages[row.id], *routes[row.channel]) for row in live]
+    return Batch(claimed=len(rows), cancelled=len(stale), items=items, deadline=deadline)
+
+
+async def deliver(rt: Runtime, batch: Batch) -> None:
+    """Send a prepared batch (paced, bounded concurrency) and record every outcome."""
+    if not batch.items:
+        return
     started = time.monotonic()
     recorder = store.Recorder(rt)
-    await send_all(items, recorder=recorder, limiter=limiter(rt), burst_for=burst_for,
-                   concurrency=s.channel_concurrency, pace_budget=budget, clock=rt.clock)
+    budget = max(0.0, batch.deadline - asyncio.get_running_loop().time())
+    await send_all(batch.items, recorder=recorder, limiter=limiter(rt), burst_for=burst_for,
+                   concurrency=rt.settings.channel_concurrency, pace_budget=budget, clock=rt.clock)
     elapsed = time.monotonic() - started
-    log.info("dispatch_batch", claimed=len(rows), cancelled=len(stale), sent=recorder.totals["sent"],
-             delivered=recorder.totals["delivered"], retrying=recorder.totals["retrying"],
-             failed=recorder.totals["failed"], deferred=recorder.totals["deferred"],
-             segments=recorder.totals["segments"], seconds=round(elapsed, 3),
-             per_second=round(len(live) / elapsed, 1) if elapsed > 0 else None)
-    _count(rt, recorder.totals)
-    return len(rows)
+    t = recorder.totals
+    log.info("dispatch_batch", claimed=batch.claimed, cancelled=batch.cancelled, sent=t["sent"],
+             delivered=t["delivered"], retrying=t["retrying"], failed=t["failed"], deferred=t["deferred"],
+             segments=t["segments"], seconds=round(elapsed, 3),
+             per_second=round(len(batch.items) / elapsed, 1) if elapsed > 0 else None)
+    _count(rt, t)
 
 
 async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[int, str]:
@@ -155,8 +212,9 @@ async def _render(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:
         if r.channel in ("sms", "voice"):
             # The outbox id in the callback URL (covered by the signature) lets a receipt find its row even
             # when it outruns the write of the provider id.
-            messages[r.id] = dataclasses.replace(messages[r.id],
-                                                 status_callback=f"{base}/webhooks/twilio/status?o={r.id}")
+            callback = f"{base}/webhooks/twilio/status?o={r.id}"
+            if messages[r.id].status_callback != callback:
+                messages[r.id] = dataclasses.replace(messages[r.id], status_callback=callback)
     return messages
 
 

@@ -86,11 +86,16 @@ class Pacer:
 
 async def send_one(item: Item, clock: Clock) -> Outcome:
     started = clock.now()
+    # Adapters that cannot block (console, fake) say so with send_timeout = None and skip the watchdog.
+    limit = getattr(item.adapter, "send_timeout", SEND_TIMEOUT_SECONDS)
     try:
-        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+        if limit is None:
             result = await item.adapter.send(item.message)
+        else:
+            async with asyncio.timeout(limit):
+                result = await item.adapter.send(item.message)
     except TimeoutError:
-        result = SendResult.transient("timeout", f"no answer within {SEND_TIMEOUT_SECONDS:g}s")
+        result = SendResult.transient("timeout", f"no answer within {limit:g}s")
     except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the message: retry it
         log.exception("adapter_raised", adapter=item.adapter_name, outbox_id=item.row.id)
         result = SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])
@@ -137,6 +142,8 @@ async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimite
             if len(recorder.pending) >= FLUSH_EVERY_ROWS:
                 wake.set()
 
+    stopping = False
+
     async def flusher() -> None:
         while True:
             try:
@@ -144,7 +151,17 @@ async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimite
             except TimeoutError:
                 pass
             wake.clear()
+            if stopping:
+                return
             await recorder.flush()
+
+    async def finish() -> None:
+        # Never cancel a flush half-way through its transaction: let the flusher finish, then flush the rest.
+        nonlocal stopping
+        stopping = True
+        wake.set()
+        await asyncio.gather(flushing, return_exceptions=True)
+        await recorder.flush()
 
     flushing = asyncio.create_task(flusher())
     workers = [worker(q) for q in queues.values() for _ in range(min(concurrency, len(q)))]
@@ -154,10 +171,6 @@ async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimite
         for q in queues.values():
             while q:
                 recorder.add(Outcome(q.popleft(), None))
-        flushing.cancel()
-        await asyncio.gather(flushing, return_exceptions=True)
-        await asyncio.shield(recorder.flush())
+        await asyncio.shield(finish())
         raise
-    flushing.cancel()
-    await asyncio.gather(flushing, return_exceptions=True)
-    await recorder.flush()
+    await finish()

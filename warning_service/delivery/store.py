@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, func, insert, literal_column, select, update
+from sqlalchemy import case, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import sms_segments
-from warning_service.db import UTCDateTime, chunks
+from warning_service.db import chunks
+from warning_service.delivery import bulk
 from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
 from warning_service.delivery.sending import Outcome
 from warning_service.ledger import service as ledger
@@ -95,39 +96,6 @@ def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
     return delay / 2 + random.random() * delay / 2
 
 
-_AT = bindparam("b_at", type_=UTCDateTime())
-_SUCCESS = (
-    update(OUTBOX)
-    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"))
-    .values(
-        # A receipt may have arrived first (its URL names the row): never move it back.
-        status=case((OUTBOX.c.status.in_((QUEUED, SENDING)), bindparam("b_status", type_=String())),
-                    (and_(OUTBOX.c.status == literal_column("'sent'"),
-                          bindparam("b_status", type_=String()) == literal_column("'delivered'")),
-                     literal_column("'delivered'")),
-                    else_=OUTBOX.c.status),
-        provider_id=bindparam("b_provider"), segments=bindparam("b_segments"), sent_at=_AT,
-        delivered_at=func.coalesce(OUTBOX.c.delivered_at, bindparam("b_delivered_at", type_=UTCDateTime())),
-        lease_until=None, error_code=None, error_message=None, updated_at=_AT,
-    )
-)
-_FAILURE = (
-    update(OUTBOX)
-    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"),
-           OUTBOX.c.status == SENDING)
-    .values(status=bindparam("b_status"), next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
-            error_code=bindparam("b_code"), error_message=bindparam("b_message"), lease_until=None,
-            updated_at=_AT)
-)
-_DEFERRED = (
-    update(OUTBOX)
-    .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"),
-           OUTBOX.c.status == SENDING)
-    .values(status=QUEUED, attempts=OUTBOX.c.attempts - 1, lease_until=None, next_attempt_at=_AT,
-            updated_at=_AT)
-)
-
-
 async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: datetime, settings: Any
                  ) -> dict[str, int]:
     """Write attempts, move outbox rows forward, mark notices delivered, and add one ledger entry per
@@ -150,7 +118,7 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
             "error_code": (r.error_code or None) and r.error_code[:64], "error_message": r.error_message,
             "retryable": r.retryable, "started_at": o.started_at, "finished_at": o.finished_at})
         if r.status in ("sent", "delivered"):
-            segments = r.segments or (sms_segments(o.item.message.body) if row.channel == "sms" else None)
+            segments = r.segments or (_segments(o.item.message) if row.channel == "sms" else None)
             totals["segments"] += segments or 0
             totals[r.status] += 1
             success.append({"b_id": row.id, "b_attempts": row.attempts, "b_status": r.status,
@@ -175,9 +143,9 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
                     warning_id=row.warning_id, notice_id=row.notice_id, channel=row.channel,
                     attempt=row.attempts, error_code=r.error_code, error=r.error_message,
                     retry_in=round(delay, 1) if not final else None)
-    if attempts:
-        await session.execute(insert(ATTEMPT), attempts)
-    for stmt, params in ((_SUCCESS, success), (_FAILURE, failure), (_DEFERRED, deferred)):
+    await bulk.insert_attempts(session, attempts)
+    await bulk.mark_sent(session, success)
+    for stmt, params in ((bulk.FAILURE, failure), (bulk.DEFERRED, deferred)):
         if params:
             await session.execute(stmt, params)
     for part in chunks(sorted(set(delivered_notices)), 1000):
@@ -192,6 +160,11 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
     if entries:
         await ledger.append_many(session, entries)
     return totals
+
+
+def _segments(message: Any) -> int:
+    known = message.metadata.get("segments")
+    return int(known) if known and known.isdigit() else sms_segments(message.body)
 
 
 def _ledger_rows(rows: Sequence[Any], *, now: datetime, action: str, extra: Any = None
