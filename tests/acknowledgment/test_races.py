@@ -64,3 +64,43 @@ async def test_answer_racing_a_lift_is_rolled_back_and_refused(runtime, db, tree
     assert await acks(db) == []
     assert await ledger_actions(db, "ack.recorded") == []
     assert (await reload(db, Notice, n.id)).state == "closed"
+
+
+@pytest.mark.parametrize("route", ["hot_path", "session_path"])
+async def test_answer_waiting_on_a_sweep_closes_the_chain_the_sweep_opened(runtime, db, tree, closing_tx, route):
+    """The sweep holds the silent notice, escalates it (a new chain notice and its SMS) and commits while
+    the answer waits: the answer must still close what it could not see when it started."""
+    wid = await issue(runtime, targets=[GRID])
+    n = await notice_of(db, wid, tree.person(GRID, "grid_responsible"))
+    village = tree.person("331081001001", "village_responsible")
+    now = runtime.clock.now()
+    holder = (await closing_tx.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await closing_tx.execute(text("UPDATE notice SET step = 'escalated', next_action_at = NULL WHERE id = :id"),
+                             {"id": n.id})
+    opened = (await closing_tx.execute(text(
+        "INSERT INTO notice (warning_id, person_id, role, region_code, reason, escalation_of, root_id, state, "
+        "requires_ack, round, deadline, next_action_at, attempt_count, step, created_at) "
+        "VALUES (:w, :p, 'village_responsible', '331081001001', 'escalation', :n, :n, 'pending', true, 1, "
+        ":t, :t, 0, 'initial', :t) RETURNING id"), {"w": wid, "p": village, "n": n.id, "t": now})).scalar_one()
+    await closing_tx.execute(text(
+        "INSERT INTO outbox (warning_id, notice_id, revision, kind, channel, address, priority, status, attempts, "
+        "next_attempt_at, idempotency_key, created_at, updated_at) VALUES (:w, :v, 1, 'escalation', 'sms', "
+        "'+8613900000002', 4, 'queued', 0, :t, 'race-test', :t, :t)"), {"w": wid, "v": opened, "t": now})
+
+    async def answer():
+        if route == "hot_path":
+            return await service.answer(db, notice_id=n.id, path="link", now=now)
+        async with db.session() as s:
+            return await service.acknowledge(s, notice_id=n.id, path="link", now=now)
+
+    task = asyncio.create_task(answer())
+    await _blocked_on_a_lock(db, holder)
+    await closing_tx.commit()
+    assert (await task).status == "acknowledged"
+    assert (await reload(db, Notice, n.id)).state == "acknowledged"
+    v = await reload(db, Notice, opened)
+    assert (v.state, v.next_action_at) == ("closed", None)
+    async with db.engine.connect() as c:
+        status = (await c.execute(text("SELECT status FROM outbox WHERE idempotency_key = 'race-test'"))).scalar()
+    assert status == "cancelled"
+    assert len(await acks(db)) == 1

@@ -7,7 +7,8 @@ decides who wins, and everything else happens only for the winner:
 
   n          the notice, if it is a primary notice that can still be answered
   ins        the acknowledgment row (the arbiter)
-  upd        the notice → acknowledged, nothing more to do, guarded against a lift or new round
+  upd        the notice → acknowledged, nothing more to do — unless a lift, a new round or an escalation
+             sweep changed it meanwhile
   chain      its open deputy/escalation notices → closed, timed-out ones no longer chased
   cancelled  queued re-calls, deputy calls and escalations of all of them → cancelled
   led        the "ack.recorded" ledger entry
@@ -36,7 +37,7 @@ from warning_service.db import Database, UTCDateTime
 
 _SQL_TEXT = """
 WITH n AS (
-    SELECT n.id, n.round, n.warning_id, n.person_id, n.deadline
+    SELECT n.id, n.round, n.warning_id, n.person_id, n.deadline, n.step, n.attempt_count, n.next_action_at
     FROM notice n JOIN early_warning w ON w.id = n.warning_id
     WHERE n.id = :notice_id AND n.reason = 'primary' AND n.state IN ('pending', 'delivered', 'timed_out')
       AND w.state = 'active'
@@ -50,10 +51,14 @@ WITH n AS (
     ON CONFLICT (notice_id, round) DO NOTHING
     RETURNING id, round, late, warning_id, person_id
 ), upd AS (
+    -- Unchanged since `n` read it: had a sweep advanced the notice while this waited for its lock, it may
+    -- have opened chain notices this statement's snapshot cannot see; the general path then looks afresh.
     UPDATE notice SET state = 'acknowledged', acknowledged_at = :now, next_action_at = NULL, step = 'done'
-    FROM ins
+    FROM ins, n
     WHERE notice.id = :notice_id AND notice.round = ins.round
       AND notice.state IN ('pending', 'delivered', 'timed_out')
+      AND notice.step = n.step AND notice.attempt_count = n.attempt_count
+      AND notice.next_action_at IS NOT DISTINCT FROM n.next_action_at
     RETURNING notice.id
 ), chain AS (
     UPDATE notice
@@ -124,7 +129,7 @@ class FastResult:
     late: bool
     warning_id: int
     person_id: int
-    updated: bool  # False: a lift or new round won the race; the caller must undo the insert
+    updated: bool  # False: the notice changed meanwhile (lift, new round, sweep); the insert must be undone
     chain: list[int]
     cancelled: int
 

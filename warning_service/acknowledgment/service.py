@@ -143,8 +143,16 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
             session, notice_id=notice_id, path=path, now=now, raw_input=raw_input, source=source,
             actor_user_id=actor_user_id, proxy_method=proxy_method if path == AckPath.proxy else None,
             note=note, actor=actor)
-        if fast is not None:
+        if fast is not None and fast.updated:
             return await _fast_done(session, fast, notice_id=notice_id, path=path, now=now)
+        if fast is not None:
+            # Changed under the statement (lift, new round, sweep): undo, and look afresh below — unless a
+            # new round began, which this answer was not given to.
+            await session.execute(delete(Acknowledgment).where(Acknowledgment.id == fast.ack_id))
+            preloaded = await load_notice(session, notice_id)
+            if preloaded is not None and preloaded.round != fast.round:
+                raise NotAcknowledgeable("the warning changed meanwhile; try again", "预警已更新,请重新确认",
+                                         field="notice_id", reason="new_round")
     n = preloaded if preloaded is not None and preloaded.id == notice_id else None
     n = n or await load_notice(session, notice_id)
     if n is None:
@@ -338,13 +346,7 @@ async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_
 
 async def _fast_done(session: AsyncSession, fast: fastpath.FastResult, *, notice_id: int, path: str,
                      now: datetime) -> AckResult:
-    """Finish what the one-statement path started: undo a lost race, sweep the chain a second time."""
-    if not fast.updated:
-        await session.execute(delete(Acknowledgment).where(Acknowledgment.id == fast.ack_id))
-        fresh = await load_notice(session, notice_id)
-        assert fresh is not None
-        raise refusal(fresh) or NotAcknowledgeable("the notice changed meanwhile; try again",
-                                                   "通知状态已变化,请重试", field="notice_id")
+    """Finish what the one-statement path started: look at the chain a second time."""
     if fast.chain:
         # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
         more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
