@@ -196,7 +196,9 @@ async def run(url: str, *, fresh: bool, rebuild: bool, runs: int) -> None:
     finally:
         await db.dispose()
     t, tta, esc = r["totals"], r["time_to_ack"], r["escalations"]
-    print(f"\nAudit report on a Zhejiang-wide red typhoon warning (PostgreSQL {version})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nAudit report on a Zhejiang-wide red typhoon warning (PostgreSQL {version}; "
+          f"{os.cpu_count()} CPUs, load average {load})")
     print(f"  rows: {counts[0]:,} notices, {counts[1]:,} outbox, {counts[2]:,} acknowledgments, {counts[3]:,} regions")
     print(f"  found: required {t['required']:,}, answered {t['acknowledged']:,} (on time {t['on_time']:,}, late "
           f"{t['late']:,}, proxy {t['proxy']:,}), never {t['never']:,}; rate {t['rate']:.1%}")

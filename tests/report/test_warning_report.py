@@ -158,3 +158,10 @@ async def test_a_city_warning_seen_from_one_county(db, clock, tree):
 async def test_missing_last_at_is_an_aware_time(db, clock, case):
     m = (await report_for(db, clock, case.warning_id))["missing"]["items"]
     assert all(x["last_at"].tzinfo is not None for x in m)
+
+
+async def test_a_town_auditor_sees_the_county_node_holding_only_the_town(db, clock, case):
+    r = await report_for(db, clock, case.warning_id, scope="331081002", rollup="village")
+    nodes = {n["code"]: n for n in r["rollup"]["nodes"]}
+    assert set(nodes) == {"331081", "331081002", "331081002001"}
+    assert nodes["331081"]["subtree"]["required"] == 4 and nodes["331081"]["own"]["required"] == 0

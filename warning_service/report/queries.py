@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     extract,
     func,
     literal,
@@ -81,11 +82,15 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
     # instead of hashing the whole table.
     frm = (N.join(r0, r0.c.code == N.c.region_code) if region else N).outerjoin(
         A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round, A.c.warning_id == N.c.warning_id))
-    if warning_id is not None:
+    if warning_id is not None and scope_path is None:
+        # The whole warning: one pass over its outbox, hashed.
         sent = (select(OB.c.notice_id).where(OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED),
                                             OB.c.notice_id.is_not(None)).distinct().subquery("sent"))
         frm = frm.outerjoin(sent, sent.c.notice_id == N.c.id)
         cols.append(sent.c.notice_id.is_not(None).label("carried"))
+    elif warning_id is not None:
+        # Part of it (a county of a province-wide warning): look up only those notices' messages.
+        cols.append(exists().where(OB.c.notice_id == N.c.id, OB.c.status.in_(CARRIED)).label("carried"))
     else:
         cols.append(literal(False).label("carried"))
     if chain and depths is not None and dialect == "postgresql":
@@ -108,11 +113,19 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
     return q
 
 
-async def level_depths(session: Any, levels: tuple[str, ...]) -> dict[str, int] | None:
-    """The depth of each of `levels` when every region of that level sits at the same depth, else None."""
-    rows = (await session.execute(select(R.c.level, func.min(R.c.depth), func.max(R.c.depth))
-                                  .where(R.c.level.in_(levels)).group_by(R.c.level))).all()
+async def level_depths(session: Any, levels: tuple[str, ...], *, under: str = "/"
+                       ) -> dict[str, int] | None:
+    """The depth of each of `levels` when every region of that level (under the path `under`) sits at the
+    same depth, else None."""
+    def query(wanted: list[str], *conds: Any) -> Any:
+        return select(R.c.level, func.min(R.c.depth), func.max(R.c.depth)).where(
+            R.c.level.in_(wanted), *conds).group_by(R.c.level)
+
+    rows = (await session.execute(query(list(levels), R.c.path >= under, R.c.path < under + "\x7f"))).all()
     found = {level: (lo, hi) for level, lo, hi in rows}
+    above = [level for level in levels if level not in found]  # the area's own county, seen from a town
+    if above:
+        found.update({level: (lo, hi) for level, lo, hi in (await session.execute(query(above))).all()})
     if any(lo != hi for lo, hi in found.values()):
         return None
     # A level with no regions yields no ancestors: an out-of-range segment is "" and so NULL.

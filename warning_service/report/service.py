@@ -136,7 +136,8 @@ async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dic
     """
     dialect = dialect_name(session)
     levels = q.ROLLUP_LEVELS[:q.ROLLUP_LEVELS.index(rollup) + 1] if rollup != "none" else ()
-    depths = await q.level_depths(session, levels) if levels else None
+    # Only the area's own regions matter: a notice outside it is not counted, so neither is its depth.
+    depths = await q.level_depths(session, levels, under=scoped.path or "/") if levels else None
     where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary"]
     base = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path,
                          ack_deadline=ack_deadline_of(scoped.warning), warning_id=scoped.warning.id,
@@ -246,16 +247,24 @@ async def _timing(session: AsyncSession, *, scoped: Scoped, steps: dict[int, Cou
 
 async def _channels(session: AsyncSession, *, scoped: Scoped) -> list[dict[str, Any]]:
     """Messages per channel (from the outbox), by status and by kind; loudspeakers count per village."""
-    frm: Any = OB
-    where = [OB.c.warning_id == scoped.warning.id]
-    if scoped.path is not None:
+    cols = (OB.c.channel, OB.c.kind, OB.c.status, func.count(), func.coalesce(func.sum(OB.c.attempts), 0))
+    group = (OB.c.channel, OB.c.kind, OB.c.status)
+    if scoped.path is None:
+        stmts = [select(*cols).where(OB.c.warning_id == scoped.warning.id).group_by(*group)]
+    else:
+        # Part of a warning: from its notices in the area to their messages (by index), and the
+        # loudspeakers of the area's villages.
+        low, high = scoped.path, scoped.path + "\x7f"
         r = R.alias("r")
-        frm = OB.outerjoin(q.N, q.N.c.id == OB.c.notice_id).join(
-            r, r.c.code == func.coalesce(q.N.c.region_code, OB.c.region_code))
-        where += [r.c.path >= scoped.path, r.c.path < scoped.path + "\x7f"]
-    rows = (await session.execute(
-        select(OB.c.channel, OB.c.kind, OB.c.status, func.count(), func.coalesce(func.sum(OB.c.attempts), 0))
-        .select_from(frm).where(*where).group_by(OB.c.channel, OB.c.kind, OB.c.status))).all()
+        people = (q.N.join(r, r.c.code == q.N.c.region_code).join(OB, OB.c.notice_id == q.N.c.id))
+        stmts = [
+            select(*cols).select_from(people).where(q.N.c.warning_id == scoped.warning.id, r.c.path >= low,
+                                                    r.c.path < high).group_by(*group),
+            select(*cols).select_from(OB.join(r, r.c.code == OB.c.region_code)).where(
+                OB.c.warning_id == scoped.warning.id, OB.c.notice_id.is_(None), r.c.path >= low,
+                r.c.path < high).group_by(*group),
+        ]
+    rows = [row for stmt in stmts for row in (await session.execute(stmt)).all()]
     out: dict[str, dict[str, Any]] = {}
     for channel, kind, status, n, attempts in rows:
         ch = out.setdefault(channel, {"channel": channel, "messages": 0, "attempts": 0,

@@ -32,7 +32,7 @@ async def summary(session: AsyncSession, *, region: Region, since: datetime, unt
         raise Invalid(f"a {region.level} cannot be ranked by {rank_level}",
                       f"{region.name} 无法按{rank_level}排名", field="rank_level")
     await q.tune(session)
-    depths = await q.level_depths(session, (rank_level,))
+    depths = await q.level_depths(session, (rank_level,), under=region.path)
     rows = q.notice_rows(
         dialect=dialect_name(session), scope_path=region.path, ack_deadline=None, chain=True, depths=depths,
         where=[q.N.c.reason == "primary", q.N.c.warning_id == EW.c.id, EW.c.issued_at >= since,
