@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 
 from channels.base import Adapter
-from channels.registry import ChannelRegistry
 from channels.twilio_common import TwilioAdapter, TwilioConfig
 from tests.conftest import make_settings
 from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, start
@@ -114,5 +113,3 @@ def signed_post_args(url: str, params: dict[str, str], token: str = AUTH_TOKEN) 
 
     return {"data": params, "headers": {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}}
 
-
-__all__ = ["ChannelRegistry", "attempts", "issue", "notices", "outbox", "signed_post_args", "status_counts", "use"]

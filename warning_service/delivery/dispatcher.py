@@ -150,7 +150,9 @@ async def deliver(rt: Runtime, batch: Batch) -> None:
                    concurrency=rt.settings.channel_concurrency, pace_budget=budget, clock=rt.clock)
     elapsed = time.monotonic() - started
     t = recorder.totals
-    log.info("dispatch_batch", claimed=batch.claimed, cancelled=batch.cancelled, sent=t["sent"],
+    log.info("dispatch_batch", warning_ids=sorted({i.row.warning_id for i in batch.items})[:20],
+             channels=sorted({i.row.channel for i in batch.items}), claimed=batch.claimed,
+             cancelled=batch.cancelled, sent=t["sent"],
              delivered=t["delivered"], retrying=t["retrying"], failed=t["failed"], deferred=t["deferred"],
              segments=t["segments"], seconds=round(elapsed, 3),
              per_second=round(len(batch.items) / elapsed, 1) if elapsed > 0 else None)
