@@ -11,6 +11,7 @@ from sqlalchemy import select
 from tests.acknowledgment.conftest import (
     acks,
     issue,
+    ledger_actions,
     lift,
     notice_of,
     phone_of,
@@ -112,6 +113,10 @@ async def test_duty_officer_records_an_answer_obtained_by_phone(client, duty, db
     assert again.json()["status"] == "already_acknowledged" and again.json()["path"] == "proxy"
     listed = await client.get(f"/api/v1/notices/{grid_notice.id}/acknowledgments", headers=duty)
     assert [i["path"] for i in listed.json()["items"]] == ["proxy"]
+    [entry] = await ledger_actions(db, "ack.recorded")
+    assert entry.actor == "user:wl_duty"
+    assert {k: entry.details[k] for k in ("path", "proxy_method", "note", "actor_user_id")} == {
+        "path": "proxy", "proxy_method": "phone", "note": "19:05 电话联系本人,已到岗", "actor_user_id": user.id}
 
 
 async def test_proxy_feedback_after_the_answer(client, duty, db, grid_notice):

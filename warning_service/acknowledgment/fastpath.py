@@ -84,6 +84,11 @@ WITH n AS (
                'person_id', ins.person_id, 'round', ins.round, 'path', CAST(:path AS varchar),
                'late', ins.late, 'source', CAST(:source AS varchar),
                'raw_input', CAST(:raw_short AS varchar))
+             || CASE WHEN CAST(:path AS varchar) = 'proxy'
+                     THEN jsonb_build_object('proxy_method', CAST(:proxy_method AS varchar),
+                                             'note', CAST(:note AS varchar),
+                                             'actor_user_id', CAST(:actor_user_id AS integer))
+                     ELSE '{}'::jsonb END
              || CASE WHEN EXISTS (SELECT 1 FROM chain) OR EXISTS (SELECT 1 FROM cancelled)
                      THEN jsonb_build_object('chain_stopped', ARRAY(SELECT id FROM chain),
                                              'messages_cancelled', (SELECT count(*) FROM cancelled))
