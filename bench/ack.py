@@ -3,7 +3,7 @@
     python -m bench.ack [--database-url postgresql://postgres@127.0.0.1:5432/ws_bench_ack] [--workers 2]
                         [--duration 15] [--connections 16] [--threads 1] [--only link|sms]
 
-Builds (once) the Zhejiang data set and a province-wide red typhoon warning (~100,000 notices), resets
+Builds (once) the Zhejiang data set and a province-wide red typhoon warning (~130,000 notices), resets
 every answer to it, then serves the app with uvicorn (the `warning-service serve` app, several workers,
 no in-process scheduler) and drives it from a second process, wrk, with Lua scripts that cycle through
 distinct notices — every request is a first answer, the expensive case:
@@ -12,6 +12,10 @@ distinct notices — every request is a first answer, the expensive case:
   an X-Twilio-Signature computed beforehand over PUBLIC_BASE_URL + path.
 Afterwards the database is checked: one acknowledgment per answered notice, none twice.
 Targets: link ≥ 1,000/s with p99 < 100 ms; sms ≥ 500/s.
+
+The machine's CPUs are shared with whatever else runs, so besides the rate it prints the CPU time the
+server workers, this database's PostgreSQL processes and wrk spent per request, and the rate that implies
+with the CPUs to themselves.
 """
 
 from __future__ import annotations
