@@ -42,10 +42,9 @@ async def warning_csv(warning_id: int, request: Request, principal: Auditor, ses
     db = request.app.state.db
 
     async def body() -> AsyncIterator[bytes]:
-        # The stream outlives the request's session, so it reads through its own.
-        async with db.session() as s:
-            again = await service.scoped_warning(s, warning_id=warning_id, region=scoped.region)
-            async for chunk in export.csv_chunks(s, scoped=again, rows=rows, now=now):
+        # The stream outlives the request's session, so it reads through its own, in one snapshot.
+        async with service.snapshot(db) as s:
+            async for chunk in export.csv_chunks(s, scoped=scoped, rows=rows, now=now):
                 yield chunk
 
     return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
@@ -53,28 +52,30 @@ async def warning_csv(warning_id: int, request: Request, principal: Auditor, ses
 
 
 @router.get("/warnings/{warning_id}.xlsx", response_class=Response)
-async def warning_xlsx(warning_id: int, principal: Auditor, session: SessionDep, now: NowDep,
+async def warning_xlsx(warning_id: int, request: Request, principal: Auditor, session: SessionDep, now: NowDep,
                        region: RegionQ = None) -> Response:
     """The warning's report as an Excel workbook: 汇总, 分区统计, 叫应明细, 未叫应名单, 渠道统计."""
     scoped = await _scoped(session, principal, warning_id, region)
-    data = await export.workbook(session, scoped=scoped, now=now)
+    async with service.snapshot(request.app.state.db) as s:
+        data = await export.workbook(s, scoped=scoped, now=now)
     return Response(content=data, media_type=XLSX, headers=export.filename(scoped, "xlsx"))
 
 
 @router.get("/warnings/{warning_id}")
-async def warning_report(warning_id: int, principal: Auditor, session: SessionDep, now: NowDep,
+async def warning_report(warning_id: int, request: Request, principal: Auditor, session: SessionDep, now: NowDep,
                          region: RegionQ = None, rollup: RollupQ = "town",
                          missing_offset: int = Query(0, ge=0), missing_limit: int = Query(50, ge=0, le=1000)
                          ) -> dict[str, Any]:
     """One warning: reached, delivered, answered on time / late / by proxy / never, the rate (叫应率),
     time to answer, channels, roll-up down the hierarchy, escalations, and who is missing."""
     scoped = await _scoped(session, principal, warning_id, region)
-    return await service.warning_report(session, scoped=scoped, now=now, rollup=rollup,
-                                        missing_offset=missing_offset, missing_limit=missing_limit)
+    async with service.snapshot(request.app.state.db) as s:
+        return await service.warning_report(s, scoped=scoped, now=now, rollup=rollup,
+                                            missing_offset=missing_offset, missing_limit=missing_limit)
 
 
 @router.get("/summary")
-async def report_summary(principal: Auditor, session: SessionDep, now: NowDep,
+async def report_summary(request: Request, principal: Auditor, session: SessionDep, now: NowDep,
                          from_: FromQ = None, to: ToQ = None, region: RegionQ = None,
                          rank_level: RankQ = "town") -> dict[str, Any]:
     """Warnings issued in a period: rates by hazard, level, role and region (worst first), with actual
@@ -84,7 +85,8 @@ async def report_summary(principal: Auditor, session: SessionDep, now: NowDep,
     since = parse_when(from_, field="from") or until - timedelta(days=30)
     check_period(since, until, max_days=MAX_PERIOD_DAYS)
     area = await service.region_param(session, code=region, scope=principal.scope)
-    return await summary(session, region=area, since=since, until=until, rank_level=rank_level)
+    async with service.snapshot(request.app.state.db) as s:
+        return await summary(s, region=area, since=since, until=until, rank_level=rank_level)
 
 
 __all__ = ["router", "page_router"]

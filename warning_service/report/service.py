@@ -4,6 +4,8 @@ by level and rolled up the hierarchy; time to answer; escalations. All aggregate
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import chunks, dialect_name
+from warning_service.db import Database, chunks, dialect_name
 from warning_service.delivery.models import STATUS_RANK
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning, WarningTarget
 from warning_service.errors import Forbidden, Invalid, NotFound
@@ -64,6 +66,23 @@ async def scoped_warning(session: AsyncSession, *, warning_id: int, region: Regi
         raise Forbidden(f"warning {warning_id} does not reach {region.code} ({region.name})",
                         f"预警 {warning_id} 不涉及 {region.name}({region.code})", field="warning_id")
     return Scoped(warning=warning, region=region, whole=all(p.startswith(region.path) for p in paths))
+
+
+@asynccontextmanager
+async def snapshot(db: Database) -> AsyncIterator[AsyncSession]:
+    """A read-only session whose statements all see one moment (REPEATABLE READ on PostgreSQL).
+
+    A report runs several statements while answers keep arriving; in one snapshot its totals, missing
+    list and channels agree with each other. (On SQLite each statement reads the latest data.)
+    """
+    async with db.sessionmaker() as session:
+        if db.engine.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                                        "postgresql_readonly": True})
+        try:
+            yield session
+        finally:
+            await session.rollback()
 
 
 def ack_deadline_of(warning: EarlyWarning) -> float | None:
