@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from tests.report.conftest import add_notice, insert_warning
 from warning_service.region.models import Region
 from warning_service.report import service as reports
@@ -165,3 +169,26 @@ async def test_a_town_auditor_sees_the_county_node_holding_only_the_town(db, clo
     nodes = {n["code"]: n for n in r["rollup"]["nodes"]}
     assert set(nodes) == {"331081", "331081002", "331081002001"}
     assert nodes["331081"]["subtree"]["required"] == 4 and nodes["331081"]["own"]["required"] == 0
+
+
+async def test_a_report_reads_one_snapshot_and_writes_nothing(db, clock, case):
+    if db.is_sqlite:
+        pytest.skip("snapshots are PostgreSQL's REPEATABLE READ")
+    async with db.session() as s:
+        region = await s.get(Region, "331081")
+        scoped = await reports.scoped_warning(s, warning_id=case.warning_id, region=region)
+    async with reports.snapshot(db) as s:
+        before = (await reports.warning_report(s, scoped=scoped, now=clock.now()))["totals"]["acknowledged"]
+        async with db.session() as other:  # an answer arrives while the report is being read
+            await other.execute(text("UPDATE notice SET state = 'acknowledged' WHERE id = :i"),
+                                {"i": case.notices["331081002"]})
+            await other.execute(text(
+                "INSERT INTO acknowledgment (notice_id, round, warning_id, person_id, path, acknowledged_at, late)"
+                " SELECT id, round, warning_id, person_id, 'link', created_at, false FROM notice WHERE id = :i"),
+                {"i": case.notices["331081002"]})
+        again = (await reports.warning_report(s, scoped=scoped, now=clock.now()))["totals"]["acknowledged"]
+        assert before == again == 7
+        with pytest.raises(DBAPIError, match="read-only"):
+            await s.execute(text("UPDATE notice SET state = 'closed'"))
+    async with reports.snapshot(db) as s:
+        assert (await reports.warning_report(s, scoped=scoped, now=clock.now()))["totals"]["acknowledged"] == 8
