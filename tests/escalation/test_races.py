@@ -71,10 +71,6 @@ async def answer_while_the_sweep_escalates(db, clock, settings, tree, policy) ->
     return grid.id, village
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "acknowledgment/service._fast_done re-closes the chain only when the one-statement fast path already "
-    "closed part of it; a chain the sweep opened while that statement waited is missed (see the report). "
-    "The next sweep still closes it (test below), but the village's first SMS is not cancelled."))
 async def test_an_answer_arriving_while_the_sweep_escalates_closes_what_the_sweep_opened(
         db, clock, settings, tree, town_top):
     grid, village = await answer_while_the_sweep_escalates(db, clock, settings, tree, town_top)

@@ -23,7 +23,7 @@ from warning_service.acknowledgment.tokens import link_key, parse_token
 from warning_service.config import Settings
 from warning_service.delivery.models import Notice
 from warning_service.delivery.twilio_signature import verified_twilio_form
-from warning_service.deps import DutyOfficer, Principal, Reader, SessionDep
+from warning_service.deps import DutyOfficer, NowDep, Principal, Reader, SessionDep, SettingsDep
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.errors import Invalid, NotFound
 from warning_service.region.models import Region
@@ -34,18 +34,6 @@ router = APIRouter(prefix="/api/v1/notices", tags=["acknowledgment"])
 TwilioForm = Annotated[dict[str, str], Depends(verified_twilio_form)]
 
 
-# deps.SettingsDep and deps.NowDep are plain `def`s, which FastAPI runs in a worker thread: two thread
-# hops per request, a large share of an acknowledgment's cost under load. These do the same inline.
-async def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def _now(request: Request) -> datetime:
-    return request.app.state.clock.now()
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-NowDep = Annotated[datetime, Depends(_now)]
 
 
 @lru_cache(maxsize=4)
