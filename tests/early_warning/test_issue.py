@@ -106,12 +106,12 @@ async def test_auditor_cannot_issue(client, tree):
 
 
 async def test_a_failure_mid_issue_leaves_nothing_behind(client, duty, db, tree, monkeypatch):
-    from warning_service.early_warning import service
+    from warning_service.early_warning import fanout
 
     async def boom(*a, **k):
         raise RuntimeError("database went away mid-issue")
 
-    monkeypatch.setattr(service, "queue_broadcasts", boom)
+    monkeypatch.setattr(fanout, "queue_broadcasts", boom)
     with pytest.raises(RuntimeError):
         await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081"]))
     for model in (EarlyWarning, Notice, OutboxMessage, LedgerPending):

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
 from warning_service.config import Settings
-from warning_service.db import UTCDateTime, chunks
-from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
-from warning_service.early_warning import identifiers
+from warning_service.db import chunks
+from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.early_warning import fanout, identifiers
 from warning_service.early_warning.guidance import default_instruction
 from warning_service.early_warning.models import (
     ACTION_ZH,
@@ -36,11 +36,9 @@ from warning_service.early_warning.policy import PolicyBook
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
-from warning_service.person.models import Person
-from warning_service.region.models import Region, subtree_bounds
+from warning_service.region.models import Region
 
 log = get_logger(__name__)
-PERSON_CHANNELS = ("sms", "voice", "email")
 
 
 @dataclass
@@ -85,137 +83,10 @@ async def resolve_targets(session: AsyncSession, *, codes: list[str], actor: Act
     return kept
 
 
-def _in_subtrees(path_col: Any, regions: list[Region]) -> Any:
-    conds = []
-    for r in regions:
-        low, high = subtree_bounds(r.path)
-        conds.append(and_(path_col >= low, path_col < high))
-    return or_(*conds)
-
-
 def area_description(regions: list[Region]) -> str:
     names = [r.name for r in regions[:20]]
     more = f"等{len(regions)}个区域" if len(regions) > 20 else ""
     return "、".join(names) + more
-
-
-# --- notices and outbox (set-based) --------------------------------------------------------------------------
-
-async def _create_notices(session: AsyncSession, *, warning: EarlyWarning, regions: list[Region], now: datetime,
-                          roles: list[str]) -> tuple[int, int]:
-    """One primary notice per active person with a reached role under the targets; returns (count, id_floor)."""
-    policy = warning.policy
-    ack = bool(policy["ack_required"])
-    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
-    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
-    already = exists().where(Notice.warning_id == warning.id, Notice.person_id == Person.id,
-                             Notice.reason == "primary")
-    src = (
-        select(
-            literal(warning.id, Integer), Person.id, Person.role, Person.region_code, literal("primary"),
-            literal("pending"), literal(ack), literal(warning.ack_round, Integer),
-            literal(deadline, UTCDateTime), literal(deadline, UTCDateTime), literal(0, Integer),
-            literal("initial"), literal(now, UTCDateTime),
-        )
-        .select_from(Person)
-        .join(Region, Region.code == Person.region_code)
-        .where(Person.active.is_(True), Person.role.in_(roles), _in_subtrees(Region.path, regions), ~already)
-    )
-    result = await session.execute(insert(Notice).from_select(
-        ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round", "deadline",
-         "next_action_at", "attempt_count", "step", "created_at"], src))
-    return result.rowcount or 0, floor
-
-
-def _key(prefix: str, id_col: Any, kind: str, revision: int, channel: str) -> Any:
-    return (literal(prefix) + cast(id_col, String) + literal(f":{kind}:r{revision}:{channel}"))
-
-
-async def queue_person_messages(session: AsyncSession, *, warning: EarlyWarning, kind: str, channels: list[str],
-                                now: datetime, notice_filter: Any) -> int:
-    """Queue one message per channel for every notice matching `notice_filter` that has an address."""
-    total = 0
-    priority = LEVEL_RANK[warning.level]
-    for channel in channels:
-        if channel not in PERSON_CHANNELS:
-            continue
-        address = Person.email if channel == "email" else Person.phone
-        src = (
-            select(
-                literal(warning.id, Integer), Notice.id, literal(warning.revision, Integer), literal(kind),
-                literal(channel), address, literal(priority, Integer), literal("queued"), literal(0, Integer),
-                literal(now, UTCDateTime), _key("n", Notice.id, kind, warning.revision, channel),
-                literal(now, UTCDateTime), literal(now, UTCDateTime),
-            )
-            .select_from(Notice)
-            .join(Person, Person.id == Notice.person_id)
-            .where(Notice.warning_id == warning.id, notice_filter, address.is_not(None), address != "")
-        )
-        res = await session.execute(insert(OutboxMessage).from_select(
-            ["warning_id", "notice_id", "revision", "kind", "channel", "address", "priority", "status", "attempts",
-             "next_attempt_at", "idempotency_key", "created_at", "updated_at"], src))
-        total += res.rowcount or 0
-        if channel in ("sms", "voice"):
-            # Nobody to call is a failure the duty officer must see, not a silent gap.
-            nophone = (
-                select(
-                    literal(warning.id, Integer), Notice.id, literal(warning.revision, Integer), literal(kind),
-                    literal(channel), literal(""), literal(priority, Integer), literal("failed"),
-                    literal(0, Integer), literal(now, UTCDateTime),
-                    _key("n", Notice.id, kind, warning.revision, channel), literal(now, UTCDateTime),
-                    literal(now, UTCDateTime), literal("no_address"), literal("person has no phone number"),
-                )
-                .select_from(Notice).join(Person, Person.id == Notice.person_id)
-                .where(Notice.warning_id == warning.id, notice_filter, or_(Person.phone.is_(None), Person.phone == ""))
-            )
-            await session.execute(insert(OutboxMessage).from_select(
-                ["warning_id", "notice_id", "revision", "kind", "channel", "address", "priority", "status",
-                 "attempts", "next_attempt_at", "idempotency_key", "created_at", "updated_at", "error_code",
-                 "error_message"], nophone))
-    return total
-
-
-async def queue_broadcasts(session: AsyncSession, *, warning: EarlyWarning, kind: str, now: datetime,
-                           regions: list[Region], only_reached: bool = False) -> int:
-    """One loudspeaker message per village under the targets (or per village already played, for a lift)."""
-    if "broadcast" not in warning.policy.get("channels", []) or not regions:
-        return 0
-    cond = and_(Region.level == "village", _in_subtrees(Region.path, regions))
-    if only_reached:
-        played = exists().where(OutboxMessage.warning_id == warning.id, OutboxMessage.channel == "broadcast",
-                                OutboxMessage.region_code == Region.code,
-                                OutboxMessage.status.in_(("sending", "sent", "delivered")))
-        cond = and_(cond, played)
-    src = select(
-        literal(warning.id, Integer), null(), literal(warning.revision, Integer), literal(kind),
-        literal("broadcast"), Region.code, Region.code, literal(LEVEL_RANK[warning.level], Integer),
-        literal("queued"), literal(0, Integer), literal(now, UTCDateTime),
-        _key("b", Region.code, kind, warning.revision, "broadcast") + literal(f":w{warning.id}"),
-        literal(now, UTCDateTime), literal(now, UTCDateTime),
-    ).where(cond)
-    res = await session.execute(insert(OutboxMessage).from_select(
-        ["warning_id", "notice_id", "revision", "kind", "channel", "address", "region_code", "priority", "status",
-         "attempts", "next_attempt_at", "idempotency_key", "created_at", "updated_at"], src))
-    return res.rowcount or 0
-
-
-async def _cancel_queued(session: AsyncSession, *, warning_id: int, now: datetime, reason: str,
-                         kinds: tuple[str, ...] | None = None, revision_below: int | None = None) -> int:
-    stmt = update(OutboxMessage).where(OutboxMessage.warning_id == warning_id, OutboxMessage.status == "queued")
-    if kinds:
-        stmt = stmt.where(OutboxMessage.kind.in_(kinds))
-    if revision_below is not None:
-        stmt = stmt.where(OutboxMessage.revision < revision_below)
-    res = await session.execute(stmt.values(status="cancelled", error_code=reason, updated_at=now))
-    return res.rowcount or 0
-
-
-async def _close_open_notices(session: AsyncSession, *, warning_id: int, now: datetime, extra: Any = None) -> int:
-    stmt = update(Notice).where(Notice.warning_id == warning_id, Notice.state.in_(OPEN_NOTICE_STATES))
-    if extra is not None:
-        stmt = stmt.where(extra)
-    res = await session.execute(stmt.values(state="closed", next_action_at=None, closed_at=now, step="done"))
-    return res.rowcount or 0
 
 
 async def _free_reply_code(session: AsyncSession) -> int:
@@ -268,12 +139,12 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
                                 targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
                                 actor_user_id=actor.user_id))
     await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
-    count, floor = await _create_notices(session, warning=warning, regions=regions, now=now,
-                                         roles=list(snapshot["roles"]))
+    count, floor = await fanout.create_notices(session, warning=warning, regions=regions, now=now,
+                                               roles=list(snapshot["roles"]))
     new = and_(Notice.id > floor, Notice.reason == "primary")
-    queued = await queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
-                                         now=now, notice_filter=new)
-    queued += await queue_broadcasts(session, warning=warning, kind="alert", now=now, regions=regions)
+    queued = await fanout.queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
+                                                now=now, notice_filter=new)
+    queued += await fanout.queue_broadcasts(session, warning=warning, kind="alert", now=now, regions=regions)
     roles = await _counts_by(session, Notice.role, Notice.warning_id == warning.id)
     by_channel = await _counts_by(session, OutboxMessage.channel, OutboxMessage.warning_id == warning.id)
     await ledger.append_many(session, [
@@ -363,24 +234,25 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
     warning.updated_at = now
     await _new_revision(session, warning=warning, msg_type="update", actor=actor, now=now, identifier=identifier)
     snapshot = warning.policy
-    reached_before = and_(Notice.reason == "primary")
     if data.targets is not None:
         # People no longer covered stop being chased; they still hear the update below.
-        inside = select(Region.code).where(_in_subtrees(Region.path, regions))
-        await _close_open_notices(session, warning_id=warning.id, now=now,
-                                  extra=and_(Notice.reason == "primary", Notice.region_code.not_in(inside)))
+        inside = select(Region.code).where(fanout.in_subtrees(Region.path, regions))
+        await fanout.close_open_notices(session, warning_id=warning.id, now=now,
+                                        extra=and_(Notice.reason == "primary", Notice.region_code.not_in(inside)))
     if upgraded:
         await _restart_round(session, warning=warning, now=now)
-    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
-    new_count, _ = await _create_notices(session, warning=warning, regions=regions, now=now,
-                                         roles=list(snapshot["roles"]))
-    await _cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
-                         kinds=("alert", "update"), revision_below=warning.revision)
-    queued = await queue_person_messages(session, warning=warning, kind="update", channels=snapshot["channels"],
-                                         now=now, notice_filter=and_(reached_before, Notice.id <= floor))
-    queued += await queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
-                                          now=now, notice_filter=and_(Notice.reason == "primary", Notice.id > floor))
-    queued += await queue_broadcasts(session, warning=warning, kind="update", now=now, regions=regions)
+    new_count, floor = await fanout.create_notices(session, warning=warning, regions=regions, now=now,
+                                                   roles=list(snapshot["roles"]))
+    await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
+                               kinds=("alert", "update"), revision_below=warning.revision)
+    primary = Notice.reason == "primary"
+    channels = snapshot["channels"]
+    # Those reached before hear the update; those the update newly covers get the full alert.
+    queued = await fanout.queue_person_messages(session, warning=warning, kind="update", channels=channels,
+                                                now=now, notice_filter=and_(primary, Notice.id <= floor))
+    queued += await fanout.queue_person_messages(session, warning=warning, kind="alert", channels=channels,
+                                                 now=now, notice_filter=and_(primary, Notice.id > floor))
+    queued += await fanout.queue_broadcasts(session, warning=warning, kind="update", now=now, regions=regions)
     await ledger.append_many(session, [
         {"at": now, "actor": actor.name, "action": "warning.updated", "subject_type": "warning",
          "subject_id": warning.id, "details": {"revision": warning.revision, "changes": _jsonable(fields),
@@ -406,9 +278,9 @@ async def _restart_round(session: AsyncSession, *, warning: EarlyWarning, now: d
         state="pending", round=warning.ack_round, requires_ack=ack, deadline=deadline, next_action_at=deadline,
         attempt_count=0, step="initial", acknowledged_at=None))
     # The chains started for the lesser level end; the new round starts its own.
-    await _close_open_notices(session, warning_id=warning.id, now=now, extra=Notice.reason != "primary")
-    await _cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
-                         kinds=("recall", "deputy", "escalation"))
+    await fanout.close_open_notices(session, warning_id=warning.id, now=now, extra=Notice.reason != "primary")
+    await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
+                               kinds=("recall", "deputy", "escalation"))
 
 
 async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningLift, actor: Actor,
@@ -419,18 +291,18 @@ async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningL
     if data.description:
         warning.description = data.description
     await _new_revision(session, warning=warning, msg_type="cancel", actor=actor, now=now, identifier=identifier)
-    closed = await _close_open_notices(session, warning_id=warning.id, now=now)
+    closed = await fanout.close_open_notices(session, warning_id=warning.id, now=now)
     await session.execute(update(Notice).where(Notice.warning_id == warning.id, Notice.next_action_at.is_not(None))
                           .values(next_action_at=None))
-    cancelled = await _cancel_queued(session, warning_id=warning.id, now=now, reason="lifted")
+    cancelled = await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="lifted")
     reached = exists().where(OutboxMessage.notice_id == Notice.id,
                              OutboxMessage.status.in_(("sending", "sent", "delivered")))
     lift_channels = [c for c in warning.policy["channels"] if c in ("sms", "email")] or ["sms"]
-    queued = await queue_person_messages(session, warning=warning, kind="cancel", channels=lift_channels, now=now,
-                                         notice_filter=reached)
+    queued = await fanout.queue_person_messages(session, warning=warning, kind="cancel", channels=lift_channels,
+                                                now=now, notice_filter=reached)
     regions = (await session.execute(select(Region).where(Region.code.in_(warning.targets)))).scalars().all()
-    queued += await queue_broadcasts(session, warning=warning, kind="cancel", now=now, regions=list(regions),
-                                     only_reached=True)
+    queued += await fanout.queue_broadcasts(session, warning=warning, kind="cancel", now=now, regions=list(regions),
+                                            only_reached=True)
     await ledger.append(session, at=now, actor=actor.name, action="warning.lifted", subject_type="warning",
                         subject_id=warning.id, details={"revision": warning.revision, "notices_closed": closed,
                                                         "messages_cancelled": cancelled, "lift_messages": queued})
@@ -446,10 +318,10 @@ async def expire_due(session: AsyncSession, *, now: datetime, limit: int = 100) 
     for wid in ids:
         await session.execute(update(EarlyWarning).where(EarlyWarning.id == wid).values(state="expired",
                                                                                         updated_at=now))
-        closed = await _close_open_notices(session, warning_id=wid, now=now)
+        closed = await fanout.close_open_notices(session, warning_id=wid, now=now)
         await session.execute(update(Notice).where(Notice.warning_id == wid, Notice.next_action_at.is_not(None))
                               .values(next_action_at=None))
-        cancelled = await _cancel_queued(session, warning_id=wid, now=now, reason="expired")
+        cancelled = await fanout.cancel_queued(session, warning_id=wid, now=now, reason="expired")
         await ledger.append(session, at=now, actor="system:expiry", action="warning.expired",
                             subject_type="warning", subject_id=wid,
                             details={"notices_closed": closed, "messages_cancelled": cancelled})
