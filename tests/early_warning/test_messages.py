@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from channels.base import sms_segments
 from tests.early_warning.conftest import red_typhoon
 from warning_service.acknowledgment.tokens import link_key, parse_token
 from warning_service.delivery.models import OutboxMessage
-from warning_service.early_warning.messages import render_outbox, sms_segments
+from warning_service.early_warning.messages import render_outbox
 
 
 async def outbox(db, wid):

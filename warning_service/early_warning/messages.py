@@ -7,19 +7,18 @@ fallback goes out and the error is logged.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.base import Message
+from channels.base import Message, sms_segments
 from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.config import Settings
 from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice
@@ -42,27 +41,26 @@ KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recal
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
 
 
-@lru_cache(maxsize=4)
-def environment(templates_dir: str) -> SandboxedEnvironment:
+@lru_cache(maxsize=8)
+def environment(templates_dir: str, auto_reload: bool = False) -> SandboxedEnvironment:
+    # Outside development templates are read once: checking the files for every message is measurable.
     return SandboxedEnvironment(
         loader=FileSystemLoader(templates_dir), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        auto_reload=auto_reload,
     )
+
+
+@lru_cache(maxsize=256)
+def _variables(env: SandboxedEnvironment, name: str) -> frozenset[str]:
+    """Top-level names a template uses, so renders that cannot differ are shared."""
+    source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+    return frozenset(meta.find_undeclared_variables(env.parse(source)))
 
 
 def local_minute(t: datetime | None) -> str:
     """'2026年07月01日16时00分', Beijing time, to the minute, as warnings are written."""
     return t.astimezone(CHINA_TZ).strftime("%Y年%m月%d日%H时%M分") if t else ""
-
-
-def sms_segments(text: str) -> int:
-    """Segments an SMS of this text costs: GSM-7 160/153, otherwise UCS-2 70/67 (Chinese is UCS-2)."""
-    if all(ord(c) < 128 for c in text):
-        n, single, multi = len(text), 160, 153
-    else:
-        n = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
-        single, multi = 70, 67
-    return 1 if n <= single else math.ceil(n / multi)
 
 
 def _first_line(text: str, limit: int = 60) -> str:
@@ -84,13 +82,9 @@ async def render_outbox(session: AsyncSession, *, rows: Sequence[Any], settings:
     if not rows:
         return {}
     ctx = await _load_context(session, rows)
-    env = environment(str(settings.templates_dir))
-    key = link_key(settings.secret_key.get_secret_value())
-    base = settings.public_base_url
-    out: dict[int, Message] = {}
-    for row in rows:
-        out[row.id] = _render_one(env, row, ctx, key=key, base=base)
-    return out
+    renderer = _Renderer(environment(str(settings.templates_dir), settings.environment == "development"), ctx,
+                         key=link_key(settings.secret_key.get_secret_value()), base=settings.public_base_url)
+    return {row.id: renderer.render(row) for row in rows}
 
 
 async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str, Any]:
@@ -125,75 +119,105 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
             "open_counts": open_counts, "paths": paths}
 
 
-def _render_one(env: SandboxedEnvironment, row: Any, ctx: dict[str, Any], *, key: bytes, base: str) -> Message:
-    warning: EarlyWarning = ctx["warnings"][row.warning_id]
-    rev: WarningRevision = ctx["revs"][(row.warning_id, row.revision)]
-    notice = ctx["notices"].get(row.notice_id) if row.notice_id else None
-    person = ctx["persons"].get(notice.person_id) if notice else None
-    kind = row.kind
-    ack_required = bool(notice and notice.requires_ack and kind not in ("cancel",) and warning.state == "active")
-    token = make_token(notice.id, key=key) if notice else None
-    link = f"{base}/a/{token}" if token else ""
-    only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
-    reply_code = "1" if only_one else str(warning.reply_code)
-    subject_ctx = {"name": "", "role_zh": "", "region": "", "phone": ""}
-    if notice is not None and notice.escalation_of:
-        s = ctx["subjects"].get(notice.escalation_of)
-        sp = ctx["persons"].get(s.person_id) if s else None
-        if s and sp:
-            subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role),
-                           "region": ctx["paths"].get(s.region_code, s.region_code), "phone": sp.phone or ""}
-    context = {
-        "kind": kind,
-        "action": KIND_ACTION.get(kind, ACTION_ZH.get(rev.msg_type, "发布")),
-        "prefix": STATUS_PREFIX.get(warning.status, ""),
-        "w": {
-            "sender": warning.sender, "identifier": rev.identifier, "hazard": warning.hazard,
-            "hazard_zh": HAZARD_ZH.get(warning.hazard, warning.hazard), "level": rev.level,
-            "level_zh": LEVEL_ZH.get(rev.level, rev.level), "colour": LEVEL_COLOUR.get(rev.level, "#333"),
-            "title": rev.title, "description": rev.description, "instruction": rev.instruction,
-            "instruction_short": _first_line(rev.instruction), "area": rev.area_desc,
-            "sent_at": local_minute(rev.sent_at), "expires_at": local_minute(rev.expires_at),
-        },
-        "person": {"name": person.name if person else "", "role_zh": ROLE_ZH.get(person.role, person.role)
-                   if person else ""},
-        "ack": {"required": ack_required, "link": link, "reply_code": reply_code,
-                "deadline": local_minute(notice.deadline) if notice and notice.deadline else ""},
-        "subject": subject_ctx,
-    }
-    subject = html = None
-    try:
-        if row.channel == "email":
-            subject = _render(env, _template_names("email", kind, warning.hazard, "subject"), context).strip()
-            body = _render(env, _template_names("email", kind, warning.hazard, "txt"), context).strip()
-            html = _render(env, _template_names("email", kind, warning.hazard, "html"), context)
-        else:
-            body = _render(env, _template_names(row.channel, kind, warning.hazard), context).strip()
-    except Exception as exc:  # noqa: BLE001 — any template failure falls back to plain text
-        log.error("template_render_failed", outbox_id=row.id, warning_id=row.warning_id, channel=row.channel,
-                  kind=kind, error=f"{type(exc).__name__}: {exc}")
-        body, subject, html = _fallback(context), None, None
-        if row.channel == "email":
-            subject = f"{context['w']['sender']}{context['action']}{context['w']['hazard_zh']}预警"
-    if row.channel == "sms":
-        segments = sms_segments(body)
-        log.debug("sms_rendered", outbox_id=row.id, segments=segments, chars=len(body))
-    metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
-                "outbox_id": str(row.id)}
-    if row.channel == "sms":
-        metadata["segments"] = str(sms_segments(body))
-    return Message(
-        channel=row.channel, address=row.address, body=body, subject=subject, html=html,
-        idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
-        status_callback=f"{base}/webhooks/twilio/status" if row.channel in ("sms", "voice") else None,
-        gather_action=(f"{base}/webhooks/twilio/voice/gather?t={token}" if row.channel == "voice" and token
-                       and ack_required else None),
-        metadata=metadata,
-    )
+# Rendered with this in place of the link, then each notice's own link is put in: for a province-wide
+# warning the same few texts differ only by link, so most rows cost a string replace, not a render.
+_LINK = "\x00ack-link\x00"
 
 
-def _render(env: SandboxedEnvironment, names: list[str], context: dict[str, Any]) -> str:
-    return env.select_template(names).render(context)
+class _Renderer:
+    def __init__(self, env: SandboxedEnvironment, ctx: dict[str, Any], *, key: bytes, base: str) -> None:
+        self.env, self.ctx, self.key, self.base = env, ctx, key, base
+        self._warning_ctx: dict[tuple[int, int], dict[str, Any]] = {}
+        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
+
+    def _w(self, warning: EarlyWarning, rev: WarningRevision) -> dict[str, Any]:
+        k = (warning.id, rev.revision)  # type: ignore[assignment]
+        if k not in self._warning_ctx:
+            self._warning_ctx[k] = {
+                "sender": warning.sender, "identifier": rev.identifier, "hazard": warning.hazard,
+                "hazard_zh": HAZARD_ZH.get(warning.hazard, warning.hazard), "level": rev.level,
+                "level_zh": LEVEL_ZH.get(rev.level, rev.level), "colour": LEVEL_COLOUR.get(rev.level, "#333"),
+                "title": rev.title, "description": rev.description, "instruction": rev.instruction,
+                "instruction_short": _first_line(rev.instruction), "area": rev.area_desc,
+                "sent_at": local_minute(rev.sent_at), "expires_at": local_minute(rev.expires_at),
+            }
+        return self._warning_ctx[k]
+
+    def render(self, row: Any) -> Message:
+        ctx = self.ctx
+        warning: EarlyWarning = ctx["warnings"][row.warning_id]
+        rev: WarningRevision = ctx["revs"][(row.warning_id, row.revision)]
+        notice = ctx["notices"].get(row.notice_id) if row.notice_id else None
+        person = ctx["persons"].get(notice.person_id) if notice else None
+        kind = row.kind
+        ack_required = bool(notice and notice.requires_ack and kind != "cancel" and warning.state == "active")
+        token = make_token(notice.id, key=self.key) if notice else None
+        only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
+        subject_ctx = {"name": "", "role_zh": "", "region": "", "phone": ""}
+        if notice is not None and notice.escalation_of:
+            s = ctx["subjects"].get(notice.escalation_of)
+            sp = ctx["persons"].get(s.person_id) if s else None
+            if s and sp:
+                subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role),
+                               "region": ctx["paths"].get(s.region_code, s.region_code), "phone": sp.phone or ""}
+        context = {
+            "kind": kind,
+            "action": KIND_ACTION.get(kind, ACTION_ZH.get(rev.msg_type, "发布")),
+            "prefix": STATUS_PREFIX.get(warning.status, ""),
+            "w": self._w(warning, rev),
+            "person": {"name": person.name if person else "",
+                       "role_zh": ROLE_ZH.get(person.role, person.role) if person else ""},
+            "ack": {"required": ack_required, "link": _LINK if token else "",
+                    "reply_code": "1" if only_one else str(warning.reply_code),
+                    "deadline": local_minute(notice.deadline) if notice and notice.deadline else ""},
+            "subject": subject_ctx,
+        }
+        body, subject, html = self._texts_for(row, warning, context)
+        if token:
+            link = f"{self.base}/a/{token}"
+            body = body.replace(_LINK, link)
+            html = html.replace(_LINK, link) if html else html
+        metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
+                    "outbox_id": str(row.id)}
+        if row.channel == "sms":
+            metadata["segments"] = str(sms_segments(body))
+        return Message(
+            channel=row.channel, address=row.address, body=body, subject=subject, html=html,
+            idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
+            # The outbox id rides in the signed callback URL, so a receipt finds its row even when it
+            # outruns the write of the provider id.
+            status_callback=(f"{self.base}/webhooks/twilio/status?o={row.id}"
+                             if row.channel in ("sms", "voice") else None),
+            gather_action=(f"{self.base}/webhooks/twilio/voice/gather?t={token}"
+                           if row.channel == "voice" and token and ack_required else None),
+            metadata=metadata,
+        )
+
+    def _texts_for(self, row: Any, warning: EarlyWarning, context: dict[str, Any]
+                   ) -> tuple[str, str | None, str | None]:
+        parts = ("subject", "txt", "html") if row.channel == "email" else ("",)
+        try:
+            templates = [self.env.select_template(_template_names(row.channel, row.kind, warning.hazard, p))
+                         for p in parts]
+            used = frozenset().union(*(_variables(self.env, t.name) for t in templates))  # type: ignore[arg-type]
+            key = (row.channel, tuple(t.name for t in templates), row.warning_id, row.revision,
+                   # `w` follows from the warning and revision already in the key.
+                   *(_frozen(context[v]) for v in sorted(used) if v in context and v != "w"))
+            if key not in self._texts:
+                rendered = [t.render(context) for t in templates]
+                self._texts[key] = ((rendered[1].strip(), rendered[0].strip(), rendered[2]) if row.channel == "email"
+                                    else (rendered[0].strip(), None, None))
+            return self._texts[key]
+        except Exception as exc:  # noqa: BLE001 — any template failure falls back to plain text
+            log.error("template_render_failed", outbox_id=row.id, warning_id=row.warning_id, channel=row.channel,
+                      kind=row.kind, error=f"{type(exc).__name__}: {exc}")
+            subject = (f"{context['w']['sender']}{context['action']}{context['w']['hazard_zh']}预警"
+                       if row.channel == "email" else None)
+            return _fallback(context), subject, None
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(sorted((k, _frozen(v)) for k, v in value.items())) if isinstance(value, dict) else value
 
 
 def _fallback(c: dict[str, Any]) -> str:
