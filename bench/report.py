@@ -168,20 +168,21 @@ async def run(url: str, *, fresh: bool, rebuild: bool, runs: int) -> None:
                 " (SELECT count(*) FROM region)"), {"w": wid})).one()
 
         async def report(region: Region, rollup: str = "town") -> dict[str, Any]:
-            async with db.session() as s:
+            # As the API serves it: authorisation done, then one read-only snapshot.
+            async with service.snapshot(db) as s:
                 scoped = await service.scoped_warning(s, warning_id=wid, region=region)
                 return await service.warning_report(s, scoped=scoped, now=utcnow(), rollup=rollup)
 
         async def across() -> dict[str, Any]:
             now = utcnow()
-            async with db.session() as s:
+            async with service.snapshot(db) as s:
                 from datetime import timedelta
 
                 return await summary.summary(s, region=province, since=now - timedelta(days=30), until=now)
 
         async def csv_export() -> int:
             size = 0
-            async with db.session() as s:
+            async with service.snapshot(db) as s:
                 scoped = await service.scoped_warning(s, warning_id=wid, region=province)
                 async for chunk in export.csv_chunks(s, scoped=scoped, rows="notices", now=utcnow()):
                     size += len(chunk)
