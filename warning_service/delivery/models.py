@@ -86,7 +86,10 @@ FINAL_STATUSES = ("delivered", "undelivered", "failed", "cancelled")
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_claim", "status", "priority", "id"),
+        # Every index costs each status change an insertion (status is indexed, so no update is HOT): the
+        # queue index (migration 0002) serves claims; this small one finds leases left by a dead worker.
+        Index("ix_outbox_lease", "lease_until", sqlite_where=text("status = 'sending'"),
+              postgresql_where=text("status = 'sending'")),
         Index("ix_outbox_warning_channel", "warning_id", "channel", "status"),
         # The dispatcher's queue: highest priority first, then oldest. A partial index in exactly the claim's
         # order lets each claim read only the rows it takes, however long the queue (O(batch), not O(queue)).

@@ -110,9 +110,14 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         person_ids = {n.person_id for n in notices.values()} | {s.person_id for s in subjects.values()}
         persons = {p.id: p for p in (await session.execute(select(
             Person.id, Person.name, Person.role, Person.phone).where(Person.id.in_(person_ids)))).all()}
-        open_counts = dict((await session.execute(select(Notice.person_id, func.count()).where(
-            Notice.person_id.in_({n.person_id for n in notices.values()}), Notice.requires_ack.is_(True),
-            Notice.state.in_(OPEN_NOTICE_STATES)).group_by(Notice.person_id))).all())
+        # Only texts that ask for a reply need to know whether "回复 1" is unambiguous for the person.
+        asking = {notices[r.notice_id].person_id for r in rows
+                  if r.notice_id in notices and r.channel in ("sms", "email") and r.kind != "cancel"
+                  and notices[r.notice_id].requires_ack}
+        if asking:
+            open_counts = dict((await session.execute(select(Notice.person_id, func.count()).where(
+                Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
+                Notice.state.in_(OPEN_NOTICE_STATES)).group_by(Notice.person_id))).all())
         if subjects:
             paths = await regions.region_paths(session, [s.region_code for s in subjects.values()])
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,

@@ -268,7 +268,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('idempotency_key')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_lease', ['lease_until'], unique=False, sqlite_where=sa.text("status = 'sending'"), postgresql_where=sa.text("status = 'sending'"))
         batch_op.create_index(batch_op.f('ix_outbox_notice_id'), ['notice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_provider_id'), ['provider_id'], unique=False)
         batch_op.create_index('ix_outbox_warning_channel', ['warning_id', 'channel', 'status'], unique=False)
@@ -308,7 +308,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_warning_channel')
         batch_op.drop_index(batch_op.f('ix_outbox_provider_id'))
         batch_op.drop_index(batch_op.f('ix_outbox_notice_id'))
-        batch_op.drop_index('ix_outbox_claim')
+        batch_op.drop_index('ix_outbox_lease', sqlite_where=sa.text("status = 'sending'"), postgresql_where=sa.text("status = 'sending'"))
 
     op.drop_table('outbox')
     op.drop_table('notice_feedback')
