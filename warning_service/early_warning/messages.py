@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import distinct, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Message, sms_segments
@@ -114,10 +114,15 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         asking = {notices[r.notice_id].person_id for r in rows
                   if r.notice_id in notices and r.channel in ("sms", "email") and r.kind != "cancel"
                   and notices[r.notice_id].requires_ack}
-        if asking:
-            open_counts = dict((await session.execute(select(Notice.person_id, func.count()).where(
-                Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
-                Notice.state.in_(OPEN_NOTICE_STATES)).group_by(Notice.person_id))).all())
+        # "回复 1" is ambiguous only for someone who owes answers to several warnings; with one warning
+        # active (the usual storm night) nobody can, and the per-person count is skipped.
+        several_active = (await session.execute(select(func.count()).select_from(EarlyWarning).where(
+            EarlyWarning.state == "active"))).scalar_one() > 1
+        if asking and several_active:
+            open_counts = dict((await session.execute(
+                select(Notice.person_id, func.count(distinct(Notice.warning_id))).where(
+                    Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
+                    Notice.state.in_(OPEN_NOTICE_STATES)).group_by(Notice.person_id))).all())
         if subjects:
             paths = await regions.region_paths(session, [s.region_code for s in subjects.values()])
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,
@@ -130,10 +135,23 @@ _LINK = "\x00ack-link\x00"
 
 
 class _Renderer:
+    """Renders a batch; texts that cannot differ are rendered once and shared."""
+
     def __init__(self, env: SandboxedEnvironment, ctx: dict[str, Any], *, key: bytes, base: str) -> None:
         self.env, self.ctx, self.key, self.base = env, ctx, key, base
         self._warning_ctx: dict[tuple[int, int], dict[str, Any]] = {}
-        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
+        self._templates: dict[tuple[str, str, str], tuple[list[Any], frozenset[str]]] = {}
+        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, int | None]] = {}
+        self._minutes: dict[datetime, str] = {}
+        # Links all have one length (ids are five bytes), so a text's SMS segment count is known before its link.
+        self._sample_link = f"{base}/a/{make_token(1, key=key)}"
+
+    def _minute(self, t: datetime | None) -> str:
+        if t is None:
+            return ""
+        if t not in self._minutes:
+            self._minutes[t] = local_minute(t)
+        return self._minutes[t]
 
     def _w(self, warning: EarlyWarning, rev: WarningRevision) -> dict[str, Any]:
         k = (warning.id, rev.revision)  # type: ignore[assignment]
@@ -148,44 +166,48 @@ class _Renderer:
             }
         return self._warning_ctx[k]
 
+    def _templates_for(self, channel: str, kind: str, hazard: str) -> tuple[list[Any], frozenset[str]]:
+        k = (channel, kind, hazard)
+        if k not in self._templates:
+            parts = ("subject", "txt", "html") if channel == "email" else ("",)
+            templates = [self.env.select_template(_template_names(channel, kind, hazard, p)) for p in parts]
+            used = frozenset().union(*(_variables(self.env, t.name) for t in templates))
+            self._templates[k] = (templates, used)
+        return self._templates[k]
+
     def render(self, row: Any) -> Message:
         ctx = self.ctx
         warning: EarlyWarning = ctx["warnings"][row.warning_id]
-        rev: WarningRevision = ctx["revs"][(row.warning_id, row.revision)]
         notice = ctx["notices"].get(row.notice_id) if row.notice_id else None
         person = ctx["persons"].get(notice.person_id) if notice else None
         kind = row.kind
         ack_required = bool(notice and notice.requires_ack and kind != "cancel" and warning.state == "active")
         token = make_token(notice.id, key=self.key) if notice else None
         only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
-        subject_ctx = {"name": "", "role_zh": "", "region": "", "phone": ""}
-        if notice is not None and notice.escalation_of:
-            s = ctx["subjects"].get(notice.escalation_of)
-            sp = ctx["persons"].get(s.person_id) if s else None
-            if s and sp:
-                subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role),
-                               "region": ctx["paths"].get(s.region_code, s.region_code), "phone": sp.phone or ""}
-        context = {
-            "kind": kind,
-            "action": KIND_ACTION.get(kind, ACTION_ZH.get(rev.msg_type, "发布")),
-            "prefix": STATUS_PREFIX.get(warning.status, ""),
-            "w": self._w(warning, rev),
-            "person": {"name": person.name if person else "",
-                       "role_zh": ROLE_ZH.get(person.role, person.role) if person else ""},
-            "ack": {"required": ack_required, "link": _LINK if token else "",
-                    "reply_code": "1" if only_one else str(warning.reply_code),
-                    "deadline": local_minute(notice.deadline) if notice and notice.deadline else ""},
-            "subject": subject_ctx,
-        }
-        body, subject, html = self._texts_for(row, warning, context)
+        reply_code = "1" if only_one else str(warning.reply_code)
+        deadline = self._minute(notice.deadline) if notice else ""
+        try:
+            templates, used = self._templates_for(row.channel, kind, warning.hazard)
+            failure = None
+        except Exception as exc:  # noqa: BLE001 — a missing or broken template falls back to plain text
+            templates, used, failure = [], frozenset(("person", "subject")), exc
+        key = (row.channel, kind, row.warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
+               (person.name, person.role) if person is not None and "person" in used else None,
+               notice.escalation_of if notice is not None and "subject" in used else None)
+        entry = self._texts.get(key)
+        if entry is None:
+            context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),
+                                    reply_code=reply_code, deadline=deadline)
+            entry = self._texts[key] = self._texts_for(row, templates, context, failure)
+        body, subject, html, segments = entry
         if token:
             link = f"{self.base}/a/{token}"
             body = body.replace(_LINK, link)
             html = html.replace(_LINK, link) if html else html
         metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
                     "outbox_id": str(row.id)}
-        if row.channel == "sms":
-            metadata["segments"] = str(sms_segments(body))
+        if segments is not None:
+            metadata["segments"] = str(segments)
         return Message(
             channel=row.channel, address=row.address, body=body, subject=subject, html=html,
             idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
@@ -198,31 +220,47 @@ class _Renderer:
             metadata=metadata,
         )
 
-    def _texts_for(self, row: Any, warning: EarlyWarning, context: dict[str, Any]
-                   ) -> tuple[str, str | None, str | None]:
-        parts = ("subject", "txt", "html") if row.channel == "email" else ("",)
+    def _context(self, row: Any, warning: EarlyWarning, notice: Any, person: Any, *, ack_required: bool,
+                 has_link: bool, reply_code: str, deadline: str) -> dict[str, Any]:
+        ctx = self.ctx
+        rev: WarningRevision = ctx["revs"][(row.warning_id, row.revision)]
+        subject_ctx = {"name": "", "role_zh": "", "region": "", "phone": ""}
+        if notice is not None and notice.escalation_of:
+            s = ctx["subjects"].get(notice.escalation_of)
+            sp = ctx["persons"].get(s.person_id) if s else None
+            if s and sp:
+                subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role),
+                               "region": ctx["paths"].get(s.region_code, s.region_code), "phone": sp.phone or ""}
+        return {
+            "kind": row.kind,
+            "action": KIND_ACTION.get(row.kind, ACTION_ZH.get(rev.msg_type, "发布")),
+            "prefix": STATUS_PREFIX.get(warning.status, ""),
+            "w": self._w(warning, rev),
+            "person": {"name": person.name if person else "",
+                       "role_zh": ROLE_ZH.get(person.role, person.role) if person else ""},
+            "ack": {"required": ack_required, "link": _LINK if has_link else "", "reply_code": reply_code,
+                    "deadline": deadline},
+            "subject": subject_ctx,
+        }
+
+    def _texts_for(self, row: Any, templates: list[Any], context: dict[str, Any], failure: Exception | None
+                   ) -> tuple[str, str | None, str | None, int | None]:
         try:
-            templates = [self.env.select_template(_template_names(row.channel, row.kind, warning.hazard, p))
-                         for p in parts]
-            used = frozenset().union(*(_variables(self.env, t.name) for t in templates))  # type: ignore[arg-type]
-            key = (row.channel, tuple(t.name for t in templates), row.warning_id, row.revision,
-                   # `w` follows from the warning and revision already in the key.
-                   *(_frozen(context[v]) for v in sorted(used) if v in context and v != "w"))
-            if key not in self._texts:
-                rendered = [t.render(context) for t in templates]
-                self._texts[key] = ((rendered[1].strip(), rendered[0].strip(), rendered[2]) if row.channel == "email"
-                                    else (rendered[0].strip(), None, None))
-            return self._texts[key]
+            if failure is not None:
+                raise failure
+            rendered = [t.render(context) for t in templates]
+            if row.channel == "email":
+                body, subject, html = rendered[1].strip(), rendered[0].strip(), rendered[2]
+            else:
+                body, subject, html = rendered[0].strip(), None, None
         except Exception as exc:  # noqa: BLE001 — any template failure falls back to plain text
             log.error("template_render_failed", outbox_id=row.id, warning_id=row.warning_id, channel=row.channel,
                       kind=row.kind, error=f"{type(exc).__name__}: {exc}")
             subject = (f"{context['w']['sender']}{context['action']}{context['w']['hazard_zh']}预警"
                        if row.channel == "email" else None)
-            return _fallback(context), subject, None
-
-
-def _frozen(value: Any) -> Any:
-    return tuple(sorted((k, _frozen(v)) for k, v in value.items())) if isinstance(value, dict) else value
+            body, html = _fallback(context), None
+        segments = sms_segments(body.replace(_LINK, self._sample_link)) if row.channel == "sms" else None
+        return body, subject, html, segments
 
 
 def _fallback(c: dict[str, Any]) -> str:
