@@ -77,3 +77,29 @@ def test_demo_prepares_data_once_and_reuses_it(env):
     assert info["regions"] == again["regions"] > 2000
     assert info["people"] == again["people"] > 2000
     assert count(env, "app_user") == 3
+
+
+def test_audit_verify_prints_the_head_and_detects_a_rollback(env):
+    import asyncio
+
+    from warning_service.db import Database
+    from warning_service.ledger import service as ledger
+
+    runner.invoke(app, ["db", "upgrade"])
+
+    async def record() -> None:
+        from warning_service.clock import utcnow
+
+        db = Database(f"sqlite+aiosqlite:///{env}")
+        key = ledger.ledger_key(get_settings().secret_key.get_secret_value())
+        async with db.session() as s:
+            await ledger.append(s, at=utcnow(), actor="cli", action="test.one", subject_type="t", subject_id=1)
+        async with db.session() as s:
+            await ledger.seal(s, key=key)
+        await db.dispose()
+
+    asyncio.run(record())
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 0 and "--known-id 1 --known-hash" in r.output
+    r = runner.invoke(app, ["audit", "verify", "--known-id", "1", "--known-hash", "0" * 64])
+    assert r.exit_code == 1

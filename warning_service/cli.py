@@ -164,17 +164,25 @@ def users_create(username: str = typer.Option(...), password: str = typer.Option
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the ledger's hash chain; names the first broken entry."""
+def audit_verify(known_id: int | None = typer.Option(None, "--known-id", help="an entry id recorded earlier"),
+                 known_hash: str | None = typer.Option(None, "--known-hash", help="its hash, as printed then")
+                 ) -> None:
+    """Check the ledger's hash chain; names the first broken entry. Record the head it prints."""
     from warning_service.ledger import service as ledger
+
+    if (known_id is None) != (known_hash is None):
+        err.print("[red]error:[/red] give --known-id and --known-hash together")
+        raise typer.Exit(2)
+    known = (known_id, known_hash) if known_id is not None and known_hash is not None else None
 
     async def go(settings: Settings) -> Any:
         key = ledger.ledger_key(settings.secret_key.get_secret_value())
-        return await _with_session(settings, lambda s: ledger.verify(s, key=key))
+        return await _with_session(settings, lambda s: ledger.verify(s, key=key, known=known))
 
     result = _run(go)
     if result.ok:
-        err.print(f"ledger intact: {result.checked} entries verified, {result.pending} awaiting sealing")
+        err.print(f"ledger intact: {result.checked} entries verified, {result.pending} awaiting sealing\n"
+                  f"head: --known-id {result.head_id} --known-hash {result.head_hash}  (write these down)")
         return
     err.print(f"[red]ledger broken at entry {result.first_broken_id}:[/red] {result.reason}\n{result.reason_zh}")
     raise typer.Exit(1)
