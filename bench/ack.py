@@ -97,21 +97,8 @@ SMS_REQUEST = ('local tab = string.find(line, "\\t")\n'
                'string.sub(line, 1, tab - 1))')
 
 
-async def ensure_database(url: str) -> None:
-    import asyncpg
-
-    base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
-    conn = await asyncpg.connect(base + "/postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 async def prepare(url: str, settings: Settings) -> tuple[int, list[tuple[int, str | None]]]:
     """The bench warning (issued once) with every answer to it undone; returns its notices and phones."""
-    await ensure_database(url)
     await ensure_zhejiang(url)
     db = Database(async_database_url(url))
     try:

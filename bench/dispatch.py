@@ -40,18 +40,6 @@ TARGET = 8_000
 PLAIN_BODY = "【浙江省防汛防台抗旱指挥部】浙江省发布台风红色预警,请立即到岗。回复 1 确认。"
 
 
-async def ensure_database(url: str) -> None:
-    import asyncpg
-
-    base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
-    conn = await asyncpg.connect(base + "/postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 async def bench_warning(db: Database, settings: Settings) -> int:
     """The province-wide warning this bench drains (issued on first run)."""
     async with db.session() as s:
@@ -123,7 +111,6 @@ async def run(url: str, batch_size: int, redis_url: str | None, fresh: bool, pro
     from warning_service.logging import configure_logging
 
     configure_logging("WARNING")
-    await ensure_database(url)
     await ensure_zhejiang(url, fresh=fresh)
     settings = Settings(_env_file=None, database_url=url, redis_url=redis_url,  # type: ignore[call-arg]
                         environment="development", channel_rate_limits="fake=1000000",

@@ -88,18 +88,6 @@ MAINTENANCE = ["VACUUM ANALYZE notice", "VACUUM ANALYZE outbox", "VACUUM ANALYZE
                "VACUUM ANALYZE region", "VACUUM ANALYZE person"]
 
 
-async def create_if_missing(url: str) -> None:
-    import asyncpg
-
-    base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
-    conn = await asyncpg.connect(base + "/postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 async def ensure_warning(db: Database, url: str, *, rebuild: bool) -> int:
     """The benchmark's warning: issued once through the warnings service, outcomes played by SQL."""
     async with db.session() as s:
@@ -152,7 +140,6 @@ def line(label: str, times: list[float], target: float | None = None) -> str:
 async def run(url: str, *, fresh: bool, rebuild: bool, runs: int) -> None:
     from warning_service.report import export, service, summary
 
-    await create_if_missing(url)
     await ensure_zhejiang(url, fresh=fresh)
     db = Database(async_database_url(url))
     try:

@@ -26,14 +26,18 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/ws_bench"
 GRIDS_PER_VILLAGE = 4
 
 
-async def recreate_database(url: str) -> None:
+async def recreate_database(url: str, *, drop: bool = True) -> None:
+    """Create the benchmark's database (dropping it first unless `drop=False` and it exists)."""
     import asyncpg
 
     base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
     conn = await asyncpg.connect(base + "/postgres")
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists and drop:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if not exists or drop:
+            await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
 
@@ -67,8 +71,7 @@ async def ensure_zhejiang(url: str = DEFAULT_URL, *, fresh: bool = False, verbos
         if verbose:
             print(msg, flush=True)
 
-    if fresh:
-        await recreate_database(url)
+    await recreate_database(url, drop=fresh)
     await asyncio.to_thread(upgrade, url)
     db = Database(async_database_url(url))
     timings = {"regions_import_s": 0.0, "add_grids_s": 0.0, "people_import_s": 0.0}

@@ -18,7 +18,7 @@ from warning_service.migrate import upgrade
 
 async def test_upgrading_a_ledger_that_has_entries_anchors_its_head(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    await asyncio.to_thread(upgrade, url, "0004")
+    await asyncio.to_thread(upgrade, url, "0002")
     db = Database(async_database_url(url))
     try:
         t0 = datetime(2026, 6, 1, tzinfo=UTC)

@@ -319,17 +319,10 @@ async def acknowledge_first(db: Database, *, notice_id: int, path: str, now: dat
         actor_user_id=None, proxy_method=None, note=None, actor=_default_actor(path, None, source))
     if fast is None:
         return None
-    if fast.chain:
-        # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
+    if fast.chain:  # no session at all in the common case: this is the hot path
         async with db.session() as session:
-            more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
-            if more:
-                await cancel_chase(session, notice_ids=more, now=now)
-    log.info("ack_recorded", notice_id=notice_id, warning_id=fast.warning_id, path=path, late=fast.late,
-             round=fast.round, chain_stopped=len(fast.chain), cancelled=fast.cancelled)
-    return AckResult(notice_id=notice_id, warning_id=fast.warning_id, person_id=fast.person_id,
-                     round=fast.round, status="acknowledged", acknowledged_at=now, late=fast.late, path=path,
-                     acknowledgment_id=fast.ack_id)
+            await _close_rest_of_chain(session, fast, notice_id=notice_id, now=now)
+    return _fast_result(fast, notice_id=notice_id, path=path, now=now)
 
 
 async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_input: str | None = None,
@@ -348,10 +341,19 @@ async def _fast_done(session: AsyncSession, fast: fastpath.FastResult, *, notice
                      now: datetime) -> AckResult:
     """Finish what the one-statement path started: look at the chain a second time."""
     if fast.chain:
-        # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
-        more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
-        if more:
-            await cancel_chase(session, notice_ids=more, now=now)
+        await _close_rest_of_chain(session, fast, notice_id=notice_id, now=now)
+    return _fast_result(fast, notice_id=notice_id, path=path, now=now)
+
+
+async def _close_rest_of_chain(session: AsyncSession, fast: fastpath.FastResult, *, notice_id: int,
+                               now: datetime) -> None:
+    # As in _stop_chain: a sweep may have opened more of the chain while the statement waited.
+    more = await _close_chain(session, root=notice_id, answered=notice_id, now=now, skip=fast.chain)
+    if more:
+        await cancel_chase(session, notice_ids=more, now=now)
+
+
+def _fast_result(fast: fastpath.FastResult, *, notice_id: int, path: str, now: datetime) -> AckResult:
     log.info("ack_recorded", notice_id=notice_id, warning_id=fast.warning_id, path=path, late=fast.late,
              round=fast.round, chain_stopped=len(fast.chain), cancelled=fast.cancelled)
     return AckResult(notice_id=notice_id, warning_id=fast.warning_id, person_id=fast.person_id,

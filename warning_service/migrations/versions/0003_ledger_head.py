@@ -3,8 +3,8 @@
 The reports need no schema of their own: the indexes of 0001 (notice by warning and state, outbox by
 warning and channel, acknowledgment by notice and round) are what their aggregates scan.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0003
+Revises: 0002
 """
 import hashlib
 import hmac
@@ -13,8 +13,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
