@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from sqlalchemy import func, select
 from warning_service.clock import utcnow
 from warning_service.config import async_database_url
 from warning_service.db import Database
+from warning_service.demo import generated_people_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 DIVISIONS = ROOT.parent / "shared" / "data" / "zhejiang-divisions.csv"
@@ -40,21 +39,6 @@ async def recreate_database(url: str, *, drop: bool = True) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-
-
-def people_csv(rows: list[tuple[str, str]]) -> bytes:
-    roles = {"grid": ["grid_responsible"], "village": ["village_responsible", "disaster_info_officer"],
-             "town": ["town_responsible"], "county": ["county_responsible"]}
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["region_code", "name", "role", "phone", "email"])
-    n = 0
-    for code, level in rows:
-        for role in roles.get(level, []):
-            email = f"p{n}@zj.example.cn" if level in ("town", "county") else ""
-            w.writerow([code, f"责任人{n}", role, str(13_900_000_000 + n), email])
-            n += 1
-    return buf.getvalue().encode()
 
 
 async def ensure_zhejiang(url: str = DEFAULT_URL, *, fresh: bool = False, verbose: bool = True) -> dict[str, float]:
@@ -94,7 +78,7 @@ async def ensure_zhejiang(url: str = DEFAULT_URL, *, fresh: bool = False, verbos
         if have_people == 0:
             async with db.session() as s:
                 rows = (await s.execute(select(Region.code, Region.level).order_by(Region.path))).all()
-            raw = people_csv([(r.code, r.level) for r in rows])
+            raw = generated_people_csv([(r.code, r.level) for r in rows])
             t0 = time.perf_counter()
             async with db.session() as s:
                 res = await people.import_csv(s, path="zhejiang-people.csv", raw=raw, now=utcnow())

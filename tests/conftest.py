@@ -144,3 +144,37 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture
+async def tree(db, clock):
+    """The small two-county tree with one responsible person per region, and users of 温岭 and 临海.
+
+    Feature folders that need other users override this fixture in their own conftest.
+    """
+    from tests.factories import build_tree, make_user
+
+    t = await build_tree(db, now=clock.now())
+    for username, role, region in (("wl_duty", "duty_officer", "331081"), ("lh_duty", "duty_officer", "331082"),
+                                   ("wl_audit", "auditor", "331081")):
+        await make_user(db, username=username, role=role, region=region, now=clock.now())
+    return t
+
+
+@pytest.fixture
+async def duty(client, tree) -> dict[str, str]:
+    """Bearer headers of 温岭's duty officer."""
+    from tests.factories import login
+
+    return await login(client, "wl_duty")
+
+
+@pytest.fixture
+async def fake_twilio():
+    """A local HTTP server speaking Twilio's REST API (shaped after shared/data/twilio_api_v2010.json)."""
+    from tests.delivery.fake_twilio import FakeTwilio, start
+
+    fake = FakeTwilio()
+    runner = await start(fake)
+    yield fake
+    await runner.cleanup()

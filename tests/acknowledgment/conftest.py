@@ -5,7 +5,6 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.factories import build_tree, login, make_user
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.actor import Actor
@@ -25,20 +24,6 @@ async def _close_hot_path_pool(request):
         from warning_service.acknowledgment.fastpath import close_pool
 
         await close_pool(request.getfixturevalue("database"))
-
-
-@pytest.fixture
-async def tree(db, clock):
-    t = await build_tree(db, now=clock.now())
-    await make_user(db, username="wl_duty", role="duty_officer", region="331081", now=clock.now())
-    await make_user(db, username="lh_duty", role="duty_officer", region="331082", now=clock.now())
-    await make_user(db, username="wl_audit", role="auditor", region="331081", now=clock.now())
-    return t
-
-
-@pytest.fixture
-async def duty(client, tree):
-    return await login(client, "wl_duty")
 
 
 async def issue(runtime, *, targets: list[str], hazard: str = "typhoon", level: str = "red", **extra) -> int:

@@ -1,18 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-
-from tests.delivery.fake_twilio import FakeTwilio, start
-
-
-@pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    runner = await start(fake)
-    yield fake
-    await runner.cleanup()
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 from channels.base import Adapter
 from channels.twilio_common import TwilioAdapter, TwilioConfig
 from tests.conftest import make_settings
-from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, start
-from tests.factories import build_tree, login, make_user
+from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from warning_service.db import Database
 from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
 from warning_service.runtime import Runtime
@@ -30,14 +29,6 @@ def settings(db: Database):
 
 
 @pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    runner = await start(fake)
-    yield fake
-    await runner.cleanup()
-
-
-@pytest.fixture
 async def twilio(runtime: Runtime, fake_twilio: FakeTwilio) -> AsyncIterator[TwilioAdapter]:
     """The real Twilio adapter serving sms and voice, pointed at the local Twilio-speaking server."""
     adapter = TwilioAdapter(TwilioConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=FROM_NUMBER,
@@ -45,20 +36,6 @@ async def twilio(runtime: Runtime, fake_twilio: FakeTwilio) -> AsyncIterator[Twi
     use(runtime, adapter, ("sms", "voice"))
     yield adapter
     await adapter.aclose()
-
-
-@pytest.fixture
-async def tree(db, clock):
-    t = await build_tree(db, now=clock.now())
-    await make_user(db, username="wl_duty", role="duty_officer", region="331081", now=clock.now())
-    await make_user(db, username="lh_duty", role="duty_officer", region="331082", now=clock.now())
-    await make_user(db, username="wl_audit", role="auditor", region="331081", now=clock.now())
-    return t
-
-
-@pytest.fixture
-async def duty(client, tree) -> dict[str, str]:
-    return await login(client, "wl_duty")
 
 
 async def issue(client: httpx.AsyncClient, headers: dict[str, str], *, targets: list[str], level: str = "red",
