@@ -233,6 +233,7 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
     out.print(f"\n[bold]warning-service demo[/bold] — {info['county']}: {info['regions']} regions, "
               f"{info['people']} responsible persons\n"
               f"  API docs      {base}/docs\n"
+              f"  Console       {base}/console/login  (live board /console/warnings/ID, reports /console/reports)\n"
               f"  Health        {base}/readyz\n"
               f"  Duty officer  username [bold]{info['duty']}[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Auditor       username [bold]{info['auditor']}[/bold]  password [bold]{info['password']}[/bold]\n"
