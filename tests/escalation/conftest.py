@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -138,3 +138,12 @@ async def add_people(db: Database, *, region: str, n: int, now: datetime,
 async def set_deputy(db: Database, person_id: int, deputy_id: int) -> None:
     async with db.session() as s:
         (await s.get(Person, person_id)).deputy_id = deputy_id  # type: ignore[union-attr]
+
+
+MIN = timedelta(minutes=1)
+
+
+async def at(db, clock, t0, minutes: float):
+    """Move the fake clock to `minutes` after t0 and sweep until nothing more is due."""
+    clock.set(t0 + minutes * MIN)
+    return await run_sweeps(db, clock.now())

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import select
 
 from tests.escalation.conftest import (
     COUNTY,
     GRID,
+    MIN,
     NEIGHBOUR,
     TOWN,
     VILLAGE,
+    at,
     count,
     issue,
     messages,
     notice_for,
     reload,
-    run_sweeps,
     set_deputy,
 )
 from warning_service.acknowledgment.service import acknowledge
@@ -26,13 +25,6 @@ from warning_service.early_warning.messages import render_outbox
 from warning_service.ledger.models import LedgerPending
 from warning_service.person import service as people
 from warning_service.person.models import Person, PersonCreate
-
-MIN = timedelta(minutes=1)
-
-
-async def at(db, clock, t0, minutes: float):
-    clock.set(t0 + minutes * MIN)
-    return await run_sweeps(db, clock.now())
 
 
 async def chain_notices(db, warning_id):

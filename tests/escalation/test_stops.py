@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import select
 
 from tests.escalation.conftest import (
     GRID,
+    MIN,
     TOWN,
     VILLAGE,
+    at,
     count,
     issue,
     lift,
     messages,
     notice_for,
     reload,
-    run_sweeps,
     upgrade,
 )
 from warning_service.acknowledgment.service import acknowledge
 from warning_service.delivery.models import Notice, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.escalation.service import escalation_tick
-
-MIN = timedelta(minutes=1)
-
-
-async def at(db, clock, t0, minutes: float):
-    clock.set(t0 + minutes * MIN)
-    return await run_sweeps(db, clock.now())
 
 
 async def outbox_count(db, warning_id, *kinds):
