@@ -38,7 +38,6 @@ from typing import Any
 from sqlalchemy import select, text
 
 from bench.zhejiang import ensure_zhejiang
-from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.actor import Actor
 from warning_service.clock import utcnow
 from warning_service.config import Settings, async_database_url
@@ -46,6 +45,7 @@ from warning_service.db import Database
 from warning_service.early_warning.models import EarlyWarning, Hazard, Level, WarningCreate
 from warning_service.early_warning.policy import load_policy
 from warning_service.early_warning.service import issue_warning
+from warning_service.notice.tokens import link_key, make_token
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"

@@ -26,11 +26,12 @@ from warning_service.actor import Actor
 from warning_service.clock import FakeClock, utcnow
 from warning_service.config import Settings, async_database_url
 from warning_service.db import Database
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import Hazard, Level, WarningCreate
 from warning_service.early_warning.policy import load_policy
 from warning_service.early_warning.service import issue_warning
 from warning_service.escalation.service import escalation_tick
+from warning_service.notice.models import Notice
 from warning_service.runtime import Runtime
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/ws_bench_esc"

@@ -19,10 +19,11 @@ from warning_service.actor import Actor
 from warning_service.clock import utcnow
 from warning_service.config import Settings, async_database_url
 from warning_service.db import Database
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import Hazard, Level, WarningCreate
 from warning_service.early_warning.policy import load_policy
 from warning_service.early_warning.service import issue_warning
+from warning_service.notice.models import Notice
 
 
 async def bare_copy(db: Database, n_notices: int, n_outbox: int) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warning_service.region.scope import Scope
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -12,5 +14,9 @@ class Actor:
     scope_code: str
     user_id: int | None = None
 
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.scope_path)
+
     def covers(self, path: str) -> bool:
-        return path.startswith(self.scope_path)
+        return self.scope.covers(path)

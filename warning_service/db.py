@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -56,13 +58,38 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
 
 
+# Connections of the raw pool only ever run single autocommit statements: nothing to reset between uses.
+RAW_POOL_SIZE = 10
+
+
+async def _no_reset(_conn: Any) -> None:
+    return None
+
+
 class Database:
-    """Owns the engine and the session factory for one process."""
+    """Owns the engine and the session factory for one process, and on PostgreSQL a small raw pool.
+
+    The raw asyncpg pool serves the hottest single statements (a person's answer, a phone's open notices):
+    SQLAlchemy's pool pings each connection it hands out (three round trips) and its session machinery costs
+    several times what one such statement does.
+    """
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
         self.engine = make_engine(url, echo=echo, pool_size=pool_size)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_lock = asyncio.Lock()
+
+    async def raw_pool(self) -> asyncpg.Pool:
+        """The raw asyncpg pool (PostgreSQL only), opened on first use."""
+        if self._raw_pool is None:
+            async with self._raw_lock:
+                if self._raw_pool is None:
+                    dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+                    self._raw_pool = await asyncpg.create_pool(dsn, min_size=1, max_size=RAW_POOL_SIZE,
+                                                               reset=_no_reset)
+        return self._raw_pool
 
     @property
     def is_sqlite(self) -> bool:
@@ -80,35 +107,7 @@ class Database:
                 raise
 
     async def dispose(self) -> None:
+        if self._raw_pool is not None:
+            pool, self._raw_pool = self._raw_pool, None
+            await pool.close()
         await self.engine.dispose()
-
-
-def dialect_name(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
-def upsert(table: Any, *, dialect: str, index_elements: list[str], update_columns: list[str] | None):
-    """INSERT … ON CONFLICT for both databases; `update_columns=None` means DO NOTHING."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table)
-    if not update_columns:
-        return stmt.on_conflict_do_nothing(index_elements=index_elements)
-    return stmt.on_conflict_do_update(
-        index_elements=index_elements, set_={c: stmt.excluded[c] for c in update_columns}
-    )
-
-
-def chunks(seq: list[Any], size: int) -> list[list[Any]]:
-    return [seq[i:i + size] for i in range(0, len(seq), size)]
-
-
-async def analyze(session: Any, *tables: str) -> None:
-    """Refresh planner statistics after a bulk load, so the next big query is planned for the real sizes."""
-    from sqlalchemy import text
-
-    if dialect_name(session) == "postgresql":
-        for t in tables:
-            await session.execute(text(f'ANALYZE "{t}"'))

@@ -18,6 +18,7 @@ from warning_service.auth.service import decode_token
 from warning_service.config import Settings
 from warning_service.errors import DomainError, Forbidden
 from warning_service.region.models import Region
+from warning_service.region.scope import Scope
 
 TOKEN_COOKIE = "ws_token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -62,7 +63,10 @@ class Principal:
         return Actor(name=self.actor, scope_path=self.scope.path, scope_code=self.scope.code, user_id=self.user.id)
 
     def covers(self, region: Region) -> bool:
-        return region.path.startswith(self.scope.path)
+        return self.covers_path(region.path)
+
+    def covers_path(self, path: str) -> bool:
+        return Scope(self.scope.path).covers(path)
 
     def require_covers(self, region: Region) -> None:
         if not self.covers(region):

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.ledger.models import LedgerPending
+from warning_service.notice.models import Notice
 
 
 async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]:

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from warning_service.acknowledgment import routes as acknowledgment
+from warning_service.auth.routes import router as auth
+from warning_service.delivery import routes as delivery
+from warning_service.early_warning import routes as early_warning
+from warning_service.early_warning.pages import page_router as live_board
+from warning_service.ledger import routes as ledger
+from warning_service.notice.routes import router as notices
+from warning_service.person.routes import router as people
+from warning_service.region.routes import router as regions
+from warning_service.report import routes as report
+from warning_service.report.pages import page_router as report_pages
+
 
 def include_routers(app: FastAPI) -> None:
-    from warning_service.auth.routes import router as auth
-    from warning_service.person.routes import router as people
-    from warning_service.region.routes import router as regions
-
-    for router in (auth, regions, people):
+    for router in (auth, regions, people, early_warning.router, notices, acknowledgment.public_router,
+                   acknowledgment.webhook_router, delivery.webhook_router, report.router, ledger.router,
+                   live_board, report_pages):
         app.include_router(router)
-    for module in ("early_warning", "delivery", "acknowledgment", "report", "ledger"):
-        _include_optional(app, module)
-
-
-def _include_optional(app: FastAPI, feature: str) -> None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"warning_service.{feature}.routes")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"warning_service.{feature}.routes":
-            raise
-        return
-    for name in ("router", "public_router", "webhook_router", "page_router"):
-        if hasattr(mod, name):
-            app.include_router(getattr(mod, name))

@@ -26,9 +26,6 @@ class Runtime:
             await self.channels.aclose()
         if self.redis is not None:
             await self.redis.aclose()
-        from warning_service.acknowledgment.fastpath import close_pool
-
-        await close_pool(self.db)
         await self.db.dispose()
 
 

@@ -6,24 +6,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from warning_service.acknowledgment.models import Acknowledgment
-from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.actor import Actor
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import WarningCreate, WarningLift
 from warning_service.ledger.models import LedgerPending
+from warning_service.notice.models import Notice
+from warning_service.notice.tokens import link_key, make_token
 
 PROVINCE = Actor(name="user:test", scope_path="/33/", scope_code="33")
-
-
-@pytest.fixture(autouse=True)
-async def _close_hot_path_pool(request):
-    """The link's hot path keeps an asyncpg pool per database; close it after each test that had one."""
-    yield
-    if "database" in request.fixturenames:
-        from warning_service.acknowledgment.fastpath import close_pool
-
-        await close_pool(request.getfixturevalue("database"))
 
 
 async def issue(runtime, *, targets: list[str], hazard: str = "typhoon", level: str = "red", **extra) -> int:

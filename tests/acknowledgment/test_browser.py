@@ -12,7 +12,7 @@ import uvicorn
 
 from tests.acknowledgment.conftest import acks, issue, notice_of, reload, token_for
 from warning_service.acknowledgment.feedback import get_feedback
-from warning_service.delivery.models import Notice
+from warning_service.notice.models import Notice
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")

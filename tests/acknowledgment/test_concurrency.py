@@ -15,7 +15,7 @@ from tests.acknowledgment.conftest import (
     reload,
     token_for,
 )
-from warning_service.delivery.models import Notice
+from warning_service.notice.models import Notice
 
 GRID = "33108100100101"
 

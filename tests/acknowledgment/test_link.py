@@ -9,8 +9,8 @@ import pytest
 from tests.acknowledgment.conftest import acks, issue, ledger_actions, lift, notice_of, reload, token_for
 from warning_service.acknowledgment.models import Feedback
 from warning_service.acknowledgment.ratelimit import BadTokenLimiter
-from warning_service.acknowledgment.tokens import link_key, make_token
-from warning_service.delivery.models import Notice
+from warning_service.notice.models import Notice
+from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.models import Person
 
 GRID = "33108100100101"

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.acknowledgment.conftest import acks, issue, ledger_actions, notice_of, reload
-from warning_service.acknowledgment import service
-from warning_service.acknowledgment.service import NotAcknowledgeable
-from warning_service.delivery.models import Notice
+from warning_service.notice import answer as service
+from warning_service.notice.answer import NotAcknowledgeable
+from warning_service.notice.models import Notice
 
 pytestmark = pytest.mark.postgres_only
 GRID = "33108100100101"
@@ -48,19 +48,16 @@ async def test_answer_racing_a_lift_is_rolled_back_and_refused(runtime, db, tree
 
     async def answer():
         if route == "hot_path":
-            return await service.acknowledge_first(db, notice_id=n.id, path="link", now=runtime.clock.now())
+            return await service.answer(db, notice_id=n.id, path="link", now=runtime.clock.now())
         async with db.session() as s:
             return await service.acknowledge(s, notice_id=n.id, path="link", now=runtime.clock.now())
 
     task = asyncio.create_task(answer())
     await _blocked_on_a_lock(db, holder)
     await closing_tx.commit()
-    if route == "hot_path":
-        assert await task is None  # rolled back; the general path then says why
-    else:
-        with pytest.raises(NotAcknowledgeable) as exc:
-            await task
-        assert exc.value.extra["reason"] == "lifted"
+    with pytest.raises(NotAcknowledgeable) as exc:
+        await task
+    assert exc.value.extra["reason"] == "lifted"
     assert await acks(db) == []
     assert await ledger_actions(db, "ack.recorded") == []
     assert (await reload(db, Notice, n.id)).state == "closed"

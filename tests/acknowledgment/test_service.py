@@ -20,14 +20,16 @@ from tests.acknowledgment.conftest import (
     reload,
     set_notice,
 )
-from warning_service.acknowledgment import feedback, service
+from warning_service.acknowledgment import feedback
 from warning_service.acknowledgment.feedback import FeedbackIn
-from warning_service.acknowledgment.service import NotAcknowledgeable
 from warning_service.auth.models import User
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import WarningUpdate
 from warning_service.errors import Conflict, Invalid, NotFound
+from warning_service.notice import answer as service
+from warning_service.notice.answer import NotAcknowledgeable
+from warning_service.notice.models import Notice
 
 GRID = "33108100100101"
 VILLAGE = "331081001001"

@@ -8,8 +8,8 @@ import pytest
 
 from tests.acknowledgment.conftest import acks, issue, notice_of, phone_of, post_signed, reload
 from warning_service.acknowledgment.sms_reply import Reply, parse_reply
-from warning_service.delivery.models import Notice
 from warning_service.early_warning.models import EarlyWarning
+from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 
 GRID = "33108100100101"

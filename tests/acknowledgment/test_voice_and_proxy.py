@@ -22,7 +22,7 @@ from tests.acknowledgment.conftest import (
 from tests.factories import login
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.auth.models import User
-from warning_service.delivery.models import Notice
+from warning_service.notice.models import Notice
 
 GRID = "33108100100101"
 
@@ -126,11 +126,18 @@ async def test_proxy_feedback_after_the_answer(client, duty, db, grid_notice):
     assert r.status_code == 200 and r.json()["feedback"]["people_evacuated"] == 12
 
 
-async def test_proxy_outside_the_officers_scope_is_forbidden(client, tree, db, grid_notice):
+async def test_a_notice_outside_the_officers_scope_looks_absent(client, tree, db, grid_notice):
     other = await login(client, "lh_duty")  # 临海市, not 温岭市
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=other,
                           json={"method": "phone"})
-    assert r.status_code == 403 and await acks(db) == []
+    missing = await client.post("/api/v1/notices/999999/acknowledge", headers=other, json={"method": "phone"})
+    assert r.status_code == missing.status_code == 404 and r.json() == {
+        **missing.json(), "detail": {**missing.json()["detail"],
+                                     "message": f"notice {grid_notice.id} not found",
+                                     "message_zh": f"通知 {grid_notice.id} 不存在"}}
+    assert await acks(db) == []
+    for path in ("attempts", "acknowledgments"):
+        assert (await client.get(f"/api/v1/notices/{grid_notice.id}/{path}", headers=other)).status_code == 404
 
 
 async def test_auditor_cannot_acknowledge_on_someones_behalf(client, tree, db, grid_notice):

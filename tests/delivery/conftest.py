@@ -15,7 +15,8 @@ from channels.twilio_common import TwilioAdapter, TwilioConfig
 from tests.conftest import make_settings
 from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from warning_service.db import Database
-from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
+from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.notice.models import Notice
 from warning_service.runtime import Runtime
 
 FROM_NUMBER = "+15005550006"

@@ -31,11 +31,11 @@ async def test_duty_officer_and_auditor_in_scope_read_every_attempt(client, duty
             ("failed", "twilio_20429", True), ("sent", None, False)]
 
 
-async def test_the_delivery_log_is_refused_outside_scope_and_without_login(client, duty, db, runtime):
+async def test_the_delivery_log_looks_absent_outside_scope_and_is_refused_without_login(client, duty, db, runtime):
     wid = await issue(client, duty, targets=["33108100100101"])
     [n] = await notices(db, wid)
     r = await client.get(f"/api/v1/notices/{n.id}/attempts", headers=await login(client, "lh_duty"))
-    assert r.status_code == 403 and r.json()["detail"]["code"] == "forbidden"
+    assert r.status_code == 404 and r.json()["detail"]["code"] == "not_found"
     assert (await client.get(f"/api/v1/notices/{n.id}/attempts")).status_code == 401
     r = await client.get("/api/v1/notices/999999/attempts", headers=duty)
     assert r.status_code == 404

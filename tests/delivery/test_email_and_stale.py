@@ -11,8 +11,9 @@ from channels.fake import FakeAdapter
 from tests.channels.smtp_server import Inbox, free_port, start_smtp
 from tests.delivery.conftest import issue, notices, outbox, status_counts, use
 from warning_service.delivery.dispatcher import dispatch_tick
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.ledger.models import LedgerPending
+from warning_service.notice.models import Notice
 
 
 async def test_email_arrives_with_subject_chinese_text_and_link_after_the_server_comes_back(

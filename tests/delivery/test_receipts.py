@@ -170,7 +170,8 @@ async def test_call_status_callbacks_map_to_delivered_or_not(client, db, runtime
 
 async def _queue_recall_call(db, warning_id: int, now) -> None:
     """What the escalation feature queues for a silent person: a voice re-call."""
-    from warning_service.delivery.models import Notice, OutboxMessage
+    from warning_service.delivery.models import OutboxMessage
+    from warning_service.notice.models import Notice
 
     async with db.session() as s:
         from sqlalchemy import select

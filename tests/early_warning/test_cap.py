@@ -5,9 +5,9 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from tests.early_warning.conftest import red_typhoon
-from warning_service.delivery.models import Notice
 from warning_service.early_warning.cap import NS
 from warning_service.early_warning.models import EarlyWarning
+from warning_service.notice.models import Notice
 
 UPSTREAM = """<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.early_warning.conftest import red_typhoon
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.ledger.models import LedgerPending
+from warning_service.notice.models import Notice
 
 
 async def notices(db, warning_id):

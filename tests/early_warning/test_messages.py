@@ -4,9 +4,9 @@ from sqlalchemy import select
 
 from channels.base import sms_segments
 from tests.early_warning.conftest import red_typhoon
-from warning_service.acknowledgment.tokens import link_key, parse_token
 from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.messages import render_outbox
+from warning_service.notice.tokens import link_key, parse_token
 
 
 async def outbox(db, wid):

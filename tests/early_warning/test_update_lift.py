@@ -5,8 +5,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from tests.early_warning.conftest import red_typhoon
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningRevision
+from warning_service.notice.models import Notice
 
 
 async def rows(db, model, *where):

@@ -10,11 +10,12 @@ from sqlalchemy import func, insert, select
 from tests.factories import build_tree
 from warning_service.actor import Actor
 from warning_service.db import Database
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import WarningCreate, WarningLift, WarningUpdate
 from warning_service.early_warning.policy import PolicyBook, load_policy
 from warning_service.escalation.service import SweepResult, sweep
+from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 
 PROVINCE = Actor(name="user:test", scope_path="/33/", scope_code="33")

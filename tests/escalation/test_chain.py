@@ -19,10 +19,11 @@ from tests.escalation.conftest import (
     reload,
     set_deputy,
 )
-from warning_service.acknowledgment.service import acknowledge
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.messages import render_outbox
 from warning_service.ledger.models import LedgerPending
+from warning_service.notice.answer import acknowledge
+from warning_service.notice.models import Notice
 from warning_service.person import service as people
 from warning_service.person.models import Person, PersonCreate
 

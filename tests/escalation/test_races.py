@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.escalation.conftest import GRID, PROVINCE, issue, messages, notice_for, reload, run_sweeps
-from warning_service.acknowledgment.service import acknowledge
-from warning_service.delivery.models import Notice
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import EarlyWarning, WarningLift
 from warning_service.escalation.service import sweep
+from warning_service.notice.answer import acknowledge
+from warning_service.notice.models import Notice
 
 MIN = timedelta(minutes=1)
 

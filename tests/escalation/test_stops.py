@@ -18,10 +18,11 @@ from tests.escalation.conftest import (
     reload,
     upgrade,
 )
-from warning_service.acknowledgment.service import acknowledge
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.escalation.service import escalation_tick
+from warning_service.notice.answer import acknowledge
+from warning_service.notice.models import Notice
 
 
 async def outbox_count(db, warning_id, *kinds):

@@ -24,9 +24,10 @@ from tests.escalation.conftest import (
     run_sweeps,
 )
 from warning_service.db import Database
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.escalation import service as escalation
 from warning_service.escalation.service import escalation_tick, sweep
+from warning_service.notice.models import Notice
 from warning_service.runtime import Runtime
 
 MIN = timedelta(minutes=1)

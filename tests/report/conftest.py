@@ -32,8 +32,9 @@ from sqlalchemy import insert
 from tests.factories import build_tree, make_user
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.db import Database
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningTarget
+from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 
 DEADLINE = 600

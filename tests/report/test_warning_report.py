@@ -131,7 +131,7 @@ async def test_an_answer_from_an_earlier_round_does_not_count(db, clock, tree):
     nid = await add_notice(db, warning_id=wid, person_id=person, t0=t0, state="acknowledged",
                            ack=("link", 30))
     async with db.session() as s:
-        from warning_service.delivery.models import Notice
+        from warning_service.notice.models import Notice
 
         notice = await s.get(Notice, nid)
         notice.round, notice.state = 2, "pending"

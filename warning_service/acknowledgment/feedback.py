@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
-from warning_service.acknowledgment.service import load_notice
-from warning_service.db import dialect_name, upsert
+from warning_service.dialect import upsert
 from warning_service.errors import Conflict, NotFound
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
+from warning_service.notice.answer import load_notice
 
 log = get_logger(__name__)
 
@@ -58,7 +58,7 @@ async def record_feedback(session: AsyncSession, *, notice_id: int, data: Feedba
     fields = {k: v for k, v in data.model_dump(exclude_unset=True).items() if k in FEEDBACK_FIELDS}
     if isinstance(fields.get("note"), str):
         fields["note"] = fields["note"].strip() or None
-    stmt = upsert(Feedback.__table__, dialect=dialect_name(session), index_elements=["notice_id"],
+    stmt = upsert(session, Feedback.__table__, index_elements=["notice_id"],
                   update_columns=[*fields, "updated_at"])
     await session.execute(stmt.values(notice_id=notice_id, created_at=now, updated_at=now, **fields))
     row = await get_feedback(session, notice_id)

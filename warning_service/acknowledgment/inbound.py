@@ -17,15 +17,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.acknowledgment.fastpath import RawQuery
-from warning_service.acknowledgment.service import AckResult, NotAcknowledgeable, answer
 from warning_service.acknowledgment.sms_reply import Reply, parse_reply
-from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.config import Settings
 from warning_service.db import Database
-from warning_service.delivery.models import Notice
+from warning_service.dialect import RawQuery
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
 from warning_service.logging import get_logger
+from warning_service.notice.answer import AckResult, NotAcknowledgeable, answer
+from warning_service.notice.models import Notice
+from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.phone import PhoneError, normalize_phone
 
 log = get_logger(__name__)

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.acknowledgment.feedback import get_feedback
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.config import Settings
-from warning_service.delivery.models import Notice
 from warning_service.early_warning.messages import local_minute
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH, EarlyWarning
+from warning_service.notice.models import Notice
 from warning_service.region.models import Region
 
 # "1. ", "2、", "（3）" at the start of a guidance line: the page numbers the list itself.

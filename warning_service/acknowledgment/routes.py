@@ -1,36 +1,33 @@
-"""叫应 endpoints: the link page, Twilio's SMS-reply and key-press webhooks, and proxy acknowledgment."""
+"""叫应 endpoints: the link page and Twilio's SMS-reply and key-press webhooks (proxy answers: notice/routes.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, ValidationError, model_validator
-from pydantic import Field as PField
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from twilio.twiml.messaging_response import MessagingResponse
 
-from warning_service.acknowledgment import feedback, inbound, pages, service, voice
+from warning_service.acknowledgment import feedback, inbound, pages, voice
 from warning_service.acknowledgment.feedback import FeedbackIn
-from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.acknowledgment.ratelimit import limiter_for
-from warning_service.acknowledgment.service import NotAcknowledgeable
-from warning_service.acknowledgment.tokens import link_key, parse_token
 from warning_service.config import Settings
-from warning_service.delivery.models import Notice
 from warning_service.delivery.twilio_signature import verified_twilio_form
-from warning_service.deps import DutyOfficer, NowDep, Principal, Reader, SessionDep, SettingsDep
+from warning_service.deps import NowDep, SessionDep, SettingsDep
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.errors import Invalid, NotFound
-from warning_service.region.models import Region
+from warning_service.notice import answer
+from warning_service.notice.answer import NotAcknowledgeable
+from warning_service.notice.models import Notice
+from warning_service.notice.tokens import link_key, parse_token
 
 public_router = APIRouter(tags=["acknowledgment"])
 webhook_router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
-router = APIRouter(prefix="/api/v1/notices", tags=["acknowledgment"])
 TwilioForm = Annotated[dict[str, str], Depends(verified_twilio_form)]
 
 
@@ -107,36 +104,30 @@ async def ack_by_link(token: str, request: Request, settings: SettingsDep, now: 
     if notice_id is None:
         return await _bad_token(request, settings)
     db = request.app.state.db
-    source = client_ip(request)
-    # The first answer is the hot path: one statement, one round trip, no session, no look-up first.
-    result = await service.acknowledge_first(db, notice_id=notice_id, path="link", now=now, source=source)
-    if result is None:
-        refused: NotAcknowledgeable | None = None
+    try:
+        # The first answer is the hot path: one statement, one round trip, no session, no look-up first.
+        result = await answer.answer(db, notice_id=notice_id, path="link", now=now, source=client_ip(request))
+    except NotFound:
+        return await _bad_token(request, settings)
+    except NotAcknowledgeable as refused:
         async with db.session() as session:
-            try:
-                result = await service.acknowledge(session, notice_id=notice_id, path="link", now=now,
-                                                   source=source, try_fast=False)
-            except NotFound:
-                return await _bad_token(request, settings)
-            except NotAcknowledgeable as exc:
-                refused = exc
-            expired = (refused is not None or result.already_acknowledged) and await _link_expired(
-                session, notice_id, now, settings)
-        if expired:
-            return _gone(request, settings)
-        if refused is not None:
-            if wants_json(request):
-                return JSONResponse({"detail": refused.to_dict()}, status_code=refused.status_code)
-            return RedirectResponse(_page_url(request, token, "done=0"), status_code=303)
-    assert result is not None
+            if await _link_expired(session, notice_id, now, settings):
+                return _gone(request, settings)
+        if wants_json(request):
+            return JSONResponse({"detail": refused.to_dict()}, status_code=refused.status_code)
+        return RedirectResponse(_page_url(request, token, "done=0"), status_code=303)
+    if result.already_acknowledged:
+        async with db.session() as session:
+            if await _link_expired(session, notice_id, now, settings):
+                return _gone(request, settings)
     if wants_json(request):
         return JSONResponse(result.public())
     return RedirectResponse(_page_url(request, token, "done=1"), status_code=303)
 
 
 async def _link_expired(session: AsyncSession, notice_id: int, now: datetime, settings: Settings) -> bool:
-    loaded = await service.load_notice(session, notice_id)
-    return loaded is not None and service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours)
+    loaded = await answer.load_notice(session, notice_id)
+    return loaded is not None and answer.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours)
 
 
 def _form_int(value: Any) -> int | None:
@@ -163,10 +154,10 @@ async def feedback_by_link(token: str, request: Request, settings: SettingsDep, 
                            session: SessionDep) -> Response:
     """响应反馈: add or amend at-post, villages affected, people evacuated and a note after answering."""
     notice_id = notice_from_token(token, settings)
-    loaded = await service.load_notice(session, notice_id) if notice_id is not None else None
+    loaded = await answer.load_notice(session, notice_id) if notice_id is not None else None
     if loaded is None:
         return await _bad_token(request, settings)
-    if service.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours):
+    if answer.gone(loaded, now=now, grace_hours=settings.ack_link_grace_hours):
         return _gone(request, settings)
     try:
         data = await _feedback_from(request)
@@ -211,7 +202,7 @@ async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, 
     callee = form.get("Called") or form.get("To") or None
     if digits == "1":
         try:
-            await service.answer(request.app.state.db, notice_id=notice_id, path="voice_key", now=now,
+            await answer.answer(request.app.state.db, notice_id=notice_id, path="voice_key", now=now,
                                  raw_input=digits, source=callee)
         except NotAcknowledgeable:
             return _twiml(voice.lifted())
@@ -228,62 +219,3 @@ async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, 
     label = inbound.warning_label(*row)
     return _twiml(voice.repeat_prompt(label=label, action=voice.gather_action(settings.public_base_url, t,
                                                                                 repeat=1)))
-
-
-# --- on someone's behalf ------------------------------------------------------------------------------------
-
-class ProxyAck(BaseModel):
-    """How the duty officer obtained the answer (电话/上门/喇叭/其他) and what was said."""
-
-    method: Literal["phone", "visit", "loudspeaker", "other"]
-    note: str | None = PField(default=None, max_length=1000)
-
-    @model_validator(mode="after")
-    def _note_for_other(self) -> ProxyAck:
-        if self.method == "other" and not (self.note or "").strip():
-            raise ValueError("describe how the answer was obtained when method is other")
-        return self
-
-
-async def _in_scope(session: AsyncSession, notice_id: int, principal: Principal) -> None:
-    region = (await session.execute(select(Region).join(Notice, Notice.region_code == Region.code)
-                                    .where(Notice.id == notice_id))).scalar_one_or_none()
-    if region is None:
-        raise NotFound(f"notice {notice_id} not found", f"通知 {notice_id} 不存在", field="notice_id")
-    principal.require_covers(region)
-
-
-@router.post("/{notice_id}/acknowledge")
-async def proxy_acknowledge(notice_id: int, body: ProxyAck, request: Request, principal: DutyOfficer,
-                            session: SessionDep, now: NowDep) -> dict[str, Any]:
-    """Record an answer obtained by phone, visit or loudspeaker on the person's behalf (path 'proxy')."""
-    await _in_scope(session, notice_id, principal)
-    result = await service.acknowledge(
-        session, notice_id=notice_id, path="proxy", now=now, source=client_ip(request),
-        actor_user_id=principal.user.id, proxy_method=body.method, note=(body.note or "").strip() or None,
-        actor=principal.actor)
-    return {"notice_id": result.notice_id, "status": result.status, "round": result.round,
-            "acknowledged_at": result.acknowledged_at, "late": result.late, "path": result.path}
-
-
-@router.post("/{notice_id}/feedback")
-async def proxy_feedback(notice_id: int, body: FeedbackIn, request: Request, principal: DutyOfficer,
-                         session: SessionDep, now: NowDep) -> dict[str, Any]:
-    """Record 响应反馈 obtained on the person's behalf (after the notice was acknowledged)."""
-    await _in_scope(session, notice_id, principal)
-    saved = await feedback.record_feedback(session, notice_id=notice_id, data=body, now=now,
-                                          actor=principal.actor, source=client_ip(request))
-    return {"notice_id": notice_id, "feedback": feedback.feedback_dict(saved)}
-
-
-@router.get("/{notice_id}/acknowledgments")
-async def list_acknowledgments(notice_id: int, principal: Reader, session: SessionDep) -> dict[str, Any]:
-    """Every round's acknowledgment of the notice, and its feedback."""
-    await _in_scope(session, notice_id, principal)
-    rows = (await session.execute(select(Acknowledgment).where(Acknowledgment.notice_id == notice_id)
-                                  .order_by(Acknowledgment.round))).scalars().all()
-    return {"notice_id": notice_id,
-            "items": [{"round": a.round, "path": a.path, "acknowledged_at": a.acknowledged_at, "late": a.late,
-                       "raw_input": a.raw_input, "source": a.source, "proxy_method": a.proxy_method,
-                       "note": a.note, "actor_user_id": a.actor_user_id} for a in rows],
-            "feedback": feedback.feedback_dict(await feedback.get_feedback(session, notice_id))}

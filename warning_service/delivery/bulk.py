@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import String, and_, bindparam, case, func, insert, literal_column, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import UTCDateTime, dialect_name
+from warning_service.db import UTCDateTime
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.dialect import is_postgresql
 
 OUTBOX = OutboxMessage.__table__
 ATTEMPT = DeliveryAttempt.__table__
@@ -70,7 +71,7 @@ DEFERRED = (
 async def insert_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    if dialect_name(session) == "postgresql":
+    if is_postgresql(session):
         # COPY inside the session's transaction: the cheapest way PostgreSQL takes thousands of rows.
         conn = await session.connection()
         raw = await conn.get_raw_connection()
@@ -86,7 +87,7 @@ async def mark_sent(session: AsyncSession, params: Sequence[dict[str, Any]]) -> 
     b_delivered_at)."""
     if not params:
         return
-    if dialect_name(session) == "postgresql":
+    if is_postgresql(session):
         await session.execute(_PG_SUCCESS, {
             "ids": [p["b_id"] for p in params], "attempts": [p["b_attempts"] for p in params],
             "statuses": [p["b_status"] for p in params], "providers": [p["b_provider"] for p in params],

@@ -22,11 +22,11 @@ from sqlalchemy import select
 from channels.base import Message
 from warning_service.delivery import store
 from warning_service.delivery.adapters import adapter_names
-from warning_service.delivery.models import Notice
 from warning_service.delivery.ratelimit import RateLimiter, bucket_for, burst_for
 from warning_service.delivery.sending import Item, Outcome, send_all
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.logging import get_logger
+from warning_service.notice.models import Notice
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)

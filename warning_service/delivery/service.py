@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.config import Settings
 from warning_service.delivery.adapters import adapter_names
-from warning_service.delivery.models import STATUS_RANK, DeliveryAttempt, Notice, OutboxMessage, OutboxStatus
+from warning_service.delivery.models import STATUS_RANK, DeliveryAttempt, OutboxMessage, OutboxStatus
 from warning_service.delivery.ratelimit import bucket_for
-from warning_service.deps import Principal
-from warning_service.errors import NotFound
 from warning_service.logging import get_logger
-from warning_service.region.models import Region
+from warning_service.notice import service as notices
+from warning_service.notice.models import Notice
 
 log = get_logger(__name__)
 OUTBOX_STATUSES = [s.value for s in OutboxStatus]
@@ -83,8 +82,7 @@ async def apply_receipt(session: AsyncSession, *, form: dict[str, str], outbox_h
             status=new, provider_id=sid, error_code=error_code, retryable=False, started_at=now,
             finished_at=now, **receipt))
     if new == "delivered" and hit.notice_id:
-        await session.execute(update(Notice).where(Notice.id == hit.notice_id, Notice.state == "pending")
-                              .values(state="delivered", delivered_at=now))
+        await notices.mark_delivered(session, [hit.notice_id], now=now)
     log.info("twilio_receipt", sid=sid, status=raw, outbox_id=hit.id, warning_id=hit.warning_id,
              notice_id=hit.notice_id, channel=hit.channel, error_code=error_code)
     return new
@@ -137,16 +135,9 @@ class NoticeDeliveryLog(BaseModel):
     attempts: list[AttemptPublic]
 
 
-async def notice_delivery_log(session: AsyncSession, *, notice_id: int, principal: Principal
-                              ) -> NoticeDeliveryLog:
-    """Every message queued for a notice and every attempt at it, oldest first (notice in scope)."""
-    notice = await session.get(Notice, notice_id)
-    if notice is None:
-        raise NotFound(f"notice {notice_id} not found", f"叫应记录 {notice_id} 不存在", field="notice_id")
-    region = await session.get(Region, notice.region_code)
-    if region is None:
-        raise NotFound(f"region {notice.region_code} not found", f"区划 {notice.region_code} 不存在")
-    principal.require_covers(region)
+async def notice_delivery_log(session: AsyncSession, *, notice: Notice) -> NoticeDeliveryLog:
+    """Every message queued for a notice and every attempt at it, oldest first."""
+    notice_id = notice.id
     messages = (await session.execute(select(OutboxMessage).where(OutboxMessage.notice_id == notice_id)
                                       .order_by(OutboxMessage.id))).scalars().all()
     attempts = (await session.execute(select(DeliveryAttempt).where(

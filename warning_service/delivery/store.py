@@ -13,18 +13,18 @@ from sqlalchemy import case, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import sms_segments
-from warning_service.db import chunks
 from warning_service.delivery import bulk
-from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
+from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.delivery.sending import Outcome
+from warning_service.dialect import chunks
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
+from warning_service.notice import service as notices
 
 log = get_logger(__name__)
 ACTOR = "system:dispatcher"
 OUTBOX = OutboxMessage.__table__
 ATTEMPT = DeliveryAttempt.__table__
-NOTICE = Notice.__table__
 # Status literals are inlined, not bound, so the partial queue index (WHERE status = 'queued') matches.
 QUEUED, SENDING = literal_column("'queued'"), literal_column("'sending'")
 CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.revision, OUTBOX.c.kind,
@@ -148,9 +148,7 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
     for stmt, params in ((bulk.FAILURE, failure), (bulk.DEFERRED, deferred)):
         if params:
             await session.execute(stmt, params)
-    for part in chunks(sorted(set(delivered_notices)), 1000):
-        await session.execute(update(NOTICE).where(NOTICE.c.id.in_(part), NOTICE.c.state == "pending")
-                              .values(state="delivered", delivered_at=now))
+    await notices.mark_delivered(session, delivered_notices, now=now)
     delivered_ids = {p["b_id"] for p in success if p["b_status"] == "delivered"}
     entries = _ledger_rows(sent_rows, now=now, action="messages.sent",
                            extra=lambda rs: {"delivered": sum(1 for r in rs if r.id in delivered_ids)})

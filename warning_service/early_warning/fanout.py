@@ -1,59 +1,26 @@
-"""Notices and outbox rows, written set-based: one INSERT … SELECT per kind of row, however many people.
+"""A warning's outbox rows, written set-based: one INSERT … SELECT per channel, however many people.
 
-Every function works in the caller's transaction, so a warning's notices and the messages owed to them
-commit (or vanish) together.
+Every function works in the caller's transaction, so a warning's notices (notice/service.py) and the
+messages owed to them commit (or vanish) together.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy import Integer, String, and_, cast, exists, insert, literal, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
-from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
+from warning_service.notice.models import Notice
 from warning_service.person.models import Person
-from warning_service.region.models import Region, subtree_bounds
+from warning_service.region.models import Region
+from warning_service.region.scope import Scope
 
 PERSON_CHANNELS = ("sms", "voice", "email")
-
-
-def in_subtrees(path_col: Any, regions: list[Region]) -> Any:
-    conds = []
-    for r in regions:
-        low, high = subtree_bounds(r.path)
-        conds.append(and_(path_col >= low, path_col < high))
-    return or_(*conds)
-
-
-
-async def create_notices(session: AsyncSession, *, warning: EarlyWarning, regions: list[Region], now: datetime,
-                          roles: list[str]) -> tuple[int, int]:
-    """One primary notice per active person with a reached role under the targets; returns (count, id_floor)."""
-    policy = warning.policy
-    ack = bool(policy["ack_required"])
-    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
-    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
-    already = exists().where(Notice.warning_id == warning.id, Notice.person_id == Person.id,
-                             Notice.reason == "primary")
-    src = (
-        select(
-            literal(warning.id, Integer), Person.id, Person.role, Person.region_code, literal("primary"),
-            literal("pending"), literal(ack), literal(warning.ack_round, Integer),
-            literal(deadline, UTCDateTime), literal(deadline, UTCDateTime), literal(0, Integer),
-            literal("initial"), literal(now, UTCDateTime),
-        )
-        .select_from(Person)
-        .join(Region, Region.code == Person.region_code)
-        .where(Person.active.is_(True), Person.role.in_(roles), in_subtrees(Region.path, regions), ~already)
-    )
-    result = await session.execute(insert(Notice).from_select(
-        ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round", "deadline",
-         "next_action_at", "attempt_count", "step", "created_at"], src))
-    return result.rowcount or 0, floor
 
 
 def _key(prefix: str, id_col: Any, kind: str, revision: int, channel: str) -> Any:
@@ -109,7 +76,7 @@ async def queue_broadcasts(session: AsyncSession, *, warning: EarlyWarning, kind
     """One loudspeaker message per village under the targets (or per village already played, for a lift)."""
     if "broadcast" not in warning.policy.get("channels", []) or not regions:
         return 0
-    cond = and_(Region.level == "village", in_subtrees(Region.path, regions))
+    cond = and_(Region.level == "village", Scope.any_of(Region.path, [r.path for r in regions]))
     if only_reached:
         played = exists().where(OutboxMessage.warning_id == warning.id, OutboxMessage.channel == "broadcast",
                                 OutboxMessage.region_code == Region.code,
@@ -136,12 +103,4 @@ async def cancel_queued(session: AsyncSession, *, warning_id: int, now: datetime
     if revision_below is not None:
         stmt = stmt.where(OutboxMessage.revision < revision_below)
     res = await session.execute(stmt.values(status="cancelled", error_code=reason, updated_at=now))
-    return res.rowcount or 0
-
-
-async def close_open_notices(session: AsyncSession, *, warning_id: int, now: datetime, extra: Any = None) -> int:
-    stmt = update(Notice).where(Notice.warning_id == warning_id, Notice.state.in_(OPEN_NOTICE_STATES))
-    if extra is not None:
-        stmt = stmt.where(extra)
-    res = await session.execute(stmt.values(state="closed", next_action_at=None, closed_at=now, step="done"))
     return res.rowcount or 0

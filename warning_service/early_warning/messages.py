@@ -19,9 +19,7 @@ from sqlalchemy import distinct, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Message, sms_segments
-from warning_service.acknowledgment.tokens import link_key, make_token
 from warning_service.config import Settings
-from warning_service.delivery.models import OPEN_NOTICE_STATES, Notice
 from warning_service.early_warning.identifiers import CHINA_TZ
 from warning_service.early_warning.models import (
     ACTION_ZH,
@@ -32,6 +30,8 @@ from warning_service.early_warning.models import (
     WarningRevision,
 )
 from warning_service.logging import get_logger
+from warning_service.notice.models import OPEN_STATES, Notice
+from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region import service as regions
 
@@ -122,7 +122,7 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
             open_counts = dict((await session.execute(
                 select(Notice.person_id, func.count(distinct(Notice.warning_id))).where(
                     Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
-                    Notice.state.in_(OPEN_NOTICE_STATES)).group_by(Notice.person_id))).all())
+                    Notice.state.in_(OPEN_STATES)).group_by(Notice.person_id))).all())
         if subjects:
             paths = await regions.region_paths(session, [s.region_code for s in subjects.values()])
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,

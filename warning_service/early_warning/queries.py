@@ -10,22 +10,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.actor import Actor
-from warning_service.delivery.models import Notice
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.errors import NotFound
+from warning_service.notice.models import ANSWERABLE_STATES, Notice
 from warning_service.person.models import Person
 from warning_service.region import service as regions
-from warning_service.region.models import Region, subtree_bounds
+from warning_service.region.models import Region
+from warning_service.region.scope import Scope
 
 
 def _overlaps_scope(actor: Actor) -> Any:
     """A warning is visible if a target lies inside the scope or contains it (a province-wide warning)."""
-    low, high = subtree_bounds(actor.scope_path)
-    ancestors = regions.ancestor_codes(actor.scope_path)
+    return _targets_overlap(actor.scope_path)
+
+
+def _targets_overlap(path: str) -> Any:
+    """The warning has a target inside the subtree at `path`, or one that contains it."""
     return exists().where(
         WarningTarget.warning_id == EarlyWarning.id,
-        or_(WarningTarget.region_code.in_(ancestors),
-            exists().where(Region.code == WarningTarget.region_code, Region.path >= low, Region.path < high)))
+        or_(WarningTarget.region_code.in_(regions.ancestor_codes(path)),
+            exists().where(Region.code == WarningTarget.region_code, Scope(path).predicate(Region.path))))
 
 
 async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | None = None,
@@ -36,11 +40,7 @@ async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | No
     q = select(EarlyWarning).where(_overlaps_scope(actor))
     if region:
         r = await regions.get(session, code=region)
-        low, high = subtree_bounds(r.path)
-        q = q.where(exists().where(
-            WarningTarget.warning_id == EarlyWarning.id,
-            or_(WarningTarget.region_code.in_(regions.ancestor_codes(r.path)),
-                exists().where(Region.code == WarningTarget.region_code, Region.path >= low, Region.path < high))))
+        q = q.where(_targets_overlap(r.path))
     for col, value in ((EarlyWarning.status, status), (EarlyWarning.hazard, hazard), (EarlyWarning.level, level),
                        (EarlyWarning.state, state)):
         if value:
@@ -66,10 +66,9 @@ async def get_visible(session: AsyncSession, *, warning_id: int, actor: Actor) -
 
 async def notice_counts(session: AsyncSession, *, warning_id: int, actor: Actor) -> dict[str, dict[str, int]]:
     """Notices by state, for primary recipients and for escalations, inside the actor's scope."""
-    low, high = subtree_bounds(actor.scope_path)
     rows = (await session.execute(
         select(Notice.reason, Notice.state, func.count()).join(Region, Region.code == Notice.region_code)
-        .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high)
+        .where(Notice.warning_id == warning_id, actor.scope.predicate(Region.path))
         .group_by(Notice.reason, Notice.state))).all()
     out: dict[str, dict[str, int]] = {}
     for reason, state, n in rows:
@@ -88,21 +87,20 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
     path = actor.scope_path
     if region:
         r = await regions.get(session, code=region)
-        if r.path.startswith(actor.scope_path):
+        if actor.covers(r.path):
             path = r.path
         else:
             return 0, []
-    low, high = subtree_bounds(path)
     q = (select(Notice.id, Notice.person_id, Person.name, Person.phone, Notice.role, Notice.region_code,
                 Notice.reason, Notice.state, Notice.deadline, Notice.acknowledged_at, Notice.attempt_count,
                 Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late)
          .join(Person, Person.id == Notice.person_id)
          .join(Region, Region.code == Notice.region_code)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
-         .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))
+         .where(Notice.warning_id == warning_id, Scope(path).predicate(Region.path)))
     if state == "unanswered":
         # The duty officer's missing list: everyone who still owes an answer, or never gave one.
-        q = q.where(Notice.requires_ack.is_(True), Notice.state.in_(("pending", "delivered", "timed_out")))
+        q = q.where(Notice.requires_ack.is_(True), Notice.state.in_(ANSWERABLE_STATES))
     elif state:
         q = q.where(Notice.state.in_(state.split(",")))
     if reason:

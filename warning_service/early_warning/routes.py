@@ -138,4 +138,3 @@ async def get_cap(warning_id: int, principal: Reader, session: SessionDep,
     return Response(content=xml, media_type="application/cap+xml")
 
 
-from warning_service.early_warning.pages import page_router  # noqa: E402,F401  (the live page)

@@ -8,7 +8,7 @@ many people it reaches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, select, update
@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
 from warning_service.config import Settings
-from warning_service.db import chunks
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
+from warning_service.dialect import chunks
 from warning_service.early_warning import fanout, identifiers
 from warning_service.early_warning.guidance import default_instruction
 from warning_service.early_warning.models import (
@@ -36,6 +36,8 @@ from warning_service.early_warning.policy import PolicyBook
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
+from warning_service.notice import service as notices
+from warning_service.notice.models import Notice, NoticeReason
 from warning_service.region.models import Region
 
 log = get_logger(__name__)
@@ -139,9 +141,9 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
                                 targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
                                 actor_user_id=actor.user_id))
     await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
-    count, floor = await fanout.create_notices(session, warning=warning, regions=regions, now=now,
-                                               roles=list(snapshot["roles"]))
-    new = and_(Notice.id > floor, Notice.reason == "primary")
+    count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
+                                              roles=list(snapshot["roles"]), now=now)
+    new = and_(Notice.id > floor, Notice.reason == NoticeReason.primary)
     queued = await fanout.queue_person_messages(session, warning=warning, kind="alert", channels=snapshot["channels"],
                                                 now=now, notice_filter=new)
     queued += await fanout.queue_broadcasts(session, warning=warning, kind="alert", now=now, regions=regions)
@@ -236,16 +238,15 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
     snapshot = warning.policy
     if data.targets is not None:
         # People no longer covered stop being chased; they still hear the update below.
-        inside = select(Region.code).where(fanout.in_subtrees(Region.path, regions))
-        await fanout.close_open_notices(session, warning_id=warning.id, now=now,
-                                        extra=and_(Notice.reason == "primary", Notice.region_code.not_in(inside)))
+        await notices.close_open(session, warning_id=warning.id, now=now,
+                                 outside_paths=[r.path for r in regions])
     if upgraded:
-        await _restart_round(session, warning=warning, now=now)
-    new_count, floor = await fanout.create_notices(session, warning=warning, regions=regions, now=now,
-                                                   roles=list(snapshot["roles"]))
+        await notices.restart_round(session, warning=warning, now=now)
+    new_count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
+                                                  roles=list(snapshot["roles"]), now=now)
     await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
                                kinds=("alert", "update"), revision_below=warning.revision)
-    primary = Notice.reason == "primary"
+    primary = Notice.reason == NoticeReason.primary
     channels = snapshot["channels"]
     # Those reached before hear the update; those the update newly covers get the full alert.
     queued = await fanout.queue_person_messages(session, warning=warning, kind="update", channels=channels,
@@ -268,21 +269,6 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
     return UpdateResult(warning=warning, new_recipients=new_count, upgraded=upgraded, messages_queued=queued)
 
 
-async def _restart_round(session: AsyncSession, *, warning: EarlyWarning, now: datetime) -> None:
-    """Every primary notice still covered must be answered again, on the new policy's clock."""
-    snap = warning.policy
-    ack = bool(snap["ack_required"])
-    deadline = now + timedelta(seconds=float(snap["ack_deadline"])) if ack else None
-    await session.execute(update(Notice).where(
-        Notice.warning_id == warning.id, Notice.reason == "primary", Notice.state != "closed").values(
-        state="pending", round=warning.ack_round, requires_ack=ack, deadline=deadline, next_action_at=deadline,
-        attempt_count=0, step="initial", acknowledged_at=None))
-    # The chains started for the lesser level end; the new round starts its own.
-    await fanout.close_open_notices(session, warning_id=warning.id, now=now, extra=Notice.reason != "primary")
-    await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
-                               kinds=("recall", "deputy", "escalation"))
-
-
 async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningLift, actor: Actor,
                        now: datetime, identifier: str | None = None) -> EarlyWarning:
     """解除: stop all calling; tell everyone already reached that it is lifted."""
@@ -291,9 +277,7 @@ async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningL
     if data.description:
         warning.description = data.description
     await _new_revision(session, warning=warning, msg_type="cancel", actor=actor, now=now, identifier=identifier)
-    closed = await fanout.close_open_notices(session, warning_id=warning.id, now=now)
-    await session.execute(update(Notice).where(Notice.warning_id == warning.id, Notice.next_action_at.is_not(None))
-                          .values(next_action_at=None))
+    closed = await notices.end_warning(session, warning_id=warning.id, now=now)
     cancelled = await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="lifted")
     reached = exists().where(OutboxMessage.notice_id == Notice.id,
                              OutboxMessage.status.in_(("sending", "sent", "delivered")))
@@ -318,9 +302,7 @@ async def expire_due(session: AsyncSession, *, now: datetime, limit: int = 100) 
     for wid in ids:
         await session.execute(update(EarlyWarning).where(EarlyWarning.id == wid).values(state="expired",
                                                                                         updated_at=now))
-        closed = await fanout.close_open_notices(session, warning_id=wid, now=now)
-        await session.execute(update(Notice).where(Notice.warning_id == wid, Notice.next_action_at.is_not(None))
-                              .values(next_action_at=None))
+        closed = await notices.end_warning(session, warning_id=wid, now=now)
         cancelled = await fanout.cancel_queued(session, warning_id=wid, now=now, reason="expired")
         await ledger.append(session, at=now, actor="system:expiry", action="warning.expired",
                             subject_type="warning", subject_id=wid,

@@ -25,12 +25,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.delivery.models import OPEN_NOTICE_STATES
+from warning_service.early_warning.models import WarningState
 from warning_service.early_warning.service import expire_due
 from warning_service.escalation import actions, targets
-from warning_service.escalation.claim import claim, lock_roots, lock_warnings
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
+from warning_service.notice import service as notices
+from warning_service.notice.claim import claim, lock_roots, lock_warnings
+from warning_service.notice.models import OPEN_STATES, NoticeReason
 from warning_service.runtime import Runtime
 from warning_service.worker import STOPPING
 
@@ -87,7 +89,7 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
         w = warnings.get(r.warning_id)
         if w is None:
             res.busy += 1
-        elif w.state != "active" or r.state not in OPEN_NOTICE_STATES or not r.requires_ack:
+        elif w.state != WarningState.active or r.state not in OPEN_STATES or not r.requires_ack:
             plan.stop.append(r.id)
         else:
             live.append(r)
@@ -97,7 +99,7 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
     exhausted: list[Any] = []
     for r in live:
         policy = warnings[r.warning_id].policy
-        if (r.root_id or r.id, r.round) in answered and r.reason == "primary":
+        if (r.root_id or r.id, r.round) in answered and r.reason == NoticeReason.primary:
             plan.covered.append(r)
         elif (r.root_id or r.id, r.round) in answered:
             plan.closed.append(r)
@@ -117,13 +119,13 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
 
 async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnings: dict[int, Any]) -> None:
     """Decide for notices whose re-calls are used up: deputy, level above, or the end of the chain."""
-    called = await targets.deputy_notices(session, [r.id for r in rows if r.reason != "deputy"])
-    may_call = {r.id for r in rows if r.reason != "deputy" and (r.id, r.round) not in called
+    called = await targets.deputy_notices(session, [r.id for r in rows if r.reason != NoticeReason.deputy])
+    may_call = {r.id for r in rows if r.reason != NoticeReason.deputy and (r.id, r.round) not in called
                 and warnings[r.warning_id].policy.get("call_deputy")}
     deputy_of = await targets.deputies(session, [r.person_id for r in rows if r.id in may_call])
     upward: list[Any] = []
     for r in rows:
-        if r.reason == "deputy":
+        if r.reason == NoticeReason.deputy:
             plan.exhausted.append(r)
         elif (r.id, r.round) in called:
             upward.append(r)  # the deputy had their chance, unanswered: on to the level above
@@ -151,28 +153,27 @@ def _deadline(policy: dict[str, Any], now: datetime) -> datetime:
 async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings: dict[int, Any], *,
                  now: datetime) -> None:
     if plan.stop:
-        await actions.set_values(session, plan.stop, next_action_at=None)
+        await notices.stop_clock(session, plan.stop)
         res.stopped = len(plan.stop)
     for (channel, interval), rs in plan.recall.items():
         ids = [r.id for r in rs]
-        await actions.set_values(session, ids, attempt_count=actions.N.c.attempt_count + 1, step="recall",
-                                 next_action_at=now + timedelta(seconds=interval))
+        await notices.recall(session, ids, next_at=now + timedelta(seconds=interval))
         res.messages += await actions.queue_messages(session, notice_ids=ids, channel=channel, recall=True,
                                                      now=now)
         res.recalls += len(ids)
     new_rows = []
     for r, deputy_id in plan.deputy:
         deadline = _deadline(warnings[r.warning_id].policy, now)
-        new_rows.append(actions.notice_row(
-            silent=r, person_id=deputy_id, role=r.role, region_code=r.region_code, reason="deputy",
-            deadline=deadline, next_action_at=deadline, now=now))
+        new_rows.append(notices.chain_notice_row(
+            silent=r, person_id=deputy_id, role=r.role, region_code=r.region_code, reason=NoticeReason.deputy,
+            deadline=deadline, now=now))
     for r, level in plan.escalate:
         deadline = _deadline(warnings[r.warning_id].policy, now)
-        new_rows += [actions.notice_row(
-            silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code, reason="escalation",
-            deadline=deadline, next_action_at=deadline, now=now) for p in level.persons]
+        new_rows += [notices.chain_notice_row(
+            silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
+            reason=NoticeReason.escalation, deadline=deadline, now=now) for p in level.persons]
     if new_rows:
-        opened = await actions.open_notices(session, new_rows)
+        opened = await notices.open_chain(session, new_rows)
         for o in opened:
             res.opened.setdefault(o.escalation_of, []).append(o.id)
         res.messages += await actions.queue_messages(
@@ -181,19 +182,18 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
     for r, _ in plan.deputy:
         by_wait[_deadline(warnings[r.warning_id].policy, now)].append(r.id)
     for wait, ids in by_wait.items():
-        await actions.set_values(session, ids, next_action_at=wait, step="deputy")
+        await notices.await_deputy(session, ids, until=wait)
     res.deputies = len(plan.deputy)
     if plan.escalate:
         ids = [r.id for r, _ in plan.escalate]
-        await actions.set_values(session, ids, next_action_at=None, step="escalated")
+        await notices.escalated(session, ids)
         res.escalated = len(plan.escalate)
     if plan.covered:
-        await actions.set_values(session, [r.id for r in plan.covered], next_action_at=None, step="done")
+        await notices.covered(session, [r.id for r in plan.covered])
         res.covered = len(plan.covered)
     if plan.closed:
         ids = [r.id for r in plan.closed]
-        await actions.set_values(session, ids, state="closed", closed_at=now, next_action_at=None, step="done")
-        await actions.cancel_chase(session, ids, now=now)
+        await notices.close(session, ids, now=now)
         res.closed = len(plan.closed)
     await _time_out(session, plan, res, now=now)
 
@@ -206,18 +206,18 @@ async def _time_out(session: AsyncSession, plan: _Plan, res: SweepResult, *, now
     ready_ids = {r.id for r in ready}
     waiting = [r.id for r in plan.top if r.id not in ready_ids]
     if waiting:
-        await actions.set_values(session, waiting, next_action_at=now + RETRY_LOCKED)
+        await notices.defer(session, waiting, until=now + RETRY_LOCKED)
         res.deferred = len(waiting)
     plan.top = ready
     ends = [r.id for r in ready] + [r.id for r in plan.exhausted]
     if ends:
-        await actions.set_values(session, ends, state="timed_out", next_action_at=None, step="done")
+        await notices.time_out(session, ends)
     by_round: dict[int, set[int]] = defaultdict(set)
     for r in ready:
         if roots[r.id] != r.id:
             by_round[r.round].add(roots[r.id])
     for rnd, ids in by_round.items():
-        await actions.time_out_roots(session, sorted(ids), round_=rnd)
+        await notices.time_out_roots(session, sorted(ids), round_=rnd)
     res.timed_out = len(ends)
 
 

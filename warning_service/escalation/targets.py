@@ -9,9 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from warning_service.db import chunks
-from warning_service.delivery.models import Notice
-from warning_service.escalation.sqlutil import in_ids
+from warning_service.dialect import chunks, in_ids
+from warning_service.notice.models import Notice
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.service import ancestor_codes

@@ -25,9 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import dialect_name, upsert
+from warning_service.dialect import is_postgresql, name, upsert
 from warning_service.ledger.models import LedgerEntry, LedgerHead, LedgerPending
 from warning_service.logging import get_logger
+from warning_service.region.scope import Scope
 
 log = get_logger(__name__)
 
@@ -111,7 +112,7 @@ async def seal(session: AsyncSession, *, key: bytes, batch_size: int = 5000) -> 
     Raises LedgerBroken (and rolls the batch back into pending, losing nothing) when the chain's end
     does not match its signed head: chaining on would overwrite the evidence.
     """
-    if dialect_name(session) == "postgresql":
+    if is_postgresql(session):
         got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                                      {"k": _SEAL_LOCK})).scalar()
         if not got:
@@ -146,7 +147,7 @@ async def seal(session: AsyncSession, *, key: bytes, batch_size: int = 5000) -> 
     for i in range(0, len(out), 1000):
         await session.execute(insert(LedgerEntry), out[i:i + 1000])
     head_id = next_id - 1
-    stmt = upsert(LedgerHead.__table__, dialect=dialect_name(session), index_elements=["id"],
+    stmt = upsert(session, LedgerHead.__table__, index_elements=["id"],
                   update_columns=["entry_id", "hash", "mac"])
     await session.execute(stmt, [{"id": 1, "entry_id": head_id, "hash": prev_hash,
                                   "mac": head_mac(key, entry_id=head_id, hash_=prev_hash)}])
@@ -274,17 +275,17 @@ def _subject_int(dialect: str) -> Any:
 def _in_scope(dialect: str, scope_path: str) -> Any:
     """Entries about warnings, notices, people, users and messages inside the scope; others are global."""
     from warning_service.auth.models import User
-    from warning_service.delivery.models import Notice, OutboxMessage
+    from warning_service.delivery.models import OutboxMessage
     from warning_service.early_warning.models import WarningTarget
+    from warning_service.notice.models import Notice
     from warning_service.person.models import Person
     from warning_service.region.models import Region
 
-    low, high = scope_path, scope_path + "\x7f"
     ancestors = scope_path.strip("/").split("/")[:-1]
     sid = _subject_int(dialect)
 
     def region_ok(code_col: Any) -> Any:
-        return exists().where(Region.code == code_col, Region.path >= low, Region.path < high)
+        return exists().where(Region.code == code_col, Scope(scope_path).predicate(Region.path))
 
     regional = {
         # A warning on the whole city concerns the county auditor too: targets above the scope count.
@@ -323,7 +324,7 @@ async def list_entries(session: AsyncSession, *, filters: LedgerFilter, scope_pa
     if before is not None:
         q = q.where(LedgerEntry.id < before)
     if scope_path is not None:
-        q = q.where(_in_scope(dialect_name(session), scope_path))
+        q = q.where(_in_scope(name(session), scope_path))
     rows = (await session.execute(q.order_by(LedgerEntry.id.desc()).limit(limit + 1))).all()
     more = len(rows) > limit
     rows = rows[:limit]

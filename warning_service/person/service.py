@@ -11,12 +11,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.db import analyze, chunks, dialect_name, upsert
+from warning_service.dialect import analyze, chunks, upsert
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person, PersonCreate, PersonUpdate
 from warning_service.person.phone import PhoneError, normalize_phone, valid_email
 from warning_service.region import service as regions
-from warning_service.region.models import Region, subtree_bounds
+from warning_service.region.models import Region
+from warning_service.region.scope import Scope
 
 HEADER = ["region_code", "name", "role", "phone", "email"]
 ROLE_PATTERN = "abcdefghijklmnopqrstuvwxyz_"
@@ -67,8 +68,7 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         out[key] = {"region_code": v["region_code"], "name": v["name"], "role": v["role"], "phone": phone,
                     "email": email, "active": True, "created_at": now, "updated_at": now}
     before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
-    stmt = upsert(Person.__table__, dialect=dialect_name(session),
-                  index_elements=["region_code", "role", "phone"],
+    stmt = upsert(session, Person.__table__, index_elements=["region_code", "role", "phone"],
                   update_columns=["name", "email", "active", "updated_at"])
     done, values = 0, list(out.values())
     for batch in chunks(values, 2000):
@@ -145,9 +145,7 @@ async def list_people(session: AsyncSession, *, scope_path: str, region_code: st
     path = scope_path
     if region_code:
         path = (await regions.get(session, code=region_code)).path
-    low, high = subtree_bounds(path)
-    base = select(Person).join(Region, Region.code == Person.region_code).where(
-        Region.path >= low, Region.path < high)
+    base = select(Person).join(Region, Region.code == Person.region_code).where(Scope(path).predicate(Region.path))
     if role:
         base = base.where(Person.role == role)
     if q:
@@ -160,17 +158,16 @@ async def list_people(session: AsyncSession, *, scope_path: str, region_code: st
 async def roster_health(session: AsyncSession, *, scope_path: str, level: str, limit: int = 1000) -> dict:
     """Regions of `level` with no active responsible person, and people no channel can reach."""
     role = RESPONSIBLE_ROLE_BY_LEVEL.get(level)
-    low, high = subtree_bounds(scope_path)
     has_person = select(Person.id).where(Person.region_code == Region.code, Person.active.is_(True))
     if role:
         has_person = has_person.where(Person.role == role)
     uncovered_q = select(Region.code, Region.name).where(
-        Region.path >= low, Region.path < high, Region.level == level, ~has_person.exists())
+        Scope(scope_path).predicate(Region.path), Region.level == level, ~has_person.exists())
     uncovered_total = (await session.execute(select(func.count()).select_from(uncovered_q.subquery()))).scalar_one()
     uncovered = (await session.execute(uncovered_q.order_by(Region.code).limit(limit))).all()
     unreachable_q = select(Person.id, Person.name, Person.region_code, Person.role).join(
         Region, Region.code == Person.region_code).where(
-        Region.path >= low, Region.path < high, Person.active.is_(True),
+        Scope(scope_path).predicate(Region.path), Person.active.is_(True),
         or_(Person.phone.is_(None), Person.phone == ""), or_(Person.email.is_(None), Person.email == ""))
     unreachable = (await session.execute(unreachable_q.order_by(Person.id).limit(limit))).all()
     return {

@@ -43,8 +43,3 @@ class RegionPublic(BaseModel):
     level: str
     parent_code: str | None
     path: str
-
-
-def subtree_bounds(path: str) -> tuple[str, str]:
-    """Half-open [low, high) range of paths inside the subtree rooted at `path` (itself included)."""
-    return path, path + "\x7f"

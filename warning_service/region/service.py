@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.db import analyze, chunks, dialect_name, upsert
+from warning_service.dialect import analyze, chunks, upsert
 from warning_service.errors import Invalid, NotFound
-from warning_service.region.models import LEVEL_ORDER, Region, subtree_bounds
+from warning_service.region.models import LEVEL_ORDER, Region
+from warning_service.region.scope import Scope
 
 HEADER = ["code", "name", "level", "parent_code"]
 Progress = Callable[[int, int], None]
@@ -77,7 +78,7 @@ async def import_csv(
         paths[v["code"]] = (path, depth, v["level"])
         out.append({"code": v["code"], "name": v["name"], "level": v["level"], "parent_code": parent,
                     "path": path, "depth": depth})
-    stmt = upsert(Region.__table__, dialect=dialect_name(session), index_elements=["code"],
+    stmt = upsert(session, Region.__table__, index_elements=["code"],
                   update_columns=["name"])
     done = 0
     for batch in chunks(out, 2000):
@@ -106,15 +107,14 @@ async def add_grids(session: AsyncSession, *, per_village: int, under: str | Non
     q = select(Region.code, Region.name, Region.path, Region.depth).where(Region.level == "village")
     if under:
         root = await get(session, code=under)
-        low, high = subtree_bounds(root.path)
-        q = q.where(Region.path >= low, Region.path < high)
+        q = q.where(Scope(root.path).predicate(Region.path))
     villages = (await session.execute(q.order_by(Region.code))).all()
     rows = [
         {"code": f"{v.code}{i:02d}", "name": f"{v.name}第{i}网格", "level": "grid", "parent_code": v.code,
          "path": f"{v.path}{v.code}{i:02d}/", "depth": v.depth + 1}
         for v in villages for i in range(1, per_village + 1)
     ]
-    stmt = upsert(Region.__table__, dialect=dialect_name(session), index_elements=["code"], update_columns=None)
+    stmt = upsert(session, Region.__table__, index_elements=["code"], update_columns=None)
     done = 0
     for batch in chunks(rows, 5000):
         await session.execute(stmt, batch)
@@ -134,8 +134,7 @@ async def get(session: AsyncSession, *, code: str) -> Region:
 
 def descendants_query(path: str, *, levels: Sequence[str] | None = None, include_self: bool = True):
     """SELECT of regions in the subtree at `path`: one index range scan, no recursion."""
-    low, high = subtree_bounds(path)
-    q = select(Region).where(Region.path >= low, Region.path < high)
+    q = select(Region).where(Scope(path).predicate(Region.path))
     if not include_self:
         q = q.where(Region.path != path)
     if levels:
@@ -154,8 +153,7 @@ async def descendants(session: AsyncSession, *, code: str, levels: Sequence[str]
 
 async def count_descendants(session: AsyncSession, *, code: str, levels: Sequence[str] | None = None) -> int:
     root = await get(session, code=code)
-    low, high = subtree_bounds(root.path)
-    q = select(func.count()).select_from(Region).where(Region.path >= low, Region.path < high)
+    q = select(func.count()).select_from(Region).where(Scope(root.path).predicate(Region.path))
     if levels:
         q = q.where(Region.level.in_(list(levels)))
     return (await session.execute(q)).scalar_one()
@@ -164,10 +162,6 @@ async def count_descendants(session: AsyncSession, *, code: str, levels: Sequenc
 def ancestor_codes(path: str) -> list[str]:
     """Codes from the root down to the region itself."""
     return [p for p in path.split("/") if p]
-
-
-def is_within(path: str, scope_path: str) -> bool:
-    return path.startswith(scope_path)
 
 
 async def children(session: AsyncSession, *, code: str | None) -> list[Region]:

@@ -13,8 +13,9 @@ from sqlalchemy import and_, any_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import chunks, dialect_name
-from warning_service.delivery.models import NOTICE_STATE_ZH
+from warning_service.dialect import chunks
+from warning_service.dialect import name as dialect_name
+from warning_service.notice.models import NOTICE_STATE_ZH
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region.models import Region
 from warning_service.report import queries as q

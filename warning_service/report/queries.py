@@ -28,7 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 
 from warning_service.acknowledgment.models import Acknowledgment
-from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.delivery.models import OutboxMessage
+from warning_service.notice.models import Notice
 from warning_service.region.models import Region
 
 N = Notice.__table__

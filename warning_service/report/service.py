@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import Database, chunks, dialect_name
+from warning_service.db import Database
 from warning_service.delivery.models import STATUS_RANK
+from warning_service.dialect import chunks
+from warning_service.dialect import name as dialect_name
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning, WarningTarget
 from warning_service.errors import Forbidden, Invalid, NotFound
 from warning_service.person.models import ROLE_ZH

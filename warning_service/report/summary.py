@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import chunks, dialect_name
+from warning_service.dialect import chunks
+from warning_service.dialect import name as dialect_name
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_RANK, LEVEL_ZH, EarlyWarning
 from warning_service.errors import Invalid
 from warning_service.person.models import ROLE_ZH

@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import chunks, dialect_name
-from warning_service.delivery.models import Notice
+from warning_service.dialect import chunks, in_ids, is_postgresql
 from warning_service.early_warning.models import EarlyWarning
-from warning_service.escalation.sqlutil import in_ids
+from warning_service.notice.models import Notice
 
 N = Notice.__table__
 W = EarlyWarning.__table__
@@ -35,7 +34,7 @@ def _due(now: datetime) -> tuple[Any, ...]:
 
 async def claim(session: AsyncSession, *, now: datetime, batch_size: int) -> list[Any]:
     """Lock up to `batch_size` notices whose next action is due, oldest first; other workers skip them."""
-    if dialect_name(session) == "postgresql":
+    if is_postgresql(session):
         stmt = (select(*CLAIMED_COLUMNS).where(*_due(now)).order_by(N.c.next_action_at).limit(batch_size)
                 .with_for_update(of=N, skip_locked=True, key_share=True))
         return list((await session.execute(stmt)).all())
@@ -58,7 +57,7 @@ async def lock_warnings(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
         return {}
     cols = (W.c.id, W.c.state, W.c.level, W.c.revision, W.c.policy)
     out: dict[int, Any] = {}
-    pg = dialect_name(session) == "postgresql"
+    pg = is_postgresql(session)
     for part in chunks(wanted, 1000):
         stmt = select(*cols).where(in_ids(session, W.c.id, part))
         if pg:
@@ -76,7 +75,7 @@ async def lock_roots(session: AsyncSession, ids: Sequence[int]) -> set[int]:
     wanted = sorted(set(ids))
     if not wanted:
         return set()
-    if dialect_name(session) != "postgresql":
+    if not is_postgresql(session):
         return set(wanted)
     got: set[int] = set()
     for part in chunks(wanted, 1000):

@@ -1,0 +1,246 @@
+"""Every change of a notice's state outside an answer (see answer.py), written set-based.
+
+Issuing opens primary notices; the escalation sweep moves them along their chain and opens deputy and
+escalation notices; a receipt marks them delivered; an upgrade starts a new round; a lift or an expiry
+closes them. Each function works in the caller's transaction and flushes, never commits. Chasing messages
+that an answer or a closed chain makes pointless are cancelled here too, by one rule (`cancel_chase`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, func, literal, null, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.db import UTCDateTime
+from warning_service.delivery.models import OutboxMessage, OutboxStatus
+from warning_service.dialect import chunks, in_ids, insert
+from warning_service.early_warning.models import EarlyWarning
+from warning_service.notice.models import (
+    CHASE_KINDS,
+    OPEN_STATES,
+    PRIMARY_PREDICATE,
+    Notice,
+    NoticeReason,
+    NoticeState,
+    NoticeStep,
+)
+from warning_service.person.models import Person
+from warning_service.region.models import Region
+from warning_service.region.scope import Scope
+
+N = Notice.__table__
+OUTBOX = OutboxMessage.__table__
+PART = 1000
+NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round",
+                  "deadline", "next_action_at", "attempt_count", "step", "created_at"]
+
+
+# --- opening -------------------------------------------------------------------------------------------------
+
+async def open_primary(session: AsyncSession, *, warning: EarlyWarning, target_paths: Sequence[str],
+                       roles: Sequence[str], now: datetime) -> tuple[int, int]:
+    """One primary notice per active person with a reached role under the targets; returns (count, id_floor).
+
+    Ids above `id_floor` are the notices this call opened. A person who already has a primary notice of
+    this warning (an update widening the area) is skipped by the unique index, not by an anti-join against
+    `notice`: with statistics taken while the table was empty, PostgreSQL plans such an anti-join as a
+    nested loop that rescans the rows the same INSERT adds — quadratic on a fresh install.
+    """
+    policy = warning.policy
+    ack = bool(policy["ack_required"])
+    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
+    floor = (await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one()
+    src = (
+        select(
+            literal(warning.id, Integer), Person.id, Person.role, Person.region_code,
+            literal(NoticeReason.primary.value), literal(NoticeState.pending.value), literal(ack),
+            literal(warning.ack_round, Integer), literal(deadline, UTCDateTime), literal(deadline, UTCDateTime),
+            literal(0, Integer), literal(NoticeStep.initial.value), literal(now, UTCDateTime),
+        )
+        .select_from(Person)
+        .join(Region, Region.code == Person.region_code)
+        .where(Person.active.is_(True), Person.role.in_(list(roles)), Scope.any_of(Region.path, target_paths))
+    )
+    # The arbiter is the partial unique index uq_notice_primary; its predicate must be spelled as a literal
+    # for PostgreSQL to infer the index under a generic (prepared) plan.
+    stmt = insert(session, N).from_select(NOTICE_COLUMNS, src).on_conflict_do_nothing(
+        index_elements=["warning_id", "person_id"], index_where=text(PRIMARY_PREDICATE))
+    result = await session.execute(stmt)
+    return result.rowcount or 0, floor
+
+
+def chain_notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reason: NoticeReason,
+                     deadline: datetime, now: datetime) -> dict[str, Any]:
+    """Values of a deputy or escalation notice opened because `silent` did not answer."""
+    return {"warning_id": silent.warning_id, "person_id": person_id, "role": role, "region_code": region_code,
+            "reason": reason.value, "escalation_of": silent.id, "root_id": silent.root_id or silent.id,
+            "state": NoticeState.pending.value, "requires_ack": True, "round": silent.round, "deadline": deadline,
+            "next_action_at": deadline, "attempt_count": 0, "step": NoticeStep.initial.value, "created_at": now}
+
+
+async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert deputy/escalation notices (`chain_notice_row`); returns (id, escalation_of) of each opened.
+
+    One (silent notice, person) pair has one notice row across rounds, as primary notices do: after an
+    upgrade the closed row of the earlier round is reopened for the new one. Within a round the conflict
+    is a no-op, so nothing is opened twice.
+    """
+    if not rows:
+        return []
+    stmt = insert(session, N)
+    ex = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["escalation_of", "person_id"],
+        set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
+              "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
+              "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": ex.attempt_count,
+              "step": ex.step, "delivered_at": null(), "acknowledged_at": null(), "closed_at": null()},
+        where=N.c.round < ex.round,
+    ).returning(N.c.id, N.c.escalation_of)
+    # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
+    # compilation, RETURNING included — as long as the ON CONFLICT clause has no bound parameters.
+    return list((await session.execute(stmt, rows)).all())
+
+
+# --- the sweep's steps -----------------------------------------------------------------------------------------
+
+async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None:
+    for part in chunks(sorted(ids), PART):
+        await session.execute(update(N).where(in_ids(session, N.c.id, part)).values(**values))
+
+
+async def stop_clock(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Nothing more to do for these notices (warning over, no answer required); their state stays."""
+    await _set(session, ids, next_action_at=None)
+
+
+async def recall(session: AsyncSession, ids: Sequence[int], *, next_at: datetime) -> None:
+    """One more call was queued for each; look again at `next_at`."""
+    await _set(session, ids, attempt_count=N.c.attempt_count + 1, step=NoticeStep.recall.value,
+               next_action_at=next_at)
+
+
+async def await_deputy(session: AsyncSession, ids: Sequence[int], *, until: datetime) -> None:
+    """Their deputy (B post) was called; the chain waits for either to answer until `until`."""
+    await _set(session, ids, step=NoticeStep.deputy.value, next_action_at=until)
+
+
+async def escalated(session: AsyncSession, ids: Sequence[int]) -> None:
+    """The level above was told; their escalation notices carry the chain on."""
+    await _set(session, ids, step=NoticeStep.escalated.value, next_action_at=None)
+
+
+async def covered(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Someone else in the chain answered: stop chasing, but keep the state (the person never answered)."""
+    await _set(session, ids, step=NoticeStep.done.value, next_action_at=None)
+
+
+async def close(session: AsyncSession, ids: Sequence[int], *, now: datetime) -> int:
+    """Deputy/escalation notices of a chain already answered: closed, and their chase cancelled."""
+    await _set(session, ids, state=NoticeState.closed.value, closed_at=now, next_action_at=None,
+               step=NoticeStep.done.value)
+    return await cancel_chase(session, notice_ids=ids, now=now)
+
+
+async def defer(session: AsyncSession, ids: Sequence[int], *, until: datetime) -> None:
+    """Look again at `until` (another transaction holds what this step needs)."""
+    await _set(session, ids, next_action_at=until)
+
+
+async def time_out(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Chain ends and exhausted deputies: 超时未叫应."""
+    await _set(session, ids, state=NoticeState.timed_out.value, next_action_at=None, step=NoticeStep.done.value)
+
+
+async def time_out_roots(session: AsyncSession, ids: Sequence[int], *, round_: int) -> None:
+    """Mark the primary notices of chains that reached the top 超时未叫应, if still open in that round."""
+    for part in chunks(sorted(ids), PART):
+        await session.execute(update(N).where(in_ids(session, N.c.id, part), N.c.round == round_,
+                                              N.c.state.in_(OPEN_STATES))
+                              .values(state=NoticeState.timed_out.value, next_action_at=None))
+
+
+# --- receipts, rounds, lift and expiry ---------------------------------------------------------------------------
+
+async def mark_delivered(session: AsyncSession, ids: Sequence[int], *, now: datetime) -> None:
+    """A carrier confirmed a message reached them: pending → delivered (later states are left alone)."""
+    for part in chunks(sorted(set(ids)), PART):
+        await session.execute(update(N).where(in_ids(session, N.c.id, part), N.c.state == NoticeState.pending)
+                              .values(state=NoticeState.delivered.value, delivered_at=now))
+
+
+async def restart_round(session: AsyncSession, *, warning: EarlyWarning, now: datetime) -> None:
+    """An upgrade: every primary notice still covered must be answered again, on the new policy's clock.
+
+    The chains started for the lesser level end and their chase is cancelled; the new round starts its own.
+    """
+    snap = warning.policy
+    ack = bool(snap["ack_required"])
+    deadline = now + timedelta(seconds=float(snap["ack_deadline"])) if ack else None
+    await session.execute(update(N).where(
+        N.c.warning_id == warning.id, N.c.reason == NoticeReason.primary, N.c.state != NoticeState.closed).values(
+        state=NoticeState.pending.value, round=warning.ack_round, requires_ack=ack, deadline=deadline,
+        next_action_at=deadline, attempt_count=0, step=NoticeStep.initial.value, acknowledged_at=None))
+    await close_open(session, warning_id=warning.id, now=now, chains_only=True)
+    await session.execute(update(OUTBOX).where(
+        OUTBOX.c.warning_id == warning.id, OUTBOX.c.status == OutboxStatus.queued,
+        OUTBOX.c.kind.in_(CHASE_KINDS)).values(status=OutboxStatus.cancelled.value, error_code="superseded",
+                                                 updated_at=now))
+
+
+async def close_open(session: AsyncSession, *, warning_id: int, now: datetime, chains_only: bool = False,
+                     outside_paths: Sequence[str] | None = None) -> int:
+    """Close the warning's notices still waiting for an answer; returns how many.
+
+    `chains_only` closes deputy/escalation notices only (a new round); `outside_paths` closes primary
+    notices of people no longer inside those subtrees (an update that narrows the area).
+    """
+    stmt = update(N).where(N.c.warning_id == warning_id, N.c.state.in_(OPEN_STATES))
+    if chains_only:
+        stmt = stmt.where(N.c.reason != NoticeReason.primary)
+    if outside_paths is not None:
+        inside = select(Region.code).where(Scope.any_of(Region.path, outside_paths))
+        stmt = stmt.where(N.c.reason == NoticeReason.primary, N.c.region_code.not_in(inside))
+    res = await session.execute(stmt.values(state=NoticeState.closed.value, next_action_at=None, closed_at=now,
+                                            step=NoticeStep.done.value))
+    return res.rowcount or 0
+
+
+async def end_warning(session: AsyncSession, *, warning_id: int, now: datetime) -> int:
+    """A lift or an expiry: close every open notice and stop every clock; returns how many were closed."""
+    closed = await close_open(session, warning_id=warning_id, now=now)
+    await session.execute(update(N).where(N.c.warning_id == warning_id, N.c.next_action_at.is_not(None))
+                          .values(next_action_at=None))
+    return closed
+
+
+# --- the chase ---------------------------------------------------------------------------------------------------
+
+def chase_of(notice_ids: Any) -> Any:
+    """The still-queued chasing messages (re-calls, deputy calls, escalations) of `notice_ids`, a SQL
+    expression over outbox rows.
+
+    coalesce() keeps the planner on the notice_id index: `status = 'queued'` would match the dispatcher's
+    partial queue index, and right after a province-wide issue (statistics not yet refreshed) PostgreSQL
+    estimates a handful of queued rows and scans all 150,000 of them for every answer.
+    """
+    return (notice_ids, func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
+            OUTBOX.c.kind.in_(CHASE_KINDS))
+
+
+CANCELLED_BY_ANSWER = {"status": OutboxStatus.cancelled.value, "error_code": "acknowledged"}
+
+
+async def cancel_chase(session: AsyncSession, *, notice_ids: Sequence[int], now: datetime) -> int:
+    """Cancel the still-queued re-calls, deputy calls and escalations of these notices."""
+    total = 0
+    for part in chunks(sorted(set(notice_ids)), PART):
+        res = await session.execute(update(OUTBOX).where(*chase_of(in_ids(session, OUTBOX.c.notice_id, part)))
+                                    .values(**CANCELLED_BY_ANSWER, updated_at=now))
+        total += res.rowcount or 0
+    return total
+
