@@ -24,7 +24,7 @@ from warning_service.dialect import RawQuery
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
 from warning_service.logging import get_logger
 from warning_service.notice.answer import AckResult, NotAcknowledgeable, answer
-from warning_service.notice.models import Notice
+from warning_service.notice.models import ANSWERABLE_STATES, Notice, NoticeState
 from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.phone import PhoneError, normalize_phone
 
@@ -74,10 +74,10 @@ def phone_key(raw: str) -> str:
 
 # Active persons holding a phone, each with their open notices asking for an answer (if any), most recently
 # asked first — by the latest message sent about them.
-_HOLDERS = RawQuery("""
+_HOLDERS = RawQuery(f"""
 SELECT p.id, n.id, n.warning_id, w.reply_code, w.hazard, w.level, w.status
 FROM person p
-LEFT JOIN notice n ON n.person_id = p.id AND n.state IN ('pending', 'delivered', 'timed_out')
+LEFT JOIN notice n ON n.person_id = p.id AND n.state IN ({", ".join(f"'{s}'" for s in ANSWERABLE_STATES)})
                   AND n.requires_ack AND n.warning_id IN (SELECT id FROM early_warning WHERE state = 'active')
 LEFT JOIN early_warning w ON w.id = n.warning_id
 WHERE p.phone = :phone AND p.active
@@ -103,7 +103,7 @@ async def _answered(session: AsyncSession, person_ids: list[int], codes: tuple[i
     """(reply code, label) of active warnings these persons already answered, newest first."""
     q = (select(EarlyWarning.reply_code, EarlyWarning.hazard, EarlyWarning.level, EarlyWarning.status)
          .join(Notice, Notice.warning_id == EarlyWarning.id)
-         .where(Notice.person_id.in_(person_ids), Notice.state == "acknowledged",
+         .where(Notice.person_id.in_(person_ids), Notice.state == NoticeState.acknowledged,
                 EarlyWarning.state == "active")
          .order_by(Notice.acknowledged_at.desc()))
     if codes is not None:

@@ -22,8 +22,8 @@ from warning_service.acknowledgment.feedback import get_feedback
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.config import Settings
 from warning_service.early_warning.messages import local_minute
-from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH, EarlyWarning
-from warning_service.notice.models import Notice
+from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH, EarlyWarning, WarningState
+from warning_service.notice.models import Notice, NoticeState
 from warning_service.region.models import Region
 
 # "1. ", "2、", "（3）" at the start of a guidance line: the page numbers the list itself.
@@ -54,7 +54,7 @@ class LinkView:
     def ended_at(self) -> datetime | None:
         """When the warning stopped (lifted or expired), or None while it is active."""
         w = self.warning
-        if w.state == "lifted":
+        if w.state == WarningState.lifted:
             return w.lifted_at or w.updated_at
         if w.state == "expired":
             return w.expires_at or w.updated_at
@@ -68,7 +68,7 @@ class LinkView:
     @property
     def state(self) -> str:
         """acknowledged | lifted | expired | closed | open — what the page shows."""
-        if self.notice.state == "acknowledged":
+        if self.notice.state == NoticeState.acknowledged:
             return "acknowledged"
         if self.warning.state in ("lifted", "expired"):
             return self.warning.state

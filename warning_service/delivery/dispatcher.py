@@ -26,13 +26,12 @@ from warning_service.delivery.ratelimit import RateLimiter, bucket_for, burst_fo
 from warning_service.delivery.sending import Item, Outcome, send_all
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.logging import get_logger
-from warning_service.notice.models import Notice
+from warning_service.notice.models import CHASE_KINDS, Notice
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
 
 # Kinds that only make sense while someone is still silent: drop them once the notice is answered or closed.
-WHILE_SILENT_KINDS = ("recall", "deputy", "escalation")
 SETTLED_NOTICE_STATES = ("acknowledged", "closed")
 # How long one dispatch_tick keeps draining before handing back to the scheduler.
 TICK_BUDGET_SECONDS = 30.0
@@ -173,7 +172,7 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
             ended[w.id] = f"warning_{w.state}"
         elif w.expires_at is not None and w.expires_at <= now:
             ended[w.id] = "warning_expired"
-    watched = {r.notice_id for r in rows if r.kind in WHILE_SILENT_KINDS and r.notice_id}
+    watched = {r.notice_id for r in rows if r.kind in CHASE_KINDS and r.notice_id}
     settled: dict[int, str] = {}
     if watched:
         notices = (await session.execute(select(Notice.id, Notice.state, Notice.escalation_of).where(
@@ -190,7 +189,7 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
     for r in rows:
         if r.warning_id in ended and r.kind != "cancel":
             out[r.id] = ended[r.warning_id]
-        elif r.kind in WHILE_SILENT_KINDS and r.notice_id in settled:
+        elif r.kind in CHASE_KINDS and r.notice_id in settled:
             out[r.id] = settled[r.notice_id]
     return out
 

@@ -29,6 +29,7 @@ from warning_service.early_warning.models import (
     WarningCreate,
     WarningLift,
     WarningRevision,
+    WarningState,
     WarningTarget,
     WarningUpdate,
 )
@@ -93,8 +94,8 @@ def area_description(regions: list[Region]) -> str:
 
 async def _free_reply_code(session: AsyncSession) -> int:
     """Smallest two-digit code not used by an active warning (people reply "12" to answer warning 12)."""
-    used = set((await session.execute(select(EarlyWarning.reply_code).where(EarlyWarning.state == "active")))
-               .scalars())
+    active = EarlyWarning.state == WarningState.active
+    used = set((await session.execute(select(EarlyWarning.reply_code).where(active))).scalars())
     return next(c for c in range(10, 10_000) if c not in used)
 
 
@@ -297,7 +298,8 @@ async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningL
 async def expire_due(session: AsyncSession, *, now: datetime, limit: int = 100) -> list[int]:
     """Warnings whose validity ran out: end their calling and unsent messages. Returns their ids."""
     ids = list((await session.execute(select(EarlyWarning.id).where(
-        EarlyWarning.state == "active", EarlyWarning.expires_at.is_not(None), EarlyWarning.expires_at <= now)
+        EarlyWarning.state == WarningState.active, EarlyWarning.expires_at.is_not(None),
+        EarlyWarning.expires_at <= now)
         .order_by(EarlyWarning.id).limit(limit).with_for_update(skip_locked=True))).scalars())
     for wid in ids:
         await session.execute(update(EarlyWarning).where(EarlyWarning.id == wid).values(state="expired",

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from warning_service.dialect import chunks, in_ids
-from warning_service.notice.models import Notice
+from warning_service.notice.models import Notice, NoticeState
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.service import ancestor_codes
@@ -65,9 +65,9 @@ async def answered_chains(session: AsyncSession, roots: Iterable[int]) -> set[tu
     out: set[tuple[int, int]] = set()
     for part in chunks(wanted, 1000):
         out.update((i, r) for i, r in (await session.execute(select(Notice.id, Notice.round).where(
-            in_ids(session, Notice.id, part), Notice.state == "acknowledged"))).all())
+            in_ids(session, Notice.id, part), Notice.state == NoticeState.acknowledged))).all())
         out.update((i, r) for i, r in (await session.execute(select(Notice.root_id, Notice.round).where(
-            in_ids(session, Notice.root_id, part), Notice.state == "acknowledged"))).all())
+            in_ids(session, Notice.root_id, part), Notice.state == NoticeState.acknowledged))).all())
     return out
 
 
