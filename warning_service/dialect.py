@@ -7,7 +7,7 @@ seconds, planner statistics after a bulk load.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Integer, String, any_, extract, func, literal, text
@@ -41,6 +41,21 @@ def upsert(session: AsyncSession, table: Any, *, index_elements: list[str],
         return stmt.on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
     return stmt.on_conflict_do_update(index_elements=index_elements, index_where=index_where,
                                       set_={c: stmt.excluded[c] for c in update_columns})
+
+
+async def bulk_upsert(session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]], *,
+                      index_elements: list[str], update_columns: list[str] | None = None, batch: int = 2000,
+                      progress: Callable[[int, int], None] | None = None) -> None:
+    """Upsert many rows in batches (multi-row INSERTs from one cached statement), reporting progress, then
+    refresh the table's planner statistics: the next query over it is planned for its new size."""
+    stmt = upsert(session, table, index_elements=index_elements, update_columns=update_columns)
+    done = 0
+    for part in chunks(rows, batch):
+        await session.execute(stmt, part)
+        done += len(part)
+        if progress:
+            progress(done, len(rows))
+    await analyze(session, table.name)
 
 
 def in_ids(session: AsyncSession, column: Any, ids: Sequence[Any]) -> Any:

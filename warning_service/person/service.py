@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.dialect import analyze, chunks, upsert
+from warning_service.dialect import bulk_upsert, chunks
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person, PersonCreate, PersonUpdate
 from warning_service.person.phone import PhoneError, normalize_phone, valid_email
@@ -68,15 +68,9 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         out[key] = {"region_code": v["region_code"], "name": v["name"], "role": v["role"], "phone": phone,
                     "email": email, "active": True, "created_at": now, "updated_at": now}
     before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
-    stmt = upsert(session, Person.__table__, index_elements=["region_code", "role", "phone"],
-                  update_columns=["name", "email", "active", "updated_at"])
-    done, values = 0, list(out.values())
-    for batch in chunks(values, 2000):
-        await session.execute(stmt, batch)
-        done += len(batch)
-        if progress:
-            progress(done, len(values))
-    await analyze(session, "person")
+    values = list(out.values())
+    await bulk_upsert(session, Person.__table__, values, index_elements=["region_code", "role", "phone"],
+                      update_columns=["name", "email", "active", "updated_at"], progress=progress)
     # New rows are whatever the table grew by; the rest matched an existing (region, role, phone).
     inserted = (await session.execute(select(func.count()).select_from(Person))).scalar_one() - before
     return ImportResult(rows=len(values), inserted=inserted, updated=len(values) - inserted)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_rows, row_error
-from warning_service.dialect import analyze, chunks, upsert
+from warning_service.dialect import bulk_upsert, chunks
 from warning_service.errors import Invalid, NotFound
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.scope import Scope
@@ -78,16 +78,9 @@ async def import_csv(
         paths[v["code"]] = (path, depth, v["level"])
         out.append({"code": v["code"], "name": v["name"], "level": v["level"], "parent_code": parent,
                     "path": path, "depth": depth})
-    stmt = upsert(session, Region.__table__, index_elements=["code"],
-                  update_columns=["name"])
-    done = 0
-    for batch in chunks(out, 2000):
-        await session.execute(stmt, batch)
-        done += len(batch)
-        if progress:
-            progress(done, len(out))
+    await bulk_upsert(session, Region.__table__, out, index_elements=["code"], update_columns=["name"],
+                      progress=progress)
     updated = len([c for c in by_code if c in existing])
-    await analyze(session, "region")
     return ImportResult(rows=len(out), inserted=len(out) - updated, updated=updated)
 
 
@@ -114,14 +107,7 @@ async def add_grids(session: AsyncSession, *, per_village: int, under: str | Non
          "path": f"{v.path}{v.code}{i:02d}/", "depth": v.depth + 1}
         for v in villages for i in range(1, per_village + 1)
     ]
-    stmt = upsert(session, Region.__table__, index_elements=["code"], update_columns=None)
-    done = 0
-    for batch in chunks(rows, 5000):
-        await session.execute(stmt, batch)
-        done += len(batch)
-        if progress:
-            progress(done, len(rows))
-    await analyze(session, "region")
+    await bulk_upsert(session, Region.__table__, rows, index_elements=["code"], batch=5000, progress=progress)
     return len(rows)
 
 
