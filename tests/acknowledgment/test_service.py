@@ -246,3 +246,14 @@ async def test_feedback_needs_an_answer_first_then_can_be_amended(runtime, db, t
     assert [e.details["fields"] for e in entries] == [
         {"at_post": True, "villages_affected": 2, "people_evacuated": 40},
         {"people_evacuated": 55, "note": "已转移至村文化礼堂"}]
+
+
+async def test_an_answer_after_the_warning_ran_out_is_refused_before_the_expiry_job_runs(runtime, db, tree):
+    wid = await issue(runtime, targets=[GRID], expires_at=runtime.clock.now() + timedelta(minutes=30))
+    n = await notice_of(db, wid, tree.person(GRID, "grid_responsible"))
+    runtime.clock.advance(timedelta(minutes=31))
+    with pytest.raises(NotAcknowledgeable) as exc:
+        await ack(runtime, n.id)
+    assert exc.value.extra["reason"] == "expired"
+    assert await acks(db, n.id) == []
+    assert (await reload(db, Notice, n.id)).state == "pending"  # the expiry job closes it, not the answer
