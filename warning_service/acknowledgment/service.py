@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import Integer, String, and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service import labels
 from warning_service.acknowledgment import fastpath
 from warning_service.acknowledgment.models import Acknowledgment, AckPath
 from warning_service.db import Database, UTCDateTime, dialect_name, upsert
@@ -39,8 +40,7 @@ ACKABLE_STATES = ("pending", "delivered", "timed_out")
 # Messages that only exist to chase silence; an answer makes them pointless.
 CHASE_KINDS = ("recall", "deputy", "escalation")
 PROXY_METHODS = ("phone", "visit", "loudspeaker", "other")
-PROXY_METHOD_ZH = {"phone": "电话确认", "visit": "上门确认", "loudspeaker": "喇叭喊话确认",
-                   "other": "其他方式"}
+PROXY_METHOD_ZH = labels.PROXY_METHOD
 
 
 class NotAcknowledgeable(Conflict):

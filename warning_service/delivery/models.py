@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from warning_service import labels
 from warning_service.db import UTCDateTime
 
 
@@ -19,8 +20,7 @@ class NoticeState(StrEnum):
     closed = "closed"              # warning lifted or expired before an answer
 
 
-NOTICE_STATE_ZH = {"pending": "待叫应", "delivered": "已送达", "acknowledged": "已叫应",
-                   "timed_out": "超时未叫应", "closed": "已结束未叫应"}
+NOTICE_STATE_ZH = labels.NOTICE_STATE
 OPEN_NOTICE_STATES = ("pending", "delivered")
 
 
