@@ -13,19 +13,19 @@ from sqlalchemy import and_, any_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service import labels
 from warning_service.db import chunks, dialect_name
 from warning_service.delivery.models import NOTICE_STATE_ZH
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region.models import Region
 from warning_service.report import queries as q
 from warning_service.report.queries import OB
-from warning_service.report.service import Scoped, ack_deadline_of
+from warning_service.report.scope import Scoped, ack_deadline_of
 
 P = Person.__table__
-STATUS_ZH = {"queued": "排队中", "sending": "发送中", "sent": "已发出", "delivered": "已送达",
-             "undelivered": "未送达", "failed": "发送失败", "cancelled": "已取消"}
-CHANNEL_ZH = {"sms": "短信", "voice": "语音电话", "email": "邮件", "broadcast": "应急广播"}
-ACK_PATH_ZH = {"link": "链接确认", "sms_reply": "短信回复", "voice_key": "电话按键", "proxy": "代为叫应"}
+STATUS_ZH = labels.OUTBOX_STATUS
+CHANNEL_ZH = labels.CHANNEL
+ACK_PATH_ZH = labels.ACK_PATH
 
 
 def _rows(session: AsyncSession, scoped: Scoped) -> Any:

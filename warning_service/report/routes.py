@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from warning_service.deps import Auditor, NowDep, SessionDep
-from warning_service.report import export, service
+from warning_service.report import export, scope, service
 from warning_service.report.pages import page_router
 from warning_service.report.params import check_period, parse_when
 from warning_service.report.summary import RANK_LEVELS, summary
@@ -29,9 +29,9 @@ ToQ = Annotated[str | None, Query(description="date (inclusive) or ISO time (Bei
 RankQ = Annotated[str, Query(description=f"rank regions by: {', '.join(RANK_LEVELS)}")]
 
 
-async def _scoped(session: Any, principal: Any, warning_id: int, region: str | None) -> service.Scoped:
-    area = await service.region_param(session, code=region, scope=principal.scope)
-    return await service.scoped_warning(session, warning_id=warning_id, region=area)
+async def _scoped(session: Any, principal: Any, warning_id: int, region: str | None) -> scope.Scoped:
+    area = await scope.region_param(session, code=region, scope=principal.scope)
+    return await scope.scoped_warning(session, warning_id=warning_id, region=area)
 
 
 @router.get("/warnings/{warning_id}.csv", response_class=StreamingResponse)
@@ -43,7 +43,7 @@ async def warning_csv(warning_id: int, request: Request, principal: Auditor, ses
 
     async def body() -> AsyncIterator[bytes]:
         # The stream outlives the request's session, so it reads through its own, in one snapshot.
-        async with service.snapshot(db) as s:
+        async with scope.snapshot(db) as s:
             async for chunk in export.csv_chunks(s, scoped=scoped, rows=rows, now=now):
                 yield chunk
 
@@ -56,7 +56,7 @@ async def warning_xlsx(warning_id: int, request: Request, principal: Auditor, se
                        region: RegionQ = None) -> Response:
     """The warning's report as an Excel workbook: 汇总, 分区统计, 叫应明细, 未叫应名单, 渠道统计."""
     scoped = await _scoped(session, principal, warning_id, region)
-    async with service.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db) as s:
         data = await export.workbook(s, scoped=scoped, now=now)
     return Response(content=data, media_type=XLSX, headers=export.filename(scoped, "xlsx"))
 
@@ -69,7 +69,7 @@ async def warning_report(warning_id: int, request: Request, principal: Auditor, 
     """One warning: reached, delivered, answered on time / late / by proxy / never, the rate (叫应率),
     time to answer, channels, roll-up down the hierarchy, escalations, and who is missing."""
     scoped = await _scoped(session, principal, warning_id, region)
-    async with service.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db) as s:
         return await service.warning_report(s, scoped=scoped, now=now, rollup=rollup,
                                             missing_offset=missing_offset, missing_limit=missing_limit)
 
@@ -84,8 +84,8 @@ async def report_summary(request: Request, principal: Auditor, session: SessionD
     until = parse_when(to, field="to", end_of_day=True) or now + timedelta(microseconds=1)
     since = parse_when(from_, field="from") or until - timedelta(days=30)
     check_period(since, until, max_days=MAX_PERIOD_DAYS)
-    area = await service.region_param(session, code=region, scope=principal.scope)
-    async with service.snapshot(request.app.state.db) as s:
+    area = await scope.region_param(session, code=region, scope=principal.scope)
+    async with scope.snapshot(request.app.state.db) as s:
         return await summary(s, region=area, since=since, until=until, rank_level=rank_level)
 
 
