@@ -139,7 +139,8 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
     return render(request, "warning.html", r=report, user=principal.user, towns=rows[:TABLE_ROWS],
                   town_count=len(rows), level_zh=REGION_LEVEL_ZH[level],
                   curve=charts.ack_curve(report["timeline"], required=report["totals"]["required"]),
-                  bars=charts.rate_bars(rows[:CHART_BARS]), region_query=f"?region={area.code}" if region else "")
+                  bars=charts.rate_bars(rows[:CHART_BARS]), region_query=f"?region={area.code}" if region else "",
+                  region_value=area.name if region else "")
 
 
 def _allowed(principal: Principal) -> None:

@@ -20,9 +20,11 @@ MAX_PERIOD_DAYS = 366
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 RegionQ = Annotated[str | None, Query(description="narrow to this region inside your scope")]
-RowsQ = Annotated[str, Query(pattern="^(notices|regions|missing)$",
-                             description="notices: one row per person (叫应明细); regions: one row per "
-                                         "region of the roll-up; missing: only those who never answered")]
+RowsQ = Annotated[str, Query(pattern="^(notices|regions|missing|feedback|proxy)$",
+                             description="notices: one row per person (叫应明细, with answer, proxy and "
+                                         "feedback); regions: one row per region of the roll-up; missing: "
+                                         "only those who never answered; feedback: 响应反馈 sums per region; "
+                                         "proxy: every proxy answer with method and note")]
 RollupQ = Annotated[str, Query(description="deepest roll-up level: none, county, town, village, grid")]
 FromQ = Annotated[str | None, Query(alias="from", description="date or ISO time (Beijing); default -30 days")]
 ToQ = Annotated[str | None, Query(description="date (inclusive) or ISO time (Beijing); default now")]
@@ -64,14 +66,27 @@ async def warning_xlsx(warning_id: int, request: Request, principal: Auditor, se
 @router.get("/warnings/{warning_id}")
 async def warning_report(warning_id: int, request: Request, principal: Auditor, session: SessionDep, now: NowDep,
                          region: RegionQ = None, rollup: RollupQ = "town",
-                         missing_offset: int = Query(0, ge=0), missing_limit: int = Query(50, ge=0, le=1000)
+                         missing_offset: int = Query(0, ge=0), missing_limit: int = Query(50, ge=0, le=1000),
+                         proxy_offset: int = Query(0, ge=0), proxy_limit: int = Query(50, ge=0, le=1000),
+                         nodes_offset: int = Query(0, ge=0), nodes_limit: int = Query(2000, ge=0, le=10000)
                          ) -> dict[str, Any]:
     """One warning: reached, delivered, answered on time / late / by proxy / never, the rate (叫应率),
     time to answer, channels, roll-up down the hierarchy, escalations, and who is missing."""
     scoped = await _scoped(session, principal, warning_id, region)
     async with scope.snapshot(request.app.state.db) as s:
         return await service.warning_report(s, scoped=scoped, now=now, rollup=rollup,
-                                            missing_offset=missing_offset, missing_limit=missing_limit)
+                                            missing_offset=missing_offset, missing_limit=missing_limit,
+                                            proxy_offset=proxy_offset, proxy_limit=proxy_limit,
+                                            nodes_offset=nodes_offset, nodes_limit=nodes_limit)
+
+
+@router.get("/regions")
+async def search_regions(principal: Auditor, session: SessionDep,
+                         q: Annotated[str, Query(min_length=1, max_length=50,
+                                                 description="part of a region's name, or a code prefix")],
+                         limit: Annotated[int, Query(ge=1, le=50)] = 20) -> list[dict[str, Any]]:
+    """Regions inside your scope whose name contains `q`: what the reports' region filter offers."""
+    return await scope.search_regions(session, scope=principal.scope, text=q, limit=limit)
 
 
 @router.get("/summary")

@@ -18,6 +18,7 @@ from warning_service.errors import Invalid
 from warning_service.person.models import ROLE_ZH
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
+from warning_service.report import feedback as fb
 from warning_service.report import queries as q
 from warning_service.report.missing import missing_page
 from warning_service.report.queries import OB, Counts, R
@@ -32,14 +33,21 @@ def warning_info(w: EarlyWarning) -> dict[str, Any]:
             "hazard": w.hazard, "hazard_zh": HAZARD_ZH.get(w.hazard, w.hazard),
             "level": w.level, "level_zh": LEVEL_ZH.get(w.level),
             "status": w.status, "status_zh": STATUS_ZH.get(w.status, w.status), "state": w.state,
+            "state_zh": labels.zh(labels.WARNING_STATE, w.state),
             "issued_at": w.issued_at, "lifted_at": w.lifted_at, "ack_round": w.ack_round,
             "ack_required": bool((w.policy or {}).get("ack_required")),
             "ack_deadline_seconds": ack_deadline_of(w), "targets": w.targets, "area_desc": w.area_desc}
 
 
 async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime, rollup: str = "town",
-                         missing_offset: int = 0, missing_limit: int = 50) -> dict[str, Any]:
-    """Everything an auditor asks of one warning, as JSON-ready data."""
+                         missing_offset: int = 0, missing_limit: int = 50, proxy_offset: int = 0,
+                         proxy_limit: int = 50, nodes_offset: int = 0, nodes_limit: int | None = None
+                         ) -> dict[str, Any]:
+    """Everything an auditor asks of one warning, as JSON-ready data.
+
+    The roll-up's nodes, the missing list and the proxy answers are paged (`*_offset`, `*_limit`): a
+    province rolled up to grids has ~10^5 nodes, which no page shows and no client should hold at once.
+    """
     if rollup not in ROLLUP_CHOICES:
         raise Invalid(f"rollup must be one of {', '.join(ROLLUP_CHOICES)}",
                       f"rollup 应为 {', '.join(ROLLUP_CHOICES)} 之一", field="rollup")
@@ -48,7 +56,7 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
     grouped = await _grouped(session, scoped=scoped, rollup=rollup)
     totals = grouped["all"][""]
     timing = await _timing(session, scoped=scoped, steps=grouped["step"])
-    missing_total, missing = await missing_page(session, scoped=scoped, offset=missing_offset,
+    missing_total, missing = await missing_page(session, scoped=scoped, now=now, offset=missing_offset,
                                                 limit=missing_limit, total=totals.never)
     return {
         "warning": warning_info(w),
@@ -63,11 +71,24 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
                      for k, v in sorted(grouped["level"].items(), key=lambda kv: _level_order(kv[0]))],
         "by_role": [{"role": k, "role_zh": ROLE_ZH.get(k, k), **v.as_dict()}
                     for k, v in sorted(grouped["role"].items())],
-        "rollup": await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
+        "rollup": _page_nodes(await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
+                              offset=nodes_offset, limit=nodes_limit),
         "escalations": await _escalations(session, scoped=scoped),
         "missing": {"total": missing_total, "offset": missing_offset, "limit": missing_limit,
                     "items": missing},
+        "feedback": await fb.feedback_summary(session, scoped=scoped, now=now),
+        "proxy": await fb.proxy_answers(session, scoped=scoped, offset=proxy_offset, limit=proxy_limit),
+        "history": await fb.history(session, warning=w),
     }
+
+
+def _page_nodes(rollup: dict[str, Any], *, offset: int, limit: int | None) -> dict[str, Any]:
+    nodes = rollup["nodes"]
+    rollup["nodes_total"] = len(nodes)
+    if offset or limit is not None:
+        rollup["nodes"] = nodes[offset:None if limit is None else offset + limit]
+    rollup["nodes_offset"], rollup["nodes_limit"] = offset, limit
+    return rollup
 
 
 def _level_order(level: str) -> int:
