@@ -138,7 +138,7 @@ def line(label: str, times: list[float], target: float | None = None) -> str:
 
 
 async def run(url: str, *, fresh: bool, rebuild: bool, runs: int) -> None:
-    from warning_service.report import export, service, summary
+    from warning_service.report import export, scope, service, summary
 
     await ensure_zhejiang(url, fresh=fresh)
     db = Database(async_database_url(url))
@@ -156,21 +156,21 @@ async def run(url: str, *, fresh: bool, rebuild: bool, runs: int) -> None:
 
         async def report(region: Region, rollup: str = "town") -> dict[str, Any]:
             # As the API serves it: authorisation done, then one read-only snapshot.
-            async with service.snapshot(db) as s:
-                scoped = await service.scoped_warning(s, warning_id=wid, region=region)
+            async with scope.snapshot(db) as s:
+                scoped = await scope.scoped_warning(s, warning_id=wid, region=region)
                 return await service.warning_report(s, scoped=scoped, now=utcnow(), rollup=rollup)
 
         async def across() -> dict[str, Any]:
             now = utcnow()
-            async with service.snapshot(db) as s:
+            async with scope.snapshot(db) as s:
                 from datetime import timedelta
 
                 return await summary.summary(s, region=province, since=now - timedelta(days=30), until=now)
 
         async def csv_export() -> int:
             size = 0
-            async with service.snapshot(db) as s:
-                scoped = await service.scoped_warning(s, warning_id=wid, region=province)
+            async with scope.snapshot(db) as s:
+                scoped = await scope.scoped_warning(s, warning_id=wid, region=province)
                 async for chunk in export.csv_chunks(s, scoped=scoped, rows="notices", now=utcnow()):
                     size += len(chunk)
             return size

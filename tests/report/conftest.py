@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from tests.factories import build_tree, make_user
-from warning_service.acknowledgment.models import Acknowledgment
+from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.db import Database
 from warning_service.delivery.models import OutboxMessage
-from warning_service.early_warning.models import EarlyWarning, WarningTarget
+from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 
@@ -165,3 +165,54 @@ async def case(db, clock, tree) -> Case:
                      state="timed_out", reason="escalation", escalation_of=silent, root_id=silent,
                      outbox=[("voice", "sent")], kind="escalation")
     return c
+
+
+EVIL = '=HYPERLINK("http://evil.example/x","点我")'
+
+
+@dataclass
+class FeedbackCase:
+    """`case` after the answers: 响应反馈 from three people, two proxy answers with notes, an update and a lift.
+
+      notice            answered   feedback at   at post  villages  evacuated
+      331081001 town    +30 s      +600 s (met)  yes      2         120
+      331081001001 vil  +120 s     +1000 s (late) yes     1         35
+      331081002001 vil  proxy 500  +800 s (met)  no       1         300
+    Seven answered → 3 given, 4 missing; 20 minutes on, the 4 missing are past the 15-minute deadline.
+    By town, most evacuated first: 城东街道 (300, 1 village) then 太平街道 (155, 3 villages).
+    Proxy answers: 331081002001 by visit (note EVIL), 33108100100202 by phone (note below).
+    """
+
+    case: Case
+    lift_reason: str = "台风已登陆减弱,解除红色预警"
+    update_reason: str = "风雨加剧,升级为红色预警"
+    phone_note: str = "村书记电话确认,已组织转移"
+
+
+@pytest.fixture
+async def feedback_case(db, clock, case) -> FeedbackCase:
+    fc = FeedbackCase(case=case)
+    t0 = case.t0
+    n = case.notices
+    async with db.session() as s:
+        for region, secs, at_post, villages, evacuated in [("331081001", 600, True, 2, 120),
+                                                          ("331081001001", 1000, True, 1, 35),
+                                                          ("331081002001", 800, False, 1, 300)]:
+            at = t0 + timedelta(seconds=secs)
+            s.add(Feedback(notice_id=n[region], at_post=at_post, villages_affected=villages,
+                           people_evacuated=evacuated, note=f"{region} 已转移", created_at=at, updated_at=at))
+        await s.execute(update(Acknowledgment).where(Acknowledgment.notice_id == n["331081002001"])
+                        .values(proxy_method="visit", note=EVIL))
+        await s.execute(update(Acknowledgment).where(Acknowledgment.notice_id == n["33108100100202"])
+                        .values(note=fc.phone_note))
+        # An identifier an attacker chose (issue 11): it must stay text in every export.
+        await s.execute(update(EarlyWarning).where(EarlyWarning.id == case.warning_id).values(identifier=EVIL))
+        for rev, msg_type, minutes, level, description in [
+                (1, "alert", 0, "orange", "台风"), (2, "update", 10, "red", fc.update_reason),
+                (3, "cancel", 60, "red", fc.lift_reason)]:
+            s.add(WarningRevision(warning_id=case.warning_id, revision=rev, msg_type=msg_type,
+                                  identifier=f"rev{rev}-{case.warning_id}", sent_at=t0 + timedelta(minutes=minutes),
+                                  level=level, title="温岭市red预警1", description=description, instruction="防御指南",
+                                  targets=["331081"], area_desc="温岭市"))
+    clock.advance(timedelta(minutes=20))
+    return fc

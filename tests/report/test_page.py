@@ -126,3 +126,37 @@ async def test_drilling_into_a_town_shows_its_villages(page, served, case):
     assert await bars.count() == 1 and await bars.first.get_attribute("data-code") == "331081002001"
     assert "村(社区)" in await page.locator("#town-table thead").inner_text()
     assert await page.locator("#missing-table tbody tr").count() == 3
+
+
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+async def test_region_search_by_name_narrows_the_report_and_shows_feedback(page, served, feedback_case, db):
+    wid = feedback_case.case.warning_id
+    await log_in(page, served, "wl_audit", f"/console/reports/warnings/{wid}")
+    # The feedback section and the lift reason are on the page.
+    assert (await page.locator("#fb-evacuated").inner_text()).strip() == "455"
+    assert feedback_case.lift_reason in await page.locator("#history").inner_text()
+    first_town = page.locator("#feedback-table tbody tr").first
+    assert "城东街道" in await first_town.inner_text()  # most evacuated first
+    assert "上门确认" in await page.locator("#proxy-table").inner_text()
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    if not db.is_sqlite:
+        await page.screenshot(path=str(DOCS_IMG / "report-feedback.png"), full_page=True)
+    # Typing part of a name offers the matching regions of the auditor's scope, with their path.
+    await page.fill("#region-input", "城东")
+    options = page.locator("#region-options option")
+    await options.first.wait_for(state="attached")
+    assert await options.first.get_attribute("value") == "331081002"
+    assert "温岭市/城东街道" in (await options.first.get_attribute("label") or "")
+    # A name is enough: 城东街道 narrows the report to that town.
+    await page.fill("#region-input", "城东街道")
+    await page.click("#region-form button[type=submit]")
+    await page.wait_for_url("**/console/reports/warnings/*?region=*")
+    assert (await page.locator("#kpi-rate").inner_text()).strip() == "25.0%"
+    assert (await page.locator("#fb-evacuated").inner_text()).strip() == "300"
+    assert await page.locator("#region-input").input_value() == "城东街道"
+    # A region of another county is not found inside this auditor's scope.
+    await page.fill("#region-input", "古城街道")
+    await page.click("#region-form button[type=submit]")
+    assert "您的管辖范围 温岭市 内没有区划 古城街道" in await page.locator("#error-zh").inner_text()

@@ -72,7 +72,7 @@ async def test_csv_has_one_row_per_notice_with_chinese_headers(client, case):
     by_region = {x["区划代码"]: x for x in rows}
     late_proxy = by_region["33108100100202"]
     assert (late_proxy["已叫应"], late_proxy["超时叫应"], late_proxy["叫应方式"]) == ("是", "是", "代为叫应")
-    assert late_proxy["叫应用时(秒)"] == "1200.0" and late_proxy["代叫应方式"] == "phone"
+    assert late_proxy["叫应用时(秒)"] == "1200.0" and late_proxy["代叫应方式"] == "电话确认"
     # 08:00 UTC + 1200 s is 16:20 in Beijing.
     assert late_proxy["叫应时间"] == "2026-07-01 16:20:00"
     assert by_region["331081"]["需叫应"] == "否"
@@ -101,17 +101,19 @@ async def test_xlsx_opens_with_the_right_sheets_and_rows(client, case):
     r = await client.get(f"/api/v1/reports/warnings/{case.warning_id}.xlsx", headers=h)
     assert r.status_code == 200, r.text
     wb = openpyxl.load_workbook(io.BytesIO(r.content), read_only=True)
-    assert wb.sheetnames == ["汇总", "分区统计", "叫应明细", "未叫应名单", "渠道统计"]
-    summary = {row[0]: row[1] for row in wb["汇总"].iter_rows(min_row=2, values_only=True)}
-    assert summary["应叫应"] == 11 and summary["已叫应"] == 7 and summary["叫应率"] == "63.6%"
+    assert wb.sheetnames == ["汇总", "发布与变更", "响应反馈", "代叫应", "分区统计", "叫应明细", "未叫应名单",
+                             "渠道统计"]
+    # Row 1 title, row 2 scope and export time, row 3 the header.
+    summary = {row[0]: (row + (None,))[1] for row in wb["汇总"].iter_rows(min_row=4, values_only=True)}
+    assert summary["应叫应"] == 11 and summary["已叫应"] == 7 and summary["叫应率"] == round(7 / 11, 4)
     assert summary["叫应用时中位数(秒)"] == 300.0
-    notices = list(wb["叫应明细"].iter_rows(values_only=True))
+    notices = list(wb["叫应明细"].iter_rows(min_row=3, values_only=True))
     assert notices[0][:4] == ("通知编号", "区划代码", "区划路径", "姓名") and len(notices) == 13
-    missing = list(wb["未叫应名单"].iter_rows(values_only=True))
+    missing = list(wb["未叫应名单"].iter_rows(min_row=3, values_only=True))
     assert len(missing) == 5 and all(row[8] == "否" for row in missing[1:])
-    regions = list(wb["分区统计"].iter_rows(values_only=True))
+    regions = list(wb["分区统计"].iter_rows(min_row=3, values_only=True))
     assert len(regions) == 13
-    channels = {row[0]: row for row in wb["渠道统计"].iter_rows(min_row=2, values_only=True)}
+    channels = {row[0]: row for row in wb["渠道统计"].iter_rows(min_row=4, values_only=True)}
     assert set(channels) == {"短信", "语音电话", "应急广播"}
 
 

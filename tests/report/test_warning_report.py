@@ -6,13 +6,14 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.report.conftest import add_notice, insert_warning
 from warning_service.region.models import Region
+from warning_service.report import scope as report_scope
 from warning_service.report import service as reports
 
 
 async def report_for(db, clock, warning_id: int, scope: str = "331081", **kw):
     async with db.session() as s:
         region = await s.get(Region, scope)
-        scoped = await reports.scoped_warning(s, warning_id=warning_id, region=region)
+        scoped = await report_scope.scoped_warning(s, warning_id=warning_id, region=region)
         return await reports.warning_report(s, scoped=scoped, now=clock.now(), **kw)
 
 
@@ -176,8 +177,8 @@ async def test_a_report_reads_one_snapshot_and_writes_nothing(db, clock, case):
         pytest.skip("snapshots are PostgreSQL's REPEATABLE READ")
     async with db.session() as s:
         region = await s.get(Region, "331081")
-        scoped = await reports.scoped_warning(s, warning_id=case.warning_id, region=region)
-    async with reports.snapshot(db) as s:
+        scoped = await report_scope.scoped_warning(s, warning_id=case.warning_id, region=region)
+    async with report_scope.snapshot(db) as s:
         before = (await reports.warning_report(s, scoped=scoped, now=clock.now()))["totals"]["acknowledged"]
         async with db.session() as other:  # an answer arrives while the report is being read
             await other.execute(text("UPDATE notice SET state = 'acknowledged' WHERE id = :i"),
@@ -190,5 +191,5 @@ async def test_a_report_reads_one_snapshot_and_writes_nothing(db, clock, case):
         assert before == again == 7
         with pytest.raises(DBAPIError, match="read-only"):
             await s.execute(text("UPDATE notice SET state = 'closed'"))
-    async with reports.snapshot(db) as s:
+    async with report_scope.snapshot(db) as s:
         assert (await reports.warning_report(s, scoped=scoped, now=clock.now()))["totals"]["acknowledged"] == 8

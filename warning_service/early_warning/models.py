@@ -11,6 +11,7 @@ from pydantic import Field as PField
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from warning_service import labels
 from warning_service.db import UTCDateTime
 
 
@@ -35,12 +36,7 @@ class Hazard(StrEnum):
     forest_fire = "forest_fire"
 
 
-HAZARD_ZH = {
-    "typhoon": "台风", "rainstorm": "暴雨", "flood": "洪水", "mountain_torrent": "山洪",
-    "geological": "地质灾害", "gale": "大风", "heat": "高温", "cold_wave": "寒潮", "blizzard": "暴雪",
-    "lightning": "雷电", "hail": "冰雹", "fog": "大雾", "haze": "霾", "drought": "干旱", "frost": "霜冻",
-    "road_ice": "道路结冰", "sandstorm": "沙尘暴", "forest_fire": "森林火险",
-}
+HAZARD_ZH = labels.HAZARD
 
 
 class Level(StrEnum):
@@ -51,7 +47,7 @@ class Level(StrEnum):
 
 
 LEVEL_RANK = {"blue": 1, "yellow": 2, "orange": 3, "red": 4}
-LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
+LEVEL_ZH = labels.WARNING_LEVEL
 LEVEL_COLOUR = {"blue": "#1565c0", "yellow": "#f9a825", "orange": "#ef6c00", "red": "#c62828"}
 
 
@@ -73,7 +69,7 @@ class MsgType(StrEnum):
     cancel = "cancel"
 
 
-ACTION_ZH = {"alert": "发布", "update": "更新", "cancel": "解除"}
+ACTION_ZH = labels.MSG_TYPE
 
 
 class EarlyWarning(SQLModel, table=True):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from warning_service import labels
 from warning_service.deps import SessionDep, SettingsDep, get_principal
 from warning_service.early_warning import queries
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH
@@ -36,5 +37,6 @@ async def live(warning_id: int, request: Request, session: SessionDep, settings:
     html = _env(str(settings.templates_dir)).get_template("console/warning_live.html").render(
         w=warning, hazard_zh=HAZARD_ZH.get(warning.hazard, warning.hazard), level_zh=LEVEL_ZH[warning.level],
         colour=LEVEL_COLOUR[warning.level], user=principal.user,
-        can_act=principal.user.role in ("duty_officer", "admin"))
+        can_act=principal.user.role in ("duty_officer", "admin"), role_zh=dict(labels.ROLE),
+        state_zh=dict(labels.NOTICE_STATE))
     return HTMLResponse(html)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from warning_service import labels
 from warning_service.db import UTCDateTime
 from warning_service.delivery.models import MessageKind
 
@@ -38,9 +39,7 @@ class NoticeStep(StrEnum):
     done = "done"            # nothing more to do
 
 
-NOTICE_STATE_ZH = {NoticeState.pending: "待叫应", NoticeState.delivered: "已送达",
-                   NoticeState.acknowledged: "已叫应", NoticeState.timed_out: "超时未叫应",
-                   NoticeState.closed: "已结束未叫应"}
+NOTICE_STATE_ZH = labels.NOTICE_STATE
 
 # Still waiting for an answer.
 OPEN_STATES: tuple[str, ...] = (NoticeState.pending, NoticeState.delivered)

@@ -10,6 +10,7 @@ from pydantic import Field as PField
 from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from warning_service import labels
 from warning_service.db import UTCDateTime
 
 
@@ -24,16 +25,7 @@ class PersonRole(StrEnum):
     shelter_manager = "shelter_manager"
 
 
-ROLE_ZH = {
-    "grid_responsible": "网格责任人",
-    "village_responsible": "村级防汛责任人",
-    "town_responsible": "乡镇防汛责任人",
-    "county_responsible": "县级防汛责任人",
-    "disaster_info_officer": "灾害信息员",
-    "geo_hazard_monitor": "地灾群测群防员",
-    "torrent_warner": "山洪预警员",
-    "shelter_manager": "避灾安置场所管理员",
-}
+ROLE_ZH = labels.ROLE
 
 # The role that answers for a region of each level when a warning escalates upward.
 RESPONSIBLE_ROLE_BY_LEVEL = {

@@ -7,6 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
+from warning_service import labels
 from warning_service.db import PathString
 
 
@@ -20,8 +21,7 @@ class RegionLevel(StrEnum):
 
 
 LEVEL_ORDER: dict[str, int] = {lvl.value: i for i, lvl in enumerate(RegionLevel)}
-LEVEL_ZH = {"province": "省", "city": "市", "county": "县(市、区)", "town": "乡镇(街道)", "village": "村(社区)",
-            "grid": "网格"}
+LEVEL_ZH = labels.REGION_LEVEL
 
 
 class Region(SQLModel, table=True):

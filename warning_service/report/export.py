@@ -1,37 +1,57 @@
 """CSV and XLSX exports of a warning report, with the Chinese headers auditors file them under.
 
 Choice of rows: the CSV is one row per primary notice (叫应明细) by default — the record an auditor
-checks a rate against, one person per line, ordered down the region tree; `rows=regions` gives one row
-per region of the roll-up (县 → 乡镇 → 村 → 网格) instead, and `rows=missing` only the people who never
-answered. The workbook carries all of them as sheets (汇总, 分区统计, 叫应明细, 未叫应名单, 渠道统计).
-Times are Beijing time (UTC+8), as the offices keep them. The CSV is UTF-8 with a BOM so Excel opens
-the Chinese correctly.
+checks a rate against, one person per line, ordered down the region tree, with the answer, the proxy
+method and note and the 响应反馈; `rows=regions` gives one row per region of the roll-up, `rows=missing`
+only the people who never answered, `rows=feedback` the feedback sums per region (most evacuated
+first) and `rows=proxy` every proxy answer. The workbook carries all of them as sheets.
+
+The workbook is what an office files: typed cells (times as Beijing-time dates, rates as percentages,
+counts as numbers, codes and phones as text), a title row naming the warning and the export time, a
+bold frozen header with a filter, widths fitted to Chinese text, A4 landscape with the header repeated.
+No text ever becomes a formula: every string cell is written as a string with Excel's quote prefix, so
+an identifier or a note that starts with "=" stays text even when someone edits the cell. The CSV is
+UTF-8 with a BOM and quotes text that a spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
-from collections.abc import AsyncIterator, Callable
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.report.missing import ACK_PATH_ZH, CHANNEL_ZH, STATUS_ZH, iter_notices
+from warning_service import labels
+from warning_service.labels import yes_no, zh
+from warning_service.report import feedback as fb
+from warning_service.report.missing import iter_notices
 from warning_service.report.params import CST
-from warning_service.report.service import Scoped, warning_report
+from warning_service.report.scope import Scoped
+from warning_service.report.service import warning_report
 
-YES, NO = "是", "否"
 _PHONE = re.compile(r"^\+\d{6,16}$")
+ROW_CHOICES = ("notices", "regions", "missing", "feedback", "proxy")
 
 
 def local(t: datetime | None) -> str:
     return t.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def naive_beijing(t: datetime | None) -> datetime | None:
+    """Spreadsheets have no time zones: the wall-clock time in Beijing, as the offices read it."""
+    return t.astimezone(CST).replace(tzinfo=None) if t else None
 
 
 def cell(v: Any) -> Any:
@@ -45,30 +65,76 @@ def pct(v: float | None) -> str:
     return "" if v is None else f"{v * 100:.1f}%"
 
 
-NOTICE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-    ("通知编号", lambda r: r["notice_id"]),
-    ("区划代码", lambda r: r["region_code"]),
-    ("区划路径", lambda r: r["region_path"]),
-    ("姓名", lambda r: r["name"]),
-    ("角色", lambda r: r["role_zh"]),
-    ("电话", lambda r: r["phone"] or ""),
-    ("需叫应", lambda r: YES if r["requires_ack"] else NO),
-    ("状态", lambda r: r["state_zh"]),
-    ("已叫应", lambda r: YES if r["acknowledged"] else NO),
-    ("叫应时间", lambda r: local(r["acknowledged_at"])),
-    ("叫应用时(秒)", lambda r: r["seconds_to_ack"] if r["seconds_to_ack"] is not None else ""),
-    ("超时叫应", lambda r: "" if r["late"] is None else (YES if r["late"] else NO)),
-    ("叫应方式", lambda r: ACK_PATH_ZH.get(r["ack_path"] or "", r["ack_path"] or "")),
-    ("代叫应方式", lambda r: r["proxy_method"] or ""),
-    ("叫应期限", lambda r: local(r["deadline"])),
-    ("送达时间", lambda r: local(r["delivered_at"])),
-    ("消息数", lambda r: r["messages"]),
-    ("发送次数", lambda r: r["attempts"]),
-    ("最后渠道", lambda r: CHANNEL_ZH.get(r["last_channel"] or "", r["last_channel"] or "")),
-    ("最后投递状态", lambda r: STATUS_ZH.get(r["last_status"] or "", r["last_status"] or "")),
-    ("最后错误码", lambda r: r["last_error"] or ""),
-    ("升级叫应次数", lambda r: r["escalations"]),
-    ("升级后应答数", lambda r: r["escalations_answered"]),
+def text_width(value: Any) -> int:
+    """Display width in character cells: a CJK character takes two."""
+    s = local(value) if isinstance(value, datetime) else ("" if value is None else str(value))
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in s)
+
+
+# --- column specifications --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Col:
+    """One column: header, value getter, kind (text | code | int | float | time | pct) and a typical width
+    (for sheets written as they stream, where the longest value is not known in advance)."""
+
+    header: str
+    get: Callable[[dict[str, Any]], Any]
+    kind: str = "text"
+    width: int = 0
+
+
+def _key(*keys: str) -> Callable[[dict[str, Any]], Any]:
+    """A getter of row[k1][k2]…"""
+    def get(row: dict[str, Any]) -> Any:
+        for k in keys:
+            row = row[k]
+        return row
+    return get
+
+
+def _status(status: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda c: c["by_status"].get(status, 0)
+
+
+def _opt(v: Any) -> Any:
+    return "" if v is None else v
+
+
+NOTICE_COLUMNS: list[Col] = [
+    Col("通知编号", lambda r: r["notice_id"], "int", 10),
+    Col("区划代码", lambda r: r["region_code"], "code", 16),
+    Col("区划路径", lambda r: r["region_path"], "text", 44),
+    Col("姓名", lambda r: r["name"], "text", 10),
+    Col("角色", lambda r: r["role_zh"], "text", 18),
+    Col("电话", lambda r: r["phone"] or "", "code", 16),
+    Col("需叫应", lambda r: yes_no(r["requires_ack"]), "text", 8),
+    Col("状态", lambda r: r["state_zh"], "text", 12),
+    Col("已叫应", lambda r: yes_no(r["acknowledged"]), "text", 8),
+    Col("叫应时间", lambda r: r["acknowledged_at"], "time", 20),
+    Col("叫应用时(秒)", lambda r: r["seconds_to_ack"], "float", 12),
+    Col("超时叫应", lambda r: yes_no(r["late"]), "text", 10),
+    Col("叫应方式", lambda r: zh(labels.ACK_PATH, r["ack_path"]), "text", 10),
+    Col("代叫应方式", lambda r: r["proxy_method_zh"], "text", 12),
+    Col("代叫应说明", lambda r: r["ack_note"] or "", "text", 30),
+    Col("代叫应操作人", lambda r: r["ack_actor"] or "", "text", 12),
+    Col("叫应期限", lambda r: r["deadline"], "time", 20),
+    Col("送达时间", lambda r: r["delivered_at"], "time", 20),
+    Col("消息数", lambda r: r["messages"], "int", 8),
+    Col("发送次数", lambda r: r["attempts"], "int", 10),
+    Col("最后渠道", lambda r: zh(labels.CHANNEL, r["last_channel"]), "text", 10),
+    Col("最后投递状态", lambda r: zh(labels.OUTBOX_STATUS, r["last_status"]), "text", 12),
+    Col("最后错误码", lambda r: r["last_error"] or "", "code", 10),
+    Col("升级叫应次数", lambda r: r["escalations"], "int", 12),
+    Col("升级后应答数", lambda r: r["escalations_answered"], "int", 12),
+    Col("响应反馈", lambda r: labels.FEEDBACK_STATE["given" if r["feedback_given"] else "missing"]
+        if r["feedback_deadline"] or r["feedback_given"] else "", "text", 10),
+    Col("反馈期限", lambda r: zh(labels.FEEDBACK_DEADLINE, r["feedback_deadline"]), "text", 16),
+    Col("反馈时间", lambda r: r["feedback_at"], "time", 20),
+    Col("到岗", lambda r: yes_no(r["at_post"]), "text", 6),
+    Col("受影响村数", lambda r: r["villages_affected"], "int", 12),
+    Col("转移人数", lambda r: r["people_evacuated"], "int", 10),
+    Col("反馈说明", lambda r: r["feedback_note"] or "", "text", 30),
 ]
 
 COUNT_COLUMNS = [("通知人数", "recipients"), ("应叫应", "required"), ("已触达", "reached"),
@@ -76,35 +142,83 @@ COUNT_COLUMNS = [("通知人数", "recipients"), ("应叫应", "required"), ("�
                  ("超时叫应", "late"), ("代叫应", "proxy"), ("未叫应", "never"),
                  ("其中待叫应", "waiting"), ("其中超时未叫应", "timed_out"), ("其中已结束未叫应", "closed")]
 RATE_COLUMNS = [("叫应率", "rate"), ("按时叫应率", "on_time_rate")]
-LEVEL_ZH = {"county": "县(市、区)", "town": "乡镇(街道)", "village": "村(社区)", "grid": "网格"}
-REGION_HEADER = (["层级", "区划代码", "区划名称", "上级区划代码"] + [h for h, _ in COUNT_COLUMNS]
-                 + [h for h, _ in RATE_COLUMNS] + ["本级人员应叫应", "本级人员已叫应"])
+FEEDBACK_COLUMNS = [("应反馈", "expected"), ("已反馈", "given"), ("未反馈", "missing"), ("按时反馈", "on_time"),
+                    ("超时反馈", "late"), ("超时未反馈", "missed"), ("期限内未反馈", "open"), ("到岗人数", "at_post"),
+                    ("受影响村数", "villages_affected"), ("转移人数", "people_evacuated")]
+FEEDBACK_RATES = [("反馈率", "rate"), ("按时反馈率", "on_time_rate")]
+
+REGION_COLUMNS: list[Col] = (
+    [Col("层级", lambda n: zh(labels.REGION_LEVEL, n["level"])), Col("区划代码", lambda n: n["code"], "code"),
+     Col("区划名称", lambda n: n["name"]), Col("上级区划代码", lambda n: n["parent_code"] or "", "code")]
+    + [Col(h, _key("subtree", k), "int") for h, k in COUNT_COLUMNS]
+    + [Col(h, _key("subtree", k), "pct") for h, k in RATE_COLUMNS]
+    + [Col("本级人员应叫应", lambda n: n["own"]["required"], "int"),
+       Col("本级人员已叫应", lambda n: n["own"]["acknowledged"], "int")])
+
+FEEDBACK_REGION_COLUMNS: list[Col] = (
+    [Col("区划代码", lambda r: r["code"], "code"), Col("区划名称", lambda r: r["name"])]
+    + [Col(h, _key(k), "int") for h, k in FEEDBACK_COLUMNS]
+    + [Col(h, _key(k), "pct") for h, k in FEEDBACK_RATES])
+
+PROXY_COLUMNS: list[Col] = [
+    Col("通知编号", lambda r: r["notice_id"], "int", 10), Col("区划代码", lambda r: r["region_code"], "code", 16),
+    Col("区划名称", lambda r: r["region_name"], "text", 16), Col("姓名", lambda r: r["name"], "text", 10),
+    Col("角色", lambda r: r["role_zh"], "text", 18), Col("电话", lambda r: r["phone"] or "", "code", 16),
+    Col("代叫应方式", lambda r: r["method_zh"], "text", 14), Col("说明", lambda r: r["note"] or "", "text", 36),
+    Col("操作人", lambda r: r["actor"] or "", "text", 12), Col("叫应时间", lambda r: r["acknowledged_at"], "time", 20),
+    Col("超时叫应", lambda r: yes_no(r["late"]), "text", 10),
+]
+
+HISTORY_COLUMNS: list[Col] = [
+    Col("版本", lambda h: h["revision"], "int"), Col("类型", lambda h: h["msg_type_zh"]),
+    Col("时间", lambda h: h["sent_at"], "time"), Col("操作人", lambda h: h["actor"] or ""),
+    Col("级别", lambda h: h["level_zh"]), Col("变更", lambda h: "、".join(h["changes"])),
+    Col("原因/说明", lambda h: h["reason"] or ""), Col("消息标识", lambda h: h["identifier"], "code"),
+]
+
+CHANNEL_COLUMNS: list[Col] = (
+    [Col("渠道", lambda c: zh(labels.CHANNEL, c["channel"])), Col("消息数", lambda c: c["messages"], "int"),
+     Col("发送次数", lambda c: c["attempts"], "int")]
+    + [Col(zh(labels.OUTBOX_STATUS, s), _status(s), "int")
+       for s in labels.OUTBOX_STATUS]
+    + [Col("送达率", lambda c: c["delivered_rate"], "pct")])
+
+
+def csv_value(col: Col, row: dict[str, Any]) -> Any:
+    v = col.get(row)
+    if col.kind == "time":
+        return local(v)
+    if col.kind == "pct":
+        return pct(v)
+    return cell(_opt(v))
+
+
+def history_reason(report: dict[str, Any], msg_type: str) -> str:
+    """The latest update's or the lift's reason, for the report header."""
+    found = [h for h in report["history"] if h["msg_type"] == msg_type]
+    return (found[-1]["reason"] or "") if found else ""
 
 
 def region_rows(report: dict[str, Any]) -> list[list[Any]]:
-    out = []
-    for n in report["rollup"]["nodes"]:
-        sub, own = n["subtree"], n["own"]
-        out.append([LEVEL_ZH.get(n["level"], n["level"]), n["code"], cell(n["name"]), n["parent_code"] or ""]
-                   + [sub[k] for _, k in COUNT_COLUMNS] + [pct(sub[k]) for _, k in RATE_COLUMNS]
-                   + [own["required"], own["acknowledged"]])
-    return out
+    return [[csv_value(c, n) for c in REGION_COLUMNS] for n in report["rollup"]["nodes"]]
 
 
 def notice_row(r: dict[str, Any]) -> list[Any]:
-    return [cell(f(r)) for _, f in NOTICE_COLUMNS]
+    return [csv_value(c, r) for c in NOTICE_COLUMNS]
 
 
 def filename(scoped: Scoped, ext: str) -> dict[str, str]:
     w = scoped.warning
     ascii_name = f"warning-{w.id}-{scoped.region.code}.{ext}"
-    zh = f"叫应统计-{w.title}-{scoped.region.name}.{ext}"
-    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(zh)}"}
+    zh_name = f"叫应统计-{w.title}-{scoped.region.name}.{ext}"
+    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(zh_name)}"}
 
+
+# --- CSV ---------------------------------------------------------------------------------------------------------
 
 async def csv_chunks(session: AsyncSession, *, scoped: Scoped, rows: str, now: datetime
                      ) -> AsyncIterator[bytes]:
-    """The CSV, a page of notices at a time (UTF-8 with BOM)."""
+    """The CSV, a page of rows at a time (UTF-8 with BOM)."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\r\n")
 
@@ -115,71 +229,215 @@ async def csv_chunks(session: AsyncSession, *, scoped: Scoped, rows: str, now: d
         return data
 
     yield "\ufeff".encode()
-    if rows == "regions":
-        report = await warning_report(session, scoped=scoped, now=now, rollup="grid", missing_limit=0)
-        out.writerow(REGION_HEADER)
-        out.writerows(region_rows(report))
+    if rows in ("regions", "feedback"):
+        report = await warning_report(session, scoped=scoped, now=now, rollup="grid" if rows == "regions" else "none",
+                                      missing_limit=0, proxy_limit=0)
+        if rows == "regions":
+            out.writerow([c.header for c in REGION_COLUMNS])
+            out.writerows(region_rows(report))
+        else:
+            out.writerow([c.header for c in FEEDBACK_REGION_COLUMNS])
+            out.writerows([csv_value(c, r) for c in FEEDBACK_REGION_COLUMNS] for r in report["feedback"]["by_region"])
+            # The last line is the total, so a sheet's column sums can be checked against it.
+            total = {"code": scoped.region.code, "name": f"合计({scoped.region.name})",
+                     **report["feedback"]["totals"]}
+            out.writerow([csv_value(c, total) for c in FEEDBACK_REGION_COLUMNS])
         yield flush()
         return
-    out.writerow([h for h, _ in NOTICE_COLUMNS])
-    async for page in iter_notices(session, scoped=scoped, only_missing=rows == "missing"):
+    if rows == "proxy":
+        out.writerow([c.header for c in PROXY_COLUMNS])
+        async for page in fb.iter_proxy(session, scoped=scoped):
+            out.writerows([csv_value(c, r) for c in PROXY_COLUMNS] for r in page)
+            yield flush()
+        yield flush()
+        return
+    out.writerow([c.header for c in NOTICE_COLUMNS])
+    async for page in iter_notices(session, scoped=scoped, now=now, only_missing=rows == "missing"):
         out.writerows(notice_row(r) for r in page)
         yield flush()
     yield flush()
 
 
-async def workbook(session: AsyncSession, *, scoped: Scoped, now: datetime) -> bytes:
-    """The whole report as an .xlsx (write-only sheets, filled a page at a time off the event loop)."""
-    report = await warning_report(session, scoped=scoped, now=now, rollup="grid", missing_limit=0)
+# --- XLSX --------------------------------------------------------------------------------------------------------
+
+BOLD = Font(bold=True)
+TITLE = Font(bold=True, size=14)
+HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+WRAP = Alignment(vertical="center", wrap_text=True)
+FORMATS = {"time": "yyyy-mm-dd hh:mm:ss", "pct": "0.0%", "int": "0", "float": "0.0", "code": "@", "text": "@"}
+MAX_WIDTH = 60
+HEADER_ROWS = 3  # title, scope and export time, column headers
+
+
+class Sheet:
+    """A write-only sheet laid out as an office table: title, subtitle, bold frozen header, typed cells."""
+
+    def __init__(self, wb: Workbook, name: str, cols: list[Col], *, title: str, subtitle: str,
+                 sample: Iterable[dict[str, Any]] = ()) -> None:
+        self.ws = wb.create_sheet(name)
+        self.cols = cols
+        self.rows = 0
+        ws = self.ws
+        # Widths and frozen panes sit before the rows in the file, so they are set before the first row.
+        widths = [max(text_width(c.header) + 2, c.width) for c in cols]
+        for r in sample:
+            for i, c in enumerate(cols):
+                widths[i] = max(widths[i], text_width(c.get(r)) + 2)
+        for i, w in enumerate(widths, 1):
+            ws.column_dimensions[get_column_letter(i)].width = min(w, MAX_WIDTH)
+        ws.freeze_panes = f"A{HEADER_ROWS + 1}"
+        ws.print_title_rows = f"{HEADER_ROWS}:{HEADER_ROWS}"
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.print_options.gridLines = True
+        ws.append([self._text(title, TITLE)])
+        ws.append([self._text(subtitle)])
+        header = []
+        for c in cols:
+            h = self._text(c.header, BOLD)
+            h.fill = HEADER_FILL
+            h.alignment = WRAP
+            header.append(h)
+        ws.append(header)
+
+    def _text(self, value: str, font: Font | None = None) -> WriteOnlyCell:
+        c = WriteOnlyCell(self.ws, value)
+        # A string is a string: never a formula, even after someone edits the cell in Excel.
+        c.data_type = "s"
+        c.quotePrefix = True
+        if font is not None:
+            c.font = font
+        return c
+
+    def _cell(self, kind: str, value: Any) -> WriteOnlyCell | None:
+        if value is None or value == "":
+            return None
+        if kind in ("text", "code") or isinstance(value, str):
+            c = self._text(str(value))
+            if kind == "code":
+                c.number_format = "@"
+            return c
+        if kind == "time":
+            value = naive_beijing(value)
+        elif kind == "int":
+            value = int(value)
+        elif kind in ("float", "pct"):
+            value = float(value)
+        c = WriteOnlyCell(self.ws, value)
+        c.number_format = FORMATS[kind]
+        return c
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.ws.append([self._cell(c.kind, c.get(row)) for c in self.cols])
+        self.rows += 1
+
+    def close(self) -> None:
+        last = get_column_letter(len(self.cols))
+        self.ws.auto_filter.ref = f"A{HEADER_ROWS}:{last}{HEADER_ROWS + max(self.rows, 1)}"
+
+
+@dataclass
+class Progress:
+    """Rows written so far; a background export reports it to its job row."""
+
+    done: int = 0
+    total: int = 0
+
+
+async def write_workbook(session: AsyncSession, *, scoped: Scoped, now: datetime, out: IO[bytes],
+                         progress: Callable[[int, int], Any] | None = None) -> int:
+    """The whole report as an .xlsx written to `out`, notices streamed a page at a time (write-only mode:
+    memory stays flat however many rows). Returns the number of notice rows."""
+    report = await warning_report(session, scoped=scoped, now=now, rollup="grid", missing_limit=0,
+                                  proxy_limit=0)
+    w, region = report["warning"], report["region"]
+    sub = f"统计范围:{region['name']}({region['code']}) · 导出时间:{local(now)}(北京时间)"
+    heading = f"{w['title']}({w['identifier']})"
+    total = report["totals"]["recipients"]
     wb = Workbook(write_only=True)
-    _summary_sheet(wb.create_sheet("汇总"), report)
-    regions = wb.create_sheet("分区统计")
-    regions.append(REGION_HEADER)
-    for row in region_rows(report):
-        regions.append(row)
-    notices = wb.create_sheet("叫应明细")
-    missing = wb.create_sheet("未叫应名单")
-    header = [h for h, _ in NOTICE_COLUMNS]
-    notices.append(header)
-    missing.append(header)
-
-    def write(page: list[dict[str, Any]]) -> None:
+    _summary_sheet(wb, report, title=heading, subtitle=sub)
+    history = Sheet(wb, "发布与变更", HISTORY_COLUMNS, title=heading, subtitle=sub, sample=report["history"])
+    for h in report["history"]:
+        history.append(h)
+    history.close()
+    feedback_rows = report["feedback"]["by_region"]
+    sheet = Sheet(wb, "响应反馈", FEEDBACK_REGION_COLUMNS, title=heading,
+                  subtitle=f"{sub} · 反馈期限 {int(report['feedback']['deadline_seconds'] // 60)} 分钟,"
+                           f"按转移人数从多到少", sample=feedback_rows[:500])
+    for r in feedback_rows:
+        sheet.append(r)
+    sheet.close()
+    proxy = Sheet(wb, "代叫应", PROXY_COLUMNS, title=heading, subtitle=sub)
+    async for page in fb.iter_proxy(session, scoped=scoped):
         for r in page:
-            row = notice_row(r)
-            notices.append(row)
+            proxy.append(r)
+    proxy.close()
+    nodes = report["rollup"]["nodes"]
+    regions = Sheet(wb, "分区统计", REGION_COLUMNS, title=heading, subtitle=sub, sample=nodes[:500])
+    for n in nodes:
+        regions.append(n)
+    regions.close()
+    del report["rollup"]
+    notices = Sheet(wb, "叫应明细", NOTICE_COLUMNS, title=heading, subtitle=sub)
+    missing = Sheet(wb, "未叫应名单", NOTICE_COLUMNS, title=heading, subtitle=sub)
+    done = 0
+    async for page in iter_notices(session, scoped=scoped, now=now):
+        for r in page:
+            notices.append(r)
             if r["requires_ack"] and not r["acknowledged"]:
-                missing.append(row)
-
-    async for page in iter_notices(session, scoped=scoped):
-        await asyncio.to_thread(write, page)
-    channels = wb.create_sheet("渠道统计")
-    statuses = list(STATUS_ZH)
-    channels.append(["渠道", "消息数", "发送次数"] + [STATUS_ZH[s] for s in statuses] + ["送达率"])
+                missing.append(r)
+        done += len(page)
+        if progress is not None:
+            await progress(done, total)
+    notices.close()
+    missing.close()
+    channels = Sheet(wb, "渠道统计", CHANNEL_COLUMNS, title=heading, subtitle=sub, sample=report["by_channel"])
     for ch in report["by_channel"]:
-        channels.append([CHANNEL_ZH.get(ch["channel"], ch["channel"]), ch["messages"], ch["attempts"]]
-                        + [ch["by_status"].get(s, 0) for s in statuses] + [pct(ch["delivered_rate"])])
+        channels.append(ch)
+    channels.close()
+    wb.save(out)
+    return done
+
+
+async def workbook(session: AsyncSession, *, scoped: Scoped, now: datetime) -> bytes:
+    """The workbook in memory (small areas; large ones go through an export job to a file)."""
     bio = io.BytesIO()
-    await asyncio.to_thread(wb.save, bio)
+    await write_workbook(session, scoped=scoped, now=now, out=bio)
     return bio.getvalue()
 
 
-def _summary_sheet(ws: Any, report: dict[str, Any]) -> None:
+SUMMARY_COLUMNS = [Col("项目", lambda r: r["k"], "text", 24), Col("值", lambda r: r["v"], "auto", 50)]
+
+
+def _summary_sheet(wb: Workbook, report: dict[str, Any], *, title: str, subtitle: str) -> None:
     w, t, tta, esc = report["warning"], report["totals"], report["time_to_ack"], report["escalations"]
-    ws.append(["项目", "值"])
-    for label, value in [
-        ("预警标识", w["identifier"]), ("标题", cell(w["title"])), ("发布单位", cell(w["sender"])),
-        ("灾种", w["hazard_zh"]), ("级别", w["level_zh"]), ("性质", w["status_zh"]),
-        ("发布时间", local(w["issued_at"])),
-        ("统计范围", f"{report['region']['name']}({report['region']['code']})"),
-        ("统计时间", local(report["generated_at"])), ("叫应期限(秒)", w["ack_deadline_seconds"] or ""),
-    ]:
-        ws.append([label, value])
-    for label, key in COUNT_COLUMNS:
-        ws.append([label, t[key]])
-    for label, key in RATE_COLUMNS:
-        ws.append([label, pct(t[key])])
-    ws.append(["叫应用时中位数(秒)", tta["p50"] if tta["p50"] is not None else ""])
-    ws.append(["叫应用时90分位(秒)", tta["p90"] if tta["p90"] is not None else ""])
-    ws.append(["叫应用时最长(秒)", tta["max"] if tta["max"] is not None else ""])
-    ws.append(["B岗叫应(发起/应答)", f"{esc['deputy']['fired']}/{esc['deputy']['answered']}"])
-    ws.append(["逐级上报(发起/应答)", f"{esc['escalation']['fired']}/{esc['escalation']['answered']}"])
+    f, proxy = report["feedback"], report["proxy"]
+    items: list[tuple[str, Any, str]] = [
+        ("预警标识", w["identifier"], "code"), ("标题", w["title"], "text"), ("发布单位", w["sender"], "text"),
+        ("灾种", w["hazard_zh"], "text"), ("级别", w["level_zh"], "text"), ("性质", w["status_zh"], "text"),
+        ("状态", w["state_zh"], "text"), ("发布时间", w["issued_at"], "time"), ("解除时间", w["lifted_at"], "time"),
+        ("更新原因", history_reason(report, "update"), "text"), ("解除原因", history_reason(report, "cancel"), "text"),
+        ("统计范围", f"{report['region']['name']}({report['region']['code']})", "text"),
+        ("统计时间", report["generated_at"], "time"), ("叫应期限(秒)", w["ack_deadline_seconds"], "float"),
+    ]
+    items += [(label, t[key], "int") for label, key in COUNT_COLUMNS]
+    items += [(label, t[key], "pct") for label, key in RATE_COLUMNS]
+    items += [("叫应用时中位数(秒)", tta["p50"], "float"), ("叫应用时90分位(秒)", tta["p90"], "float"),
+              ("叫应用时最长(秒)", tta["max"], "float"),
+              ("B岗叫应发起", esc["deputy"]["fired"], "int"), ("B岗叫应应答", esc["deputy"]["answered"], "int"),
+              ("逐级上报发起", esc["escalation"]["fired"], "int"),
+              ("逐级上报应答", esc["escalation"]["answered"], "int"),
+              ("反馈期限(分钟)", f["deadline_seconds"] / 60, "float")]
+    items += [(label, f["totals"][key], "int") for label, key in FEEDBACK_COLUMNS]
+    items += [(label, f["totals"][key], "pct") for label, key in FEEDBACK_RATES]
+    items += [(f"代叫应·{m['method_zh']}", m["count"], "int") for m in proxy["by_method"]]
+    rows = [{"k": k, "v": v, "kind": kind} for k, v, kind in items]
+    sheet = Sheet(wb, "汇总", SUMMARY_COLUMNS, title=title, subtitle=subtitle,
+                  sample=[{"k": r["k"], "v": r["v"] if r["kind"] != "time" else local(r["v"])} for r in rows])
+    for r in rows:
+        sheet.ws.append([sheet._cell("text", r["k"]), sheet._cell(r["kind"], r["v"])])
+        sheet.rows += 1
+    sheet.close()

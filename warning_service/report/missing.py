@@ -7,26 +7,30 @@ delivery status) and the names along its region path are looked up for that page
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, any_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service import labels
+from warning_service.auth.models import User
 from warning_service.dialect import chunks
 from warning_service.dialect import name as dialect_name
 from warning_service.notice.models import NOTICE_STATE_ZH
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region.models import Region
+from warning_service.report import feedback as fb
 from warning_service.report import queries as q
 from warning_service.report.queries import OB
-from warning_service.report.service import Scoped, ack_deadline_of
+from warning_service.report.scope import Scoped, ack_deadline_of
 
 P = Person.__table__
-STATUS_ZH = {"queued": "排队中", "sending": "发送中", "sent": "已发出", "delivered": "已送达",
-             "undelivered": "未送达", "failed": "发送失败", "cancelled": "已取消"}
-CHANNEL_ZH = {"sms": "短信", "voice": "语音电话", "email": "邮件", "broadcast": "应急广播"}
-ACK_PATH_ZH = {"link": "链接确认", "sms_reply": "短信回复", "voice_key": "电话按键", "proxy": "代为叫应"}
+U = User.__table__
+STATUS_ZH = labels.OUTBOX_STATUS
+CHANNEL_ZH = labels.CHANNEL
+ACK_PATH_ZH = labels.ACK_PATH
 
 
 def _rows(session: AsyncSession, scoped: Scoped) -> Any:
@@ -34,15 +38,19 @@ def _rows(session: AsyncSession, scoped: Scoped) -> Any:
     return q.notice_rows(dialect=dialect_name(session), where=where, scope_path=scoped.path,
                          ack_deadline=ack_deadline_of(scoped.warning),
                          extra=[q.N.c.person_id, q.N.c.deadline, q.N.c.delivered_at, q.A.c.acknowledged_at,
-                                q.A.c.proxy_method]).subquery("n")
+                                q.A.c.proxy_method, q.A.c.note.label("ack_note"), q.A.c.actor_user_id,
+                                q.N.c.created_at.label("called_at")]).subquery("n")
 
 
 def _with_person(n: Any) -> Any:
-    return select(n, P.c.name, P.c.phone).join(P, P.c.id == n.c.person_id)
+    """The notice rows with the person's name and phone, the answer's acting user and the feedback."""
+    return (select(n, P.c.name, P.c.phone, U.c.username.label("actor"), *fb.notice_feedback_columns())
+            .join(P, P.c.id == n.c.person_id).outerjoin(U, U.c.id == n.c.actor_user_id)
+            .outerjoin(fb.F, fb.F.c.notice_id == n.c.id))
 
 
-async def missing_page(session: AsyncSession, *, scoped: Scoped, offset: int = 0, limit: int = 50,
-                       total: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+async def missing_page(session: AsyncSession, *, scoped: Scoped, now: datetime, offset: int = 0,
+                       limit: int = 50, total: int | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Primary notices that required an answer and have none, by region path: (total, one page).
 
     `total` is counted unless the caller already knows it (the report's `never`, same definition).
@@ -56,10 +64,11 @@ async def missing_page(session: AsyncSession, *, scoped: Scoped, offset: int = 0
     order = (n.c.path0, n.c.role, P.c.name, n.c.id)
     stmt = _with_person(n).where(silent).order_by(*order).offset(offset).limit(limit)
     rows = (await session.execute(stmt)).all()
-    return total, await _describe(session, rows, names={})
+    return total, await _describe(session, rows, names={}, scoped=scoped, now=now)
 
 
-async def iter_notices(session: AsyncSession, *, scoped: Scoped, only_missing: bool = False, page: int = 5000
+async def iter_notices(session: AsyncSession, *, scoped: Scoped, now: datetime, only_missing: bool = False,
+                       page: int = 5000
                        ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every primary notice in scope, by region path, `page` at a time (keyset, so a page costs the same)."""
     n = _rows(session, scoped)
@@ -74,13 +83,15 @@ async def iter_notices(session: AsyncSession, *, scoped: Scoped, only_missing: b
         rows = (await session.execute(stmt.order_by(n.c.path0, n.c.id).limit(page))).all()
         if not rows:
             return
-        yield await _describe(session, rows, names=names)
+        yield await _describe(session, rows, names=names, scoped=scoped, now=now)
         if len(rows) < page:
             return
         after = (rows[-1].path0, rows[-1].id)
 
 
-async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, str]) -> list[dict[str, Any]]:
+async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, str], scoped: Scoped,
+                    now: datetime) -> list[dict[str, Any]]:
+    deadline = fb.feedback_deadline_of(scoped.warning)
     ids = [r.id for r in rows]
     pg = dialect_name(session) == "postgresql"
     outbox = await _outbox_by_notice(session, ids, pg=pg)
@@ -105,6 +116,14 @@ async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, 
             "messages": ob.get("messages", 0), "attempts": ob.get("attempts", 0),
             "last_channel": ob.get("channel"), "last_status": ob.get("status"), "last_error": ob.get("error"),
             "last_at": ob.get("at"), "escalations": esc[0], "escalations_answered": esc[1],
+            "proxy_method_zh": labels.zh(labels.PROXY_METHOD, r.proxy_method) if answered else "",
+            "ack_note": r.ack_note if answered else None, "ack_actor": r.actor if answered else None,
+            "called_at": r.called_at, "feedback_given": r.fb_at is not None, "feedback_at": r.fb_at,
+            "at_post": r.fb_at_post, "villages_affected": r.fb_villages, "people_evacuated": r.fb_evacuated,
+            "feedback_note": r.fb_note,
+            "feedback_deadline": fb.feedback_deadline_state(given_at=r.fb_at, called_at=r.called_at,
+                                                            acknowledged=answered and bool(r.req),
+                                                            deadline=deadline, now=now),
         })
     return out
 

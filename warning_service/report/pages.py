@@ -15,9 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from warning_service.auth.service import authenticate, issue_token
 from warning_service.clock import utcnow
 from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
-from warning_service.errors import DomainError
+from warning_service.errors import DomainError, Forbidden
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
-from warning_service.report import charts, service
+from warning_service.report import charts, scope, service
 from warning_service.report.export import local, pct
 from warning_service.report.missing import ACK_PATH_ZH, CHANNEL_ZH, STATUS_ZH
 from warning_service.report.params import parse_when
@@ -105,9 +105,9 @@ async def summary_page(request: Request, session: SessionDep, settings: Settings
         # Up to and including this instant.
         until = parse_when(to, field="to", end_of_day=True) or now + timedelta(microseconds=1)
         since = parse_when(from_, field="from") or until - timedelta(days=30)
-        area = await service.region_param(session, code=region, scope=principal.scope)
+        area = await scope.region_param(session, code=region, scope=principal.scope)
         rank = "town" if area.level in ("province", "city", "county", "town") else "village"
-        async with service.snapshot(request.app.state.db) as s:
+        async with scope.snapshot(request.app.state.db) as s:
             data = await summary(s, region=area, since=since, until=until, rank_level=rank)
     except DomainError as exc:
         return _error(request, exc)
@@ -125,11 +125,11 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
         return _to_login(request)
     try:
         _allowed(principal)
-        area = await service.region_param(session, code=region, scope=principal.scope)
-        scoped = await service.scoped_warning(session, warning_id=warning_id, region=area)
+        area = await scope.region_param(session, code=region, scope=principal.scope)
+        scoped = await scope.scoped_warning(session, warning_id=warning_id, region=area)
         # Bars one level below the area looked at: towns of a county (or wider), villages of a town, …
         level = CHART_LEVEL.get(area.level, "town")
-        async with service.snapshot(request.app.state.db) as s:
+        async with scope.snapshot(request.app.state.db) as s:
             report = await service.warning_report(s, scoped=scoped, now=now, rollup=level, missing_limit=500)
     except DomainError as exc:
         return _error(request, exc)
@@ -139,12 +139,11 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
     return render(request, "warning.html", r=report, user=principal.user, towns=rows[:TABLE_ROWS],
                   town_count=len(rows), level_zh=REGION_LEVEL_ZH[level],
                   curve=charts.ack_curve(report["timeline"], required=report["totals"]["required"]),
-                  bars=charts.rate_bars(rows[:CHART_BARS]), region_query=f"?region={area.code}" if region else "")
+                  bars=charts.rate_bars(rows[:CHART_BARS]), region_query=f"?region={area.code}" if region else "",
+                  region_value=area.name if region else "")
 
 
 def _allowed(principal: Principal) -> None:
-    from warning_service.errors import Forbidden
-
     if principal.user.role not in ROLES:
         raise Forbidden(f"role {principal.user.role} may not read reports",
                         f"角色 {principal.user.role} 无权查看统计")

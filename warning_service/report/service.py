@@ -4,94 +4,29 @@ by level and rolled up the hierarchy; time to answer; escalations. All aggregate
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.db import Database
+from warning_service import labels
 from warning_service.delivery.models import STATUS_RANK
 from warning_service.dialect import chunks
 from warning_service.dialect import name as dialect_name
-from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning, WarningTarget
-from warning_service.errors import Forbidden, Invalid, NotFound
+from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
+from warning_service.errors import Invalid
 from warning_service.person.models import ROLE_ZH
+from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
-from warning_service.region.models import Region
+from warning_service.report import feedback as fb
 from warning_service.report import queries as q
+from warning_service.report.missing import missing_page
 from warning_service.report.queries import OB, Counts, R
+from warning_service.report.scope import Scoped, ack_deadline_of
 
 ROLLUP_CHOICES = ("none", "county", "town", "village", "grid")
-STATUS_ZH = {"actual": "实际", "exercise": "演练", "test": "测试"}
-
-
-@dataclass
-class Scoped:
-    """A warning seen from one region: the report counts only notices inside `region`."""
-
-    warning: EarlyWarning
-    region: Region
-    # The region holds every target, so no notice of the warning lies outside it and filters can go.
-    whole: bool
-
-    @property
-    def path(self) -> str | None:
-        return None if self.whole else self.region.path
-
-
-async def region_param(session: AsyncSession, *, code: str | None, scope: Region) -> Region:
-    """The region a report is narrowed to: inside the caller's scope (403), existing (422)."""
-    if not code:
-        return scope
-    region = await session.get(Region, code)
-    if region is None:
-        raise Invalid(f"region {code} does not exist", f"区划 {code} 不存在", field="region")
-    if not region.path.startswith(scope.path):
-        raise Forbidden(f"region {code} is outside your scope {scope.code}",
-                        f"区划 {code} 不在您的管辖范围 {scope.code} 内", field="region")
-    return region
-
-
-async def scoped_warning(session: AsyncSession, *, warning_id: int, region: Region) -> Scoped:
-    """The warning if it reaches into `region` (a target inside it, or a target containing it)."""
-    warning = await session.get(EarlyWarning, warning_id)
-    if warning is None:
-        raise NotFound(f"warning {warning_id} not found", f"预警 {warning_id} 不存在", field="warning_id")
-    paths = (await session.execute(
-        select(Region.path).join(WarningTarget, WarningTarget.region_code == Region.code)
-        .where(WarningTarget.warning_id == warning_id))).scalars().all()
-    if not any(p.startswith(region.path) or region.path.startswith(p) for p in paths):
-        raise Forbidden(f"warning {warning_id} does not reach {region.code} ({region.name})",
-                        f"预警 {warning_id} 不涉及 {region.name}({region.code})", field="warning_id")
-    return Scoped(warning=warning, region=region, whole=all(p.startswith(region.path) for p in paths))
-
-
-@asynccontextmanager
-async def snapshot(db: Database) -> AsyncIterator[AsyncSession]:
-    """A read-only session whose statements all see one moment (REPEATABLE READ on PostgreSQL).
-
-    A report runs several statements while answers keep arriving; in one snapshot its totals, missing
-    list and channels agree with each other. (On SQLite each statement reads the latest data.)
-    """
-    async with db.sessionmaker() as session:
-        if db.engine.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ",
-                                                        "postgresql_readonly": True})
-        try:
-            yield session
-        finally:
-            await session.rollback()
-
-
-def ack_deadline_of(warning: EarlyWarning) -> float | None:
-    policy = warning.policy or {}
-    if not (policy.get("ack_required") and policy.get("ack_deadline")):
-        return None
-    return float(policy["ack_deadline"])
+STATUS_ZH = labels.WARNING_STATUS
 
 
 def warning_info(w: EarlyWarning) -> dict[str, Any]:
@@ -99,16 +34,21 @@ def warning_info(w: EarlyWarning) -> dict[str, Any]:
             "hazard": w.hazard, "hazard_zh": HAZARD_ZH.get(w.hazard, w.hazard),
             "level": w.level, "level_zh": LEVEL_ZH.get(w.level),
             "status": w.status, "status_zh": STATUS_ZH.get(w.status, w.status), "state": w.state,
+            "state_zh": labels.zh(labels.WARNING_STATE, w.state),
             "issued_at": w.issued_at, "lifted_at": w.lifted_at, "ack_round": w.ack_round,
             "ack_required": bool((w.policy or {}).get("ack_required")),
             "ack_deadline_seconds": ack_deadline_of(w), "targets": w.targets, "area_desc": w.area_desc}
 
 
 async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime, rollup: str = "town",
-                         missing_offset: int = 0, missing_limit: int = 50) -> dict[str, Any]:
-    """Everything an auditor asks of one warning, as JSON-ready data."""
-    from warning_service.report.missing import missing_page
+                         missing_offset: int = 0, missing_limit: int = 50, proxy_offset: int = 0,
+                         proxy_limit: int = 50, nodes_offset: int = 0, nodes_limit: int | None = None
+                         ) -> dict[str, Any]:
+    """Everything an auditor asks of one warning, as JSON-ready data.
 
+    The roll-up's nodes, the missing list and the proxy answers are paged (`*_offset`, `*_limit`): a
+    province rolled up to grids has ~10^5 nodes, which no page shows and no client should hold at once.
+    """
     if rollup not in ROLLUP_CHOICES:
         raise Invalid(f"rollup must be one of {', '.join(ROLLUP_CHOICES)}",
                       f"rollup 应为 {', '.join(ROLLUP_CHOICES)} 之一", field="rollup")
@@ -117,7 +57,7 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
     grouped = await _grouped(session, scoped=scoped, rollup=rollup)
     totals = grouped["all"][""]
     timing = await _timing(session, scoped=scoped, steps=grouped["step"])
-    missing_total, missing = await missing_page(session, scoped=scoped, offset=missing_offset,
+    missing_total, missing = await missing_page(session, scoped=scoped, now=now, offset=missing_offset,
                                                 limit=missing_limit, total=totals.never)
     return {
         "warning": warning_info(w),
@@ -132,16 +72,27 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
                      for k, v in sorted(grouped["level"].items(), key=lambda kv: _level_order(kv[0]))],
         "by_role": [{"role": k, "role_zh": ROLE_ZH.get(k, k), **v.as_dict()}
                     for k, v in sorted(grouped["role"].items())],
-        "rollup": await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
+        "rollup": _page_nodes(await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
+                              offset=nodes_offset, limit=nodes_limit),
         "escalations": await _escalations(session, scoped=scoped),
         "missing": {"total": missing_total, "offset": missing_offset, "limit": missing_limit,
                     "items": missing},
+        "feedback": await fb.feedback_summary(session, scoped=scoped, now=now),
+        "proxy": await fb.proxy_answers(session, scoped=scoped, offset=proxy_offset, limit=proxy_limit),
+        "history": await fb.history(session, warning=w),
     }
 
 
-def _level_order(level: str) -> int:
-    from warning_service.region.models import LEVEL_ORDER
+def _page_nodes(rollup: dict[str, Any], *, offset: int, limit: int | None) -> dict[str, Any]:
+    nodes = rollup["nodes"]
+    rollup["nodes_total"] = len(nodes)
+    if offset or limit is not None:
+        rollup["nodes"] = nodes[offset:None if limit is None else offset + limit]
+    rollup["nodes_offset"], rollup["nodes_limit"] = offset, limit
+    return rollup
 
+
+def _level_order(level: str) -> int:
     return LEVEL_ORDER.get(level, 99)
 
 
