@@ -78,8 +78,8 @@ class TemplateSet:
             for item in filter(None, (n.strip() for n in names.split(","))):
                 name, slash, cap = item.partition("/")
                 if name not in FIELD_NAMES:
-                    raise ChannelConfigError(
-                        f"{setting}: {kind.strip()}: unknown variable {name!r} (known: {', '.join(sorted(FIELD_NAMES))})")
+                    known = ", ".join(sorted(FIELD_NAMES))
+                    raise ChannelConfigError(f"{setting}: {kind.strip()}: unknown variable {name!r} (known: {known})")
                 if slash and not cap.isdigit():
                     raise ChannelConfigError(f"{setting}: {kind.strip()}: {item!r}: the cap must be a number")
                 variables.append(Variable(name, int(cap) if slash else default_max))

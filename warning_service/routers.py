@@ -25,6 +25,6 @@ def _include_optional(app: FastAPI, feature: str) -> None:
         if exc.name != f"warning_service.{feature}.routes":
             raise
         return
-    for name in ("router", "public_router", "webhook_router", "page_router"):
+    for name in ("router", "public_router", "webhook_router", "push_router", "page_router"):
         if hasattr(mod, name):
             app.include_router(getattr(mod, name))
