@@ -25,7 +25,8 @@ from warning_service.delivery.dispatcher import dispatch_tick
 
 PUSH_TOKEN = "push-token-0123456789abcdefghijklmnop"
 SIGN = "浙江防汛"
-TEMPLATES = "alert=SMS_480000001:sender/20,area/20,hazard,level,reply_code,token;default=SMS_480000002:area,hazard,level"
+TEMPLATES = ("alert=SMS_480000001:sender/20,area/20,hazard,level,reply_code,token;"
+             "default=SMS_480000002:area,hazard,level")
 REGISTERED = {"SMS_480000001": {"sender", "area", "hazard", "level", "reply_code", "token"},
               "SMS_480000002": {"area", "hazard", "level"}}
 
