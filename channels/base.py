@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 SendStatus = Literal["sent", "delivered", "failed"]
+
+
+@dataclass(frozen=True)
+class TemplateFields:
+    """The parts of a warning text, for platforms that only send registered templates (签名 + 模板 + variables).
+
+    Domestic SMS and voice platforms refuse free text: the county registers one template per message kind and
+    the adapter fills its variables from these. `token` is the acknowledgment link's last path segment only,
+    because platforms forbid a whole link as a variable (the registered host must be constant in the template).
+    """
+
+    sender: str = ""
+    area: str = ""
+    hazard: str = ""  # 台风, 暴雨 …
+    level: str = ""  # 红色 …
+    reply_code: str = ""
+    token: str = ""
+    deadline: str = ""  # local minute, e.g. 07-21 18:30
+    sent_at: str = ""
+    instruction: str = ""
+
+    def get(self, name: str) -> str:
+        return str(getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -22,6 +45,10 @@ class Message:
     status_callback: str | None = None
     gather_action: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # For template-only platforms (Aliyun, Tencent); the kind is metadata["kind"].
+    template: TemplateFields | None = None
+    # 应急广播: how many times each terminal should play it (issue 13 sets it; None means the platform default).
+    broadcast_repeat: int | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,15 @@ class SendResult:
     error_message: str | None = None
     retryable: bool = False
     segments: int | None = None  # SMS parts the provider billed, when it says
+    # The provider certainly did not take the message (connection refused, it answered 5xx / throttled /
+    # out of quota): another provider may send it without the person getting it twice. A timeout after the
+    # request left is NOT this: the provider may have sent it.
+    not_sent: bool = False
+    provider: str | None = None  # which provider answered, when an adapter composed of several did
+
+    def refused(self) -> SendResult:
+        """The same failure, marked as certainly not taken by the provider."""
+        return replace(self, not_sent=True)
 
     @classmethod
     def ok(cls, provider_id: str | None = None, *, delivered: bool = False, segments: int | None = None
@@ -41,6 +77,11 @@ class SendResult:
     @classmethod
     def transient(cls, code: str, message: str) -> SendResult:
         return cls("failed", None, code, message, retryable=True)
+
+    @classmethod
+    def unavailable(cls, code: str, message: str) -> SendResult:
+        """Transient and certainly not sent: the next provider may take it."""
+        return cls("failed", None, code, message, retryable=True, not_sent=True)
 
     @classmethod
     def permanent(cls, code: str, message: str) -> SendResult:

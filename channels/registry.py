@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from channels.base import Adapter, ChannelConfigError
+from channels.breaker import Breakers
+from channels.failover import FailoverAdapter
 
 # A factory gets the configuration and the channels it will serve (so it can ask for exactly the
 # credentials those channels need, e.g. a From number for voice but not for a messaging service).
@@ -24,8 +26,9 @@ def registered() -> list[str]:
 class ChannelRegistry:
     """channel name ("sms", "voice", "email", "broadcast") → the adapter serving it."""
 
-    def __init__(self, adapters: Mapping[str, Adapter]) -> None:
+    def __init__(self, adapters: Mapping[str, Adapter], *, owned: Sequence[Adapter] = ()) -> None:
         self._adapters = dict(adapters)
+        self._owned = list(owned)  # providers inside failover adapters, closed with the registry
 
     def get(self, channel: str) -> Adapter:
         try:
@@ -39,24 +42,48 @@ class ChannelRegistry:
     def replace(self, channel: str, adapter: Adapter) -> None:
         self._adapters[channel] = adapter
 
+    def items(self) -> list[tuple[str, Adapter]]:
+        return sorted(self._adapters.items())
+
     async def aclose(self) -> None:
         seen: set[int] = set()
-        for adapter in self._adapters.values():
+        for adapter in [*self._adapters.values(), *self._owned]:
             if id(adapter) not in seen:
                 seen.add(id(adapter))
                 await adapter.aclose()
 
 
-def build(assignment: Mapping[str, str], config: Mapping[str, Any]) -> ChannelRegistry:
-    """Instantiate one adapter per adapter name; an unknown name or a missing credential raises."""
+def chain(name: str) -> list[str]:
+    """'aliyun,tencent,twilio' → the providers in order (a single name is a chain of one)."""
+    return [n.strip() for n in name.split(",") if n.strip()]
+
+
+def build(assignment: Mapping[str, str], config: Mapping[str, Any], *, breakers: Breakers | None = None
+          ) -> ChannelRegistry:
+    """Instantiate one adapter per adapter name; an unknown name or a missing credential raises.
+
+    A channel given several names in order gets a failover adapter over them (one breaker set shared by all).
+    """
     served: dict[str, set[str]] = {}
-    for channel, name in assignment.items():
-        if name not in _FACTORIES:
-            raise ChannelConfigError(
-                f"CHANNEL_ADAPTERS: {channel}={name}: unknown adapter (known: {', '.join(registered())})")
-        served.setdefault(name, set()).add(channel)
+    for channel, names in assignment.items():
+        providers = chain(names)
+        if not providers:
+            raise ChannelConfigError(f"CHANNEL_ADAPTERS: {channel}: no adapter named")
+        if len(set(providers)) != len(providers):
+            raise ChannelConfigError(f"CHANNEL_ADAPTERS: {channel}={names}: a provider is listed twice")
+        for name in providers:
+            if name not in _FACTORIES:
+                raise ChannelConfigError(
+                    f"CHANNEL_ADAPTERS: {channel}={name}: unknown adapter (known: {', '.join(registered())})")
+            served.setdefault(name, set()).add(channel)
     instances = {name: _FACTORIES[name](config, frozenset(chs)) for name, chs in served.items()}
-    return ChannelRegistry({channel: instances[name] for channel, name in assignment.items()})
+    shared = breakers or Breakers()
+    adapters: dict[str, Adapter] = {}
+    for channel, names in assignment.items():
+        providers = chain(names)
+        adapters[channel] = (instances[providers[0]] if len(providers) == 1 else
+                             FailoverAdapter([(n, instances[n]) for n in providers], breakers=shared))
+    return ChannelRegistry(adapters, owned=list(instances.values()))
 
 
 def require(config: Mapping[str, Any], adapter: str, channels: frozenset[str], *keys: str) -> None:
@@ -117,9 +144,32 @@ def _broadcast(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
                          timeout=float(config.get("broadcast_timeout", 10.0)))
 
 
+def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
+    from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
+    from channels.templates import TemplateSet
+
+    if channels - {"sms"}:
+        raise ChannelConfigError(
+            f"CHANNEL_ADAPTERS: 'aliyun' serves sms, not {', '.join(sorted(channels - {'sms'}))} "
+            "(use aliyun_voice for voice)")
+    require(config, "aliyun", channels, "aliyun_access_key_id", "aliyun_access_key_secret",
+            "aliyun_sms_sign_name", "aliyun_sms_templates")
+    templates = TemplateSet.parse(config["aliyun_sms_templates"], setting="ALIYUN_SMS_TEMPLATES",
+                                  default_max=DEFAULT_VARIABLE_MAX)
+    return AliyunSmsAdapter(AliyunSmsConfig(
+        access_key_id=config["aliyun_access_key_id"], access_key_secret=config["aliyun_access_key_secret"],
+        sign_name=config["aliyun_sms_sign_name"], templates=templates,
+        endpoint=config.get("aliyun_sms_endpoint") or "dysmsapi.aliyuncs.com",
+        timeout=float(config.get("aliyun_timeout") or 10.0),
+        batch_size=int(config.get("aliyun_sms_batch_size") or 100),
+        batch_wait=float(config.get("aliyun_sms_batch_wait") or 0.05),
+        max_connections=int(config.get("channel_concurrency") or 100)))
+
+
 register("console", _console)
 register("fake", _fake)
 register("twilio", _twilio)
 register("smtp", _smtp)
 register("stub", _broadcast)
 register("broadcast", _broadcast)
+register("aliyun", _aliyun)

@@ -62,6 +62,35 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = 10.0
     broadcast_push_url: str | None = None
+    # Aliyun 短信服务 (issue 14). Templates: "alert=SMS_123:area/20,hazard,level,reply_code,token;default=…"
+    # (see channels/templates.py); the token variable follows the link's constant host in the template.
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    aliyun_sms_sign_name: str | None = None
+    aliyun_sms_templates: str = ""
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_sms_batch_size: int = Field(100, ge=1, le=100)
+    aliyun_sms_batch_wait_ms: int = Field(50, ge=0, le=1000)
+    aliyun_timeout_seconds: float = Field(10.0, gt=0)
+    # Aliyun's HTTP push (SmsReport / SmsUp) carries no signature: the push URL configured in the console
+    # carries this token (`?token=…`), compared in constant time; use HTTPS.
+    aliyun_push_token: SecretStr | None = None
+    # Tencent Cloud SMS (issue 14); templates as for Aliyun, variables in the order of {1}, {2} ….
+    tencent_secret_id: str | None = None
+    tencent_secret_key: SecretStr | None = None
+    tencent_sms_sdk_app_id: str | None = None
+    tencent_sms_sign_name: str | None = None
+    tencent_sms_templates: str = ""
+    tencent_sms_endpoint: str = "sms.tencentcloudapi.com"
+    tencent_region: str = "ap-guangzhou"
+    tencent_timeout_seconds: float = Field(10.0, gt=0)
+    tencent_push_token: SecretStr | None = None
+    # Failover between providers of one channel: a provider's breaker opens when at least `min_calls`
+    # outcomes in a window hold this share of failures, and stays open for the cool-down.
+    breaker_failure_ratio: float = Field(0.5, gt=0, le=1)
+    breaker_min_calls: int = Field(20, ge=1)
+    breaker_window_seconds: float = Field(10.0, gt=0)
+    breaker_cooldown_seconds: float = Field(30.0, gt=0)
     # Per-channel pacing: "sms=100,voice=20" messages per second; concurrent requests per worker.
     channel_rate_limits: str = "sms=200,voice=50,email=50,broadcast=20,console=100000"
     channel_concurrency: int = 50
@@ -102,8 +131,22 @@ class Settings(BaseSettings):
         return self.async_database_url.startswith("sqlite")
 
     def adapter_for(self) -> dict[str, str]:
-        """CHANNEL_ADAPTERS parsed: channel name -> adapter name."""
-        return _parse_pairs(self.channel_adapters, "CHANNEL_ADAPTERS")
+        """CHANNEL_ADAPTERS parsed: channel name -> adapter name, or providers in failover order joined by ','
+        (`sms=aliyun,tencent,twilio,voice=twilio`: a part without '=' continues the channel before it)."""
+        out: dict[str, str] = {}
+        last: str | None = None
+        for part in filter(None, (p.strip() for p in self.channel_adapters.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep:
+                if last is None:
+                    raise ValueError(f"CHANNEL_ADAPTERS: {part!r} is not of the form channel=adapter[,adapter…]")
+                out[last] += "," + part
+                continue
+            if not name.strip() or not value.strip():
+                raise ValueError(f"CHANNEL_ADAPTERS: {part!r} is not of the form channel=adapter[,adapter…]")
+            last = name.strip()
+            out[last] = value.strip()
+        return out
 
     def rate_limits(self) -> dict[str, float]:
         return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}

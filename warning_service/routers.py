@@ -19,6 +19,6 @@ from warning_service.report.pages import page_router as report_pages
 
 def include_routers(app: FastAPI) -> None:
     for router in (auth, regions, people, early_warning.router, notices, acknowledgment.public_router,
-                   acknowledgment.webhook_router, delivery.webhook_router, report.router, ledger.router,
-                   live_board, report_pages):
+                   acknowledgment.webhook_router, acknowledgment.push_router, delivery.webhook_router,
+                   delivery.push_router, report.router, ledger.router, live_board, report_pages):
         app.include_router(router)

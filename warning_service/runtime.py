@@ -43,4 +43,4 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, db: D
     from warning_service.delivery.adapters import build_channels
 
     return Runtime(settings=settings, db=db or Database(settings.async_database_url), clock=clock or Clock(),
-                   redis=redis, channels=build_channels(settings), policy=policy)
+                   redis=redis, channels=build_channels(settings, redis=redis), policy=policy)

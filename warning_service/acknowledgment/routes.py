@@ -17,6 +17,8 @@ from warning_service.acknowledgment import feedback, inbound, pages, voice
 from warning_service.acknowledgment.feedback import FeedbackIn
 from warning_service.acknowledgment.ratelimit import limiter_for
 from warning_service.config import Settings
+from warning_service.delivery import push
+from warning_service.delivery.routes import ALIYUN_OK, TENCENT_OK, AliyunPush, TencentPush
 from warning_service.delivery.twilio_signature import verified_twilio_form
 from warning_service.deps import NowDep, SessionDep, SettingsDep
 from warning_service.early_warning.models import EarlyWarning
@@ -28,6 +30,7 @@ from warning_service.notice.tokens import link_key, parse_token
 
 public_router = APIRouter(tags=["acknowledgment"])
 webhook_router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
+push_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 TwilioForm = Annotated[dict[str, str], Depends(verified_twilio_form)]
 
 
@@ -219,3 +222,26 @@ async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, 
     label = inbound.warning_label(*row)
     return _twiml(voice.repeat_prompt(label=label, action=voice.gather_action(settings.public_base_url, t,
                                                                                 repeat=1)))
+
+
+# --- domestic SMS platforms' uplink pushes --------------------------------------------------------------------
+# The same 叫应 path as Twilio's SMS webhook. These platforms cannot answer inline, and their templates cannot
+# carry a free text, so the person gets no answering SMS here (see docs/notes/channels.md).
+
+@push_router.post("/aliyun/sms/up", include_in_schema=False)
+async def aliyun_sms_up(request: Request, items: AliyunPush, settings: SettingsDep, now: NowDep) -> JSONResponse:
+    """Aliyun SmsUp push (token verified): each reply acknowledges what it means, exactly as by Twilio."""
+    for up in push.parse(push.AliyunUplink, items):
+        await inbound.handle_sms_reply(request.app.state.db, from_number=up.phone_number, body=up.content,
+                                       now=now, settings=settings)
+    return JSONResponse(ALIYUN_OK)
+
+
+@push_router.post("/tencent/sms/reply", include_in_schema=False)
+async def tencent_sms_reply(request: Request, items: TencentPush, settings: SettingsDep, now: NowDep
+                            ) -> JSONResponse:
+    """Tencent Cloud SMS reply callback (token verified): into the same 叫应 path."""
+    for up in push.parse(push.TencentReply, items):
+        await inbound.handle_sms_reply(request.app.state.db, from_number=push.international(up.nationcode, up.mobile),
+                                       body=up.text, now=now, settings=settings)
+    return JSONResponse(TENCENT_OK)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import SecretStr
 
 from channels import registry
 from channels.base import ChannelConfigError
+from channels.breaker import BreakerPolicy, Breakers
 from warning_service.config import Settings
 
 CHANNELS = ("sms", "voice", "email", "broadcast")
@@ -29,19 +32,44 @@ def channel_config(settings: Settings) -> dict[str, object]:
         "smtp_tls": settings.smtp_tls,
         "smtp_timeout": settings.smtp_timeout_seconds,
         "broadcast_push_url": settings.broadcast_push_url,
+        "aliyun_access_key_id": settings.aliyun_access_key_id,
+        "aliyun_access_key_secret": _secret(settings.aliyun_access_key_secret),
+        "aliyun_sms_sign_name": settings.aliyun_sms_sign_name,
+        "aliyun_sms_templates": settings.aliyun_sms_templates,
+        "aliyun_sms_endpoint": settings.aliyun_sms_endpoint,
+        "aliyun_sms_batch_size": settings.aliyun_sms_batch_size,
+        "aliyun_sms_batch_wait": settings.aliyun_sms_batch_wait_ms / 1000,
+        "aliyun_timeout": settings.aliyun_timeout_seconds,
+        "tencent_secret_id": settings.tencent_secret_id,
+        "tencent_secret_key": _secret(settings.tencent_secret_key),
+        "tencent_sms_sdk_app_id": settings.tencent_sms_sdk_app_id,
+        "tencent_sms_sign_name": settings.tencent_sms_sign_name,
+        "tencent_sms_templates": settings.tencent_sms_templates,
+        "tencent_sms_endpoint": settings.tencent_sms_endpoint,
+        "tencent_region": settings.tencent_region,
+        "tencent_timeout": settings.tencent_timeout_seconds,
     }
+
+
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    return BreakerPolicy(failure_ratio=settings.breaker_failure_ratio, min_calls=settings.breaker_min_calls,
+                         window_seconds=settings.breaker_window_seconds,
+                         cooldown_seconds=settings.breaker_cooldown_seconds)
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
 
 
-def build_channels(settings: Settings) -> registry.ChannelRegistry:
-    """One adapter per channel as CHANNEL_ADAPTERS says; a missing credential stops start-up, naming it."""
+def build_channels(settings: Settings, *, redis: Any | None = None) -> registry.ChannelRegistry:
+    """One adapter per channel as CHANNEL_ADAPTERS says; a missing credential stops start-up, naming it.
+
+    Failover chains share breakers through `redis` when given (every worker sees a provider's outage)."""
     try:
         assignment = {c: "console" for c in CHANNELS}
         assignment.update(settings.adapter_for())
-        return registry.build(assignment, channel_config(settings))
+        return registry.build(assignment, channel_config(settings),
+                              breakers=Breakers(breaker_policy(settings), redis=redis))
     except (ChannelConfigError, ValueError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None
 

@@ -46,7 +46,15 @@ async def apply_receipt(session: AsyncSession, *, form: dict[str, str], outbox_h
         log.info("twilio_receipt_ignored", sid=sid, status=raw)
         return "ignored"
     error = form.get("ErrorCode") or None
-    error_code = f"twilio_{error}" if error else None
+    return await record_receipt(session, provider_id=sid, status=new, raw=raw,
+                                error_code=f"twilio_{error}" if error else None, outbox_hint=outbox_hint, now=now)
+
+
+async def record_receipt(session: AsyncSession, *, provider_id: str, status: str, raw: str,
+                         error_code: str | None, now: datetime, outbox_hint: str | None = None) -> str:
+    """Apply one provider receipt in our words (sent / delivered / undelivered / failed …), whichever provider
+    sent it; idempotent and monotonic (a late "sent" never undoes "delivered")."""
+    sid, new = provider_id, status
     lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[new]]
     match = OutboxMessage.provider_id == sid
     if outbox_hint and outbox_hint.isdigit():
@@ -70,9 +78,9 @@ async def apply_receipt(session: AsyncSession, *, form: dict[str, str], outbox_h
         known = (await session.execute(select(OutboxMessage.id, OutboxMessage.status).where(
             OutboxMessage.provider_id == sid))).first()
         if known is None:
-            log.info("twilio_receipt_unknown_sid", sid=sid, status=raw)
+            log.info("receipt_unknown_sid", sid=sid, status=raw)
             return "unknown"
-        log.info("twilio_receipt_stale", sid=sid, status=raw, outbox_id=known.id, current=known.status)
+        log.info("receipt_stale", sid=sid, status=raw, outbox_id=known.id, current=known.status)
         return "stale"
     if not updated:
         # No attempt row carries this sid yet (the dispatcher's write is still coming, or our side timed out
@@ -83,7 +91,7 @@ async def apply_receipt(session: AsyncSession, *, form: dict[str, str], outbox_h
             finished_at=now, **receipt))
     if new == "delivered" and hit.notice_id:
         await notices.mark_delivered(session, [hit.notice_id], now=now)
-    log.info("twilio_receipt", sid=sid, status=raw, outbox_id=hit.id, warning_id=hit.warning_id,
+    log.info("receipt", sid=sid, status=raw, outbox_id=hit.id, warning_id=hit.warning_id,
              notice_id=hit.notice_id, channel=hit.channel, error_code=error_code)
     return new
 

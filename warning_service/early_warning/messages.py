@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import distinct, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.base import Message, sms_segments
+from channels.base import Message, TemplateFields, sms_segments
 from warning_service.config import Settings
 from warning_service.early_warning.identifiers import CHINA_TZ
 from warning_service.early_warning.models import (
@@ -208,6 +208,13 @@ class _Renderer:
                     "outbox_id": str(row.id)}
         if segments is not None:
             metadata["segments"] = str(segments)
+        fields = None
+        if row.channel in ("sms", "voice"):
+            # Domestic platforms send registered templates only: they get the parts, not the text.
+            w = self._w(warning, ctx["revs"][(row.warning_id, row.revision)])
+            fields = TemplateFields(sender=w["sender"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"],
+                                    reply_code=reply_code, token=token or "", deadline=deadline,
+                                    sent_at=w["sent_at"], instruction=w["instruction_short"])
         return Message(
             channel=row.channel, address=row.address, body=body, subject=subject, html=html,
             idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
@@ -218,6 +225,7 @@ class _Renderer:
             gather_action=(f"{self.base}/webhooks/twilio/voice/gather?t={token}"
                            if row.channel == "voice" and token and ack_required else None),
             metadata=metadata,
+            template=fields,
         )
 
     def _context(self, row: Any, warning: EarlyWarning, notice: Any, person: Any, *, ack_required: bool,

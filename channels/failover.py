@@ -1,0 +1,75 @@
+"""An adapter composed of adapters: per channel an ordered list of providers (`sms=aliyun,tencent,twilio`).
+
+A message goes to the first provider whose breaker is closed. It moves on to the next provider only when
+the result says the provider certainly did not take it (`SendResult.not_sent`: connection refused, an
+HTTP error or throttling/quota answer, a template it cannot express). A timeout or a dropped connection after
+the request left is returned as it is: that provider may have sent it, and a second provider would double
+it; the dispatcher retries later, against the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+
+from channels.base import Adapter, Message, SendResult
+from channels.breaker import Breakers
+
+SKIPPED = "breaker_open"
+
+
+class FailoverAdapter:
+    name = "failover"  # the attempts table keeps 16 characters; the provider that answered is in the result
+
+    def __init__(self, providers: Sequence[tuple[str, Adapter]], *, breakers: Breakers) -> None:
+        if not providers:
+            raise ValueError("a failover adapter needs at least one provider")
+        self.providers = list(providers)
+        self.breakers = breakers
+        timeouts = [getattr(a, "send_timeout", 30.0) for _, a in self.providers]
+        # Each provider may take its full time before the next one is tried.
+        self.send_timeout = None if all(t is None for t in timeouts) else sum(t or 0.0 for t in timeouts) + 1.0
+        # provider → outcome → count, for /metrics (this process).
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    @property
+    def provider_names(self) -> list[str]:
+        return [n for n, _ in self.providers]
+
+    async def send(self, message: Message) -> SendResult:
+        last: SendResult | None = None
+        skipped: list[str] = []
+        for name, adapter in self.providers:
+            if not await self.breakers.allow(name):
+                skipped.append(name)
+                self.counts[name][SKIPPED] += 1
+                continue
+            result = await adapter.send(message)
+            outcome = "failed" if result.status == "failed" else "accepted"
+            self.counts[name][outcome + ("_refused" if result.not_sent else "")] += 1
+            # A recipient's own problem (bad number) or a missing template says nothing about the provider's
+            # health; errors worth retrying (5xx, throttling, timeouts) do.
+            provider_fault = result.status == "failed" and result.retryable
+            await self.breakers.record(name, ok=not provider_fault)
+            result = dataclasses.replace(result, provider=name)
+            if result.status != "failed" or not result.not_sent:
+                return result
+            last = result
+        if last is not None:
+            return last
+        # Every breaker open: nothing was sent anywhere, retry after the cool-down.
+        return SendResult.unavailable(SKIPPED, f"all providers' breakers are open: {', '.join(skipped)}")
+
+    async def aclose(self) -> None:
+        return None  # the providers are closed by the registry, which may share them between channels
+
+    def metrics_lines(self, channel: str) -> list[str]:
+        out = []
+        for name, outcomes in sorted(self.counts.items()):
+            out += [f'warning_service_provider_sends_total{{channel="{channel}",provider="{name}",'
+                    f'outcome="{o}"}} {n}' for o, n in sorted(outcomes.items())]
+        for name in self.provider_names:
+            out.append(f'warning_service_provider_breaker_open{{channel="{channel}",provider="{name}"}} '
+                       f'{int(self.breakers.is_open(name))}')
+        return out
