@@ -1,30 +1,35 @@
-"""Every feature's router, in one place."""
+"""Every feature's router, in one place; the order is the order routes are matched in."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from warning_service.acknowledgment import routes as acknowledgment
+from warning_service.auth import routes as auth
+from warning_service.delivery import routes as delivery
+from warning_service.early_warning import pages as early_warning_pages
+from warning_service.early_warning import routes as early_warning
+from warning_service.ledger import routes as ledger
+from warning_service.person import routes as person
+from warning_service.region import routes as region
+from warning_service.report import pages as report_pages
+from warning_service.report import routes as report
+
 
 def include_routers(app: FastAPI) -> None:
-    from warning_service.auth.routes import router as auth
-    from warning_service.person.routes import router as people
-    from warning_service.region.routes import router as regions
-
-    for router in (auth, regions, people):
+    for router in (
+        auth.router,
+        region.router,
+        person.router,
+        early_warning.router,
+        early_warning_pages.page_router,  # the duty officer's live page
+        delivery.router,
+        delivery.webhook_router,  # Twilio status callbacks
+        acknowledgment.router,
+        acknowledgment.public_router,  # the answer links, no login
+        acknowledgment.webhook_router,  # inbound SMS replies and calls
+        report.router,
+        report_pages.page_router,  # the auditors' console
+        ledger.router,
+    ):
         app.include_router(router)
-    for module in ("early_warning", "delivery", "acknowledgment", "report", "ledger"):
-        _include_optional(app, module)
-
-
-def _include_optional(app: FastAPI, feature: str) -> None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"warning_service.{feature}.routes")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"warning_service.{feature}.routes":
-            raise
-        return
-    for name in ("router", "public_router", "webhook_router", "page_router"):
-        if hasattr(mod, name):
-            app.include_router(getattr(mod, name))
