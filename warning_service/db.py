@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, event
+from sqlalchemy import DateTime, String, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -89,11 +91,7 @@ def dialect_name(session: AsyncSession) -> str:
 
 def upsert(table: Any, *, dialect: str, index_elements: list[str], update_columns: list[str] | None):
     """INSERT … ON CONFLICT for both databases; `update_columns=None` means DO NOTHING."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table)
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
     if not update_columns:
         return stmt.on_conflict_do_nothing(index_elements=index_elements)
     return stmt.on_conflict_do_update(
@@ -107,8 +105,6 @@ def chunks(seq: list[Any], size: int) -> list[list[Any]]:
 
 async def analyze(session: Any, *tables: str) -> None:
     """Refresh planner statistics after a bulk load, so the next big query is planned for the real sizes."""
-    from sqlalchemy import text
-
     if dialect_name(session) == "postgresql":
         for t in tables:
             await session.execute(text(f'ANALYZE "{t}"'))

@@ -118,7 +118,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics."""
         rt: Runtime = request.app.state.runtime
-        return PlainTextResponse(await render_metrics(rt), media_type="text/plain; version=0.0.4")
+        body = await render_metrics(db=rt.db, now=rt.clock.now(), counters=rt.counters)
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     return app
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.db import Database
 from warning_service.delivery.models import Notice, OutboxMessage
 from warning_service.ledger.models import LedgerPending
-
-if TYPE_CHECKING:
-    from warning_service.runtime import Runtime
 
 
 class DispatchCounters:
@@ -57,11 +55,11 @@ async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]
     }
 
 
-async def render_metrics(runtime: Runtime) -> str:
+async def render_metrics(*, db: Database, now: datetime, counters: DispatchCounters) -> str:
     """Prometheus text: the database's backlog and lag figures, then this process's counters."""
     lines: list[str] = []
-    async with runtime.db.session() as s:
-        figures = await lag_figures(s, now=runtime.clock.now())
+    async with db.session() as s:
+        figures = await lag_figures(s, now=now)
         by_status = (await s.execute(select(OutboxMessage.channel, OutboxMessage.status, func.count())
                                      .group_by(OutboxMessage.channel, OutboxMessage.status))).all()
         notices = (await s.execute(select(Notice.state, func.count()).group_by(Notice.state))).all()
@@ -79,5 +77,5 @@ async def render_metrics(runtime: Runtime) -> str:
     lines += [f'warning_service_outbox_messages{{channel="{c}",status="{st}"}} {n}' for c, st, n in by_status]
     lines += ["# HELP warning_service_notices Notices by state", "# TYPE warning_service_notices gauge"]
     lines += [f'warning_service_notices{{state="{st}"}} {n}' for st, n in notices]
-    lines += runtime.counters.lines()
+    lines += counters.lines()
     return "\n".join(lines) + "\n"

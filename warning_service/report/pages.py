@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from warning_service.auth.service import authenticate, issue_token
 from warning_service.clock import utcnow
 from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
-from warning_service.errors import DomainError
+from warning_service.errors import DomainError, Forbidden
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
 from warning_service.report import charts, service
 from warning_service.report.export import local, pct
@@ -143,8 +143,6 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
 
 
 def _allowed(principal: Principal) -> None:
-    from warning_service.errors import Forbidden
-
     if principal.user.role not in ROLES:
         raise Forbidden(f"role {principal.user.role} may not read reports",
                         f"角色 {principal.user.role} 无权查看统计")
