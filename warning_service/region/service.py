@@ -166,10 +166,6 @@ def ancestor_codes(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
-def is_within(path: str, scope_path: str) -> bool:
-    return path.startswith(scope_path)
-
-
 async def children(session: AsyncSession, *, code: str | None) -> list[Region]:
     q = select(Region).where(Region.parent_code == code if code else Region.parent_code.is_(None))
     return list((await session.execute(q.order_by(Region.code))).scalars())
