@@ -125,7 +125,7 @@ async def run(url: str, batch_size: int, redis_url: str | None, fresh: bool, pro
     rt = Runtime(settings=settings, db=db, clock=Clock(), redis=redis,
                  channels=ChannelRegistry({c: fake for c in ("sms", "voice", "email", "broadcast")}))
     if plain:
-        rt.extras["render_outbox"] = plain_render
+        rt.render_outbox = plain_render
     try:
         wid = await bench_warning(db, settings)
         n = await requeue(db, wid)

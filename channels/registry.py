@@ -7,7 +7,14 @@ from typing import Any
 
 from channels.base import Adapter, ChannelConfigError
 from channels.breaker import Breakers
+from channels.broadcast import BroadcastStub
+from channels.console import ConsoleAdapter
+from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter
+from channels.fake import FakeAdapter
+from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
+from channels.templates import TemplateSet
+from channels.twilio_common import TwilioAdapter, TwilioConfig
 
 # A factory gets the configuration and the channels it will serve (so it can ask for exactly the
 # credentials those channels need, e.g. a From number for voice but not for a messaging service).
@@ -96,20 +103,14 @@ def require(config: Mapping[str, Any], adapter: str, channels: frozenset[str], *
 
 
 def _console(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.console import ConsoleAdapter
-
     return ConsoleAdapter(echo=bool(config.get("console_echo", True)))
 
 
 def _fake(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.fake import FakeAdapter
-
     return FakeAdapter()
 
 
 def _twilio(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.twilio_common import TwilioAdapter, TwilioConfig
-
     unsupported = channels - {"sms", "voice"}
     if unsupported:
         raise ChannelConfigError(
@@ -126,8 +127,6 @@ def _twilio(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
 
 
 def _smtp(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.email_smtp import SmtpAdapter, SmtpConfig
-
     if channels - {"email"}:
         raise ChannelConfigError(
             f"CHANNEL_ADAPTERS: 'smtp' serves email, not {', '.join(sorted(channels - {'email'}))}")
@@ -138,16 +137,11 @@ def _smtp(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
 
 
 def _broadcast(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.broadcast import BroadcastStub
-
     return BroadcastStub(push_url=config.get("broadcast_push_url"),
                          timeout=float(config.get("broadcast_timeout", 10.0)))
 
 
 def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
-    from channels.templates import TemplateSet
-
     if channels - {"sms"}:
         raise ChannelConfigError(
             f"CHANNEL_ADAPTERS: 'aliyun' serves sms, not {', '.join(sorted(channels - {'sms'}))} "

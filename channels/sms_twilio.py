@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from channels.base import Message, SendResult
+from channels.twilio_config import TwilioConfig
 
 if TYPE_CHECKING:
     from twilio.rest import Client
-
-    from channels.twilio_common import TwilioConfig
 
 
 async def send_sms(client: Client, config: TwilioConfig, message: Message) -> SendResult:

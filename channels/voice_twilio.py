@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import Message, SendResult
+from channels.twilio_config import TwilioConfig
 
 if TYPE_CHECKING:
     from twilio.rest import Client
 
-    from channels.twilio_common import TwilioConfig
 
 ACK_PROMPT = "收到请按1。"
 CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]

@@ -21,6 +21,15 @@ async def test_metrics_are_prometheus_text(client):
     assert "warning_service_outbox_queued" in r.text
 
 
+async def test_metrics_show_this_process_dispatch_totals_by_outcome(client, runtime):
+    runtime.counters.add({"delivered": 3, "failed": 1})
+    runtime.counters.add({"delivered": 2, "failed": 0})
+    text = (await client.get("/metrics")).text
+    assert "# TYPE warning_service_dispatched_total counter" in text
+    assert 'warning_service_dispatched_total{outcome="delivered"} 5' in text
+    assert 'warning_service_dispatched_total{outcome="failed"} 1' in text
+
+
 def test_placeholder_secret_is_refused_outside_development():
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(_env_file=None, environment="production")  # type: ignore[call-arg]

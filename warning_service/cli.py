@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from warning_service.auth.service import create_user
+from warning_service.clock import utcnow
 from warning_service.config import Settings, get_settings
+from warning_service.db import Database
+from warning_service.demo import prepare_demo
 from warning_service.errors import DomainError
+from warning_service.ledger import service as ledger
+from warning_service.logging import configure_logging
+from warning_service.main import create_app
+from warning_service.migrate import upgrade
+from warning_service.person import service as people
+from warning_service.region import service as regions
+from warning_service.runtime import build_runtime
+from warning_service.worker import Worker
 
 app = typer.Typer(help="warning-service: 预警叫应 — early warnings that must be answered.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -60,8 +74,6 @@ def _progress(label: str) -> tuple[Progress, Callable[[int, int], None]]:
 
 
 async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from warning_service.db import Database
-
     db = Database(settings.async_database_url)
     try:
         async with db.session() as s:
@@ -73,8 +85,6 @@ async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations (creates the SQLite file if needed)."""
-    from warning_service.migrate import upgrade
-
     settings = get_settings()
     upgrade(settings.database_url, revision)
     err.print(f"database at {revision}: {_safe_url(settings.database_url)}")
@@ -90,14 +100,10 @@ def _safe_url(url: str) -> str:
 @regions_app.command("import")
 def regions_import(file: Path) -> None:
     """Import regions from CSV `code,name,level,parent_code` (idempotent, all or nothing)."""
-    import time
-
-    from warning_service.region import service
-
     async def go(settings: Settings) -> Any:
         bar, update = _progress("regions")
         with bar:
-            return await _with_session(settings, lambda s: service.import_csv(s, path=file, progress=update))
+            return await _with_session(settings, lambda s: regions.import_csv(s, path=file, progress=update))
 
     t0 = time.perf_counter()
     result = _run(go)
@@ -109,14 +115,10 @@ def regions_import(file: Path) -> None:
 def regions_add_grids(per_village: int = typer.Option(..., "--per-village", min=1, max=99),
                       under: str | None = typer.Option(None, help="only villages under this region")) -> None:
     """Give every village N grids whose codes extend the village code."""
-    import time
-
-    from warning_service.region import service
-
     async def go(settings: Settings) -> int:
         bar, update = _progress("grids")
         with bar:
-            return await _with_session(settings, lambda s: service.add_grids(
+            return await _with_session(settings, lambda s: regions.add_grids(
                 s, per_village=per_village, under=under, progress=update))
 
     t0 = time.perf_counter()
@@ -127,13 +129,10 @@ def regions_add_grids(per_village: int = typer.Option(..., "--per-village", min=
 @people_app.command("import")
 def people_import(file: Path) -> None:
     """Import people from CSV `region_code,name,role,phone,email` (UTF-8 or GB18030)."""
-    from warning_service.clock import utcnow
-    from warning_service.person import service
-
     async def go(settings: Settings) -> Any:
         bar, update = _progress("people")
         with bar:
-            return await _with_session(settings, lambda s: service.import_csv(
+            return await _with_session(settings, lambda s: people.import_csv(
                 s, path=file, now=utcnow(), progress=update))
 
     result = _run(go)
@@ -144,10 +143,6 @@ def people_import(file: Path) -> None:
 def users_create(username: str = typer.Option(...), password: str = typer.Option(..., prompt=True,
                  hide_input=True), role: str = typer.Option(...), region: str = typer.Option(...)) -> None:
     """Create a console user (admin, duty_officer or auditor) scoped to a region."""
-    from warning_service.auth.service import create_user
-    from warning_service.clock import utcnow
-    from warning_service.ledger import service as ledger
-
     async def go(settings: Settings) -> Any:
         async def work(s: Any) -> Any:
             now = utcnow()
@@ -168,8 +163,6 @@ def audit_verify(known_id: int | None = typer.Option(None, "--known-id", help="a
                  known_hash: str | None = typer.Option(None, "--known-hash", help="its hash, as printed then")
                  ) -> None:
     """Check the ledger's hash chain; names the first broken entry. Record the head it prints."""
-    from warning_service.ledger import service as ledger
-
     if (known_id is None) != (known_hash is None):
         err.print("[red]error:[/red] give --known-id and --known-hash together")
         raise typer.Exit(2)
@@ -192,20 +185,12 @@ def audit_verify(known_id: int | None = typer.Option(None, "--known-id", help="a
 def serve(host: str = "127.0.0.1", port: int = 8000,
           worker: bool = typer.Option(True, help="run the dispatcher and escalation worker in-process")) -> None:
     """Run the API (and, by default, the worker in the same process)."""
-    import uvicorn
-
-    from warning_service.main import create_app
-
     uvicorn.run(create_app(start_worker=worker), host=host, port=port, log_level="warning")
 
 
 @app.command("worker")
 def worker_cmd() -> None:
     """Run the worker alone (dispatcher, escalation, ledger sealing); run several for more throughput."""
-    from warning_service.logging import configure_logging
-    from warning_service.runtime import build_runtime
-    from warning_service.worker import Worker
-
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
 
@@ -224,8 +209,6 @@ def worker_cmd() -> None:
 def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the server afterwards")) -> None:
     """Set up a demo (温岭市 with grids, people and users) on the embedded default and serve it."""
-    from warning_service.demo import prepare_demo
-
     settings = get_settings()
     info = prepare_demo(settings)
     out = Console()

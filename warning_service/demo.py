@@ -10,9 +10,16 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from warning_service.auth.models import User
+from warning_service.auth.service import create_user
 from warning_service.clock import utcnow
 from warning_service.config import Settings
 from warning_service.db import Database
+from warning_service.migrate import upgrade
+from warning_service.person import service as people
+from warning_service.person.models import Person
+from warning_service.region import service as regions
+from warning_service.region.models import Region
 
 DATA = Path(__file__).resolve().parent / "data" / "wenling-331081.csv"
 COUNTY = "331081"
@@ -43,13 +50,6 @@ def generated_people_csv(regions: list[tuple[str, str]], *, phone_base: int = 13
 
 
 async def _prepare(settings: Settings) -> dict[str, Any]:
-    from warning_service.auth.models import User
-    from warning_service.auth.service import create_user
-    from warning_service.person import service as people
-    from warning_service.person.models import Person
-    from warning_service.region import service as regions
-    from warning_service.region.models import Region
-
     db = Database(settings.async_database_url)
     try:
         async with db.session() as s:
@@ -77,7 +77,5 @@ async def _prepare(settings: Settings) -> dict[str, Any]:
 
 def prepare_demo(settings: Settings) -> dict[str, Any]:
     """Migrate, then load the demo data unless it is already there (running twice reuses it)."""
-    from warning_service.migrate import upgrade
-
     upgrade(settings.database_url)
     return asyncio.run(_prepare(settings))

@@ -42,8 +42,3 @@ class Conflict(DomainError):
 class Invalid(DomainError):
     status_code = 422
     code = "invalid"
-
-
-class Gone(DomainError):
-    status_code = 410
-    code = "gone"

@@ -15,10 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from warning_service import __version__
 from warning_service.clock import Clock
 from warning_service.config import Settings, get_settings
-from warning_service.db import Database
 from warning_service.errors import DomainError
 from warning_service.logging import configure_logging, get_logger
+from warning_service.ops import lag_figures, render_metrics
+from warning_service.routers import include_routers
 from warning_service.runtime import Runtime, build_runtime
+from warning_service.worker import Worker
 
 log = get_logger(__name__)
 
@@ -40,8 +42,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         worker = None
         run_worker = settings.run_worker_in_process if start_worker is None else start_worker
         if run_worker:
-            from warning_service.worker import Worker
-
             worker = Worker(rt)
             await worker.start()
         log.info("started", version=__version__, database=rt.db.engine.dialect.name,
@@ -86,8 +86,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             "code": "invalid", "field": first["field"], "message": first["message"],
             "message_zh": first.get("message_zh", "请求无效"), "errors": errors}})
 
-    from warning_service.routers import include_routers
-
     include_routers(app)
 
     @app.get("/healthz", tags=["ops"])
@@ -104,8 +102,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         try:
             async with rt.db.session() as s:
                 await s.execute(text("SELECT 1"))
-                from warning_service.ops import lag_figures
-
                 body.update(await lag_figures(s, now=rt.clock.now()))
         except Exception as exc:  # noqa: BLE001 — readiness reports any failure
             ok, body["database"] = False, f"error: {type(exc).__name__}: {exc}"
@@ -121,13 +117,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics."""
-        from warning_service.ops import render_metrics
-
         rt: Runtime = request.app.state.runtime
-        return PlainTextResponse(await render_metrics(rt), media_type="text/plain; version=0.0.4")
+        body = await render_metrics(db=rt.db, now=rt.clock.now(), counters=rt.counters)
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     return app
 
-
-def make_db(settings: Settings) -> Database:
-    return Database(settings.async_database_url)

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.db import Database
 from warning_service.delivery.models import OutboxMessage
 from warning_service.ledger.models import LedgerPending
 from warning_service.notice.models import Notice
+
+
+class DispatchCounters:
+    """This process's dispatch totals by outcome (the database holds the truth; these show this process's pace)."""
+
+    def __init__(self) -> None:
+        self._totals: Counter[str] = Counter()
+
+    def add(self, totals: Mapping[str, int]) -> None:
+        self._totals.update(totals)
+
+    def get(self, outcome: str) -> int:
+        return self._totals[outcome]
+
+    def lines(self) -> list[str]:
+        """Prometheus text lines: one counter per outcome seen so far."""
+        return ["# HELP warning_service_dispatched_total Messages this process handled, by outcome",
+                "# TYPE warning_service_dispatched_total counter",
+                *(f'warning_service_dispatched_total{{outcome="{k}"}} {v}' for k, v in sorted(self._totals.items()))]
 
 
 async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
@@ -34,10 +56,11 @@ async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]
     }
 
 
-async def render_metrics(runtime: Any) -> str:
+async def render_metrics(*, db: Database, now: datetime, counters: DispatchCounters) -> str:
+    """Prometheus text: the database's backlog and lag figures, then this process's counters."""
     lines: list[str] = []
-    async with runtime.db.session() as s:
-        figures = await lag_figures(s, now=runtime.clock.now())
+    async with db.session() as s:
+        figures = await lag_figures(s, now=now)
         by_status = (await s.execute(select(OutboxMessage.channel, OutboxMessage.status, func.count())
                                      .group_by(OutboxMessage.channel, OutboxMessage.status))).all()
         notices = (await s.execute(select(Notice.state, func.count()).group_by(Notice.state))).all()
@@ -55,7 +78,5 @@ async def render_metrics(runtime: Any) -> str:
     lines += [f'warning_service_outbox_messages{{channel="{c}",status="{st}"}} {n}' for c, st, n in by_status]
     lines += ["# HELP warning_service_notices Notices by state", "# TYPE warning_service_notices gauge"]
     lines += [f'warning_service_notices{{state="{st}"}} {n}' for st, n in notices]
-    extra = runtime.extras.get("metrics")
-    if extra:
-        lines += extra()
+    lines += counters.lines()
     return "\n".join(lines) + "\n"

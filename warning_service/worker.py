@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from warning_service.delivery.dispatcher import dispatch_tick
 from warning_service.early_warning.models import Hazard, Level
 from warning_service.early_warning.policy import PolicyBook
+from warning_service.escalation.service import escalation_tick
+from warning_service.ledger.jobs import seal_tick
 from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
-# Set in Runtime.extras while the worker stops, so a long tick ends after its current batch.
-STOPPING = "worker_stopping"
 # The escalation tick must be a small fraction of the shortest wait it enforces, or deadlines slip visibly.
 TICK_FRACTION = 0.1
 
@@ -57,12 +58,8 @@ class Worker:
         return run
 
     async def start(self) -> None:
-        from warning_service.delivery.dispatcher import dispatch_tick
-        from warning_service.escalation.service import escalation_tick
-        from warning_service.ledger.jobs import seal_tick
-
         s = self.rt.settings
-        self.rt.extras[STOPPING] = False
+        self.rt.stopping.clear()
         # A scheduler that was down acts on return, and once: each tick acts on everything overdue in the
         # database, so the runs it missed are coalesced into one (coalesce), none is dropped however late
         # (misfire_grace_time=None), a slow tick is never overlapped by the next (max_instances=1), and the
@@ -85,7 +82,8 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop ticking and wait for running ticks to finish their current batch; nothing is cut mid-write."""
-        self.rt.extras[STOPPING] = True
+        # A long tick checks this between batches and ends after the one it is writing.
+        self.rt.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for lock in self._locks.values():

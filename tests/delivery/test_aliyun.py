@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-from warning_service.notice.tokens import link_key, parse_token
 
 from channels.base import Message, TemplateFields
 from channels.fake import FakeAdapter
@@ -22,6 +21,7 @@ from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.db import Database
 from warning_service.delivery.adapters import build_channels
 from warning_service.delivery.dispatcher import dispatch_tick
+from warning_service.notice.tokens import link_key, parse_token
 
 PUSH_TOKEN = "push-token-0123456789abcdefghijklmnop"
 SIGN = "浙江防汛"

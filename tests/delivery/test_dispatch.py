@@ -19,6 +19,7 @@ async def test_console_delivers_every_queued_message_and_marks_notices_delivered
     assert handled == len(queued)
     assert await status_counts(db, wid) == {"delivered": len(queued)}
     assert len(console.sent) == len(queued)
+    assert runtime.counters.get("delivered") == len(queued)  # what /metrics shows for this process
     assert {m.idempotency_key for m in console.sent} == {m.idempotency_key for m in queued}
     got = await attempts(db)
     assert len(got) == len(queued) and all(a.status == "delivered" and a.adapter == "console" for a in got)

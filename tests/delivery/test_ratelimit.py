@@ -82,8 +82,8 @@ async def test_two_dispatchers_together_send_no_more_than_the_shared_rate(client
         conn = await _redis()
         fake = FakeAdapter(keep=True)
         rt = Runtime(settings=settings, db=db, clock=clock, redis=conn,
-                     channels=ChannelRegistry({c: fake for c in ("sms", "voice", "email", "broadcast")}))
-        rt.extras["ratelimiter"] = RateLimiter(conn, now=now)
+                     channels=ChannelRegistry({c: fake for c in ("sms", "voice", "email", "broadcast")}),
+                     ratelimiter=RateLimiter(conn, now=now))
         fakes.append(fake)
         runtimes.append(rt)
         conns.append(conn)
@@ -106,7 +106,7 @@ async def test_two_dispatchers_together_send_no_more_than_the_shared_rate(client
 
 async def test_a_paced_batch_waits_for_tokens_within_its_budget(client, duty, db, runtime) -> None:
     runtime.settings.channel_rate_limits = "sms=50,email=1000,broadcast=1000"
-    runtime.extras["ratelimiter"] = RateLimiter(None)  # real time, in-process
+    runtime.ratelimiter = RateLimiter(None)  # real time, in-process
     fake = FakeAdapter()
     use(runtime, fake)
     wid = await issue(client, duty, targets=["331081"])  # 11 SMS: 50 burst covers them at once

@@ -23,12 +23,13 @@ from tests.escalation.conftest import (
     issue,
     run_sweeps,
 )
+from warning_service import worker as worker_module
 from warning_service.db import Database
 from warning_service.delivery.models import OutboxMessage
-from warning_service.escalation import service as escalation
 from warning_service.escalation.service import escalation_tick, sweep
 from warning_service.notice.models import Notice
 from warning_service.runtime import Runtime
+from warning_service.worker import Worker
 
 MIN = timedelta(minutes=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +96,6 @@ async def test_a_scheduler_down_for_ten_minutes_acts_once_on_everything_overdue(
 
 async def test_the_real_scheduler_returning_after_downtime_fires_each_overdue_action_once(
         db, clock, tree, town_top, monkeypatch):
-    from warning_service.worker import Worker
-
     settings = make_settings(db, escalation_tick_seconds=0.05, dispatch_interval_seconds=3600)
     console = ConsoleAdapter(echo=False)
     rt = Runtime(settings=settings, db=db, clock=clock,
@@ -106,7 +105,7 @@ async def test_the_real_scheduler_returning_after_downtime_fires_each_overdue_ac
     clock.set(t0 + 10 * MIN)
     ticks = 0
     five_ticks = asyncio.Event()
-    real_tick = escalation.escalation_tick
+    real_tick = escalation_tick
 
     async def counted(runtime: Runtime) -> int:
         nonlocal ticks
@@ -116,7 +115,7 @@ async def test_the_real_scheduler_returning_after_downtime_fires_each_overdue_ac
             five_ticks.set()
         return n
 
-    monkeypatch.setattr(escalation, "escalation_tick", counted)
+    monkeypatch.setattr(worker_module, "escalation_tick", counted)
     worker = Worker(rt)
     await worker.start()
     try:

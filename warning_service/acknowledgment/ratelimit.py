@@ -7,9 +7,12 @@ carriers put many phones behind one address and one prober there must not silenc
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from warning_service.logging import get_logger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = get_logger(__name__)
 _MAX_KEYS = 50_000
@@ -18,7 +21,7 @@ _MAX_KEYS = 50_000
 class BadTokenLimiter:
     """Fixed one-minute windows; `hit` records a bad token and says whether the address is over the limit."""
 
-    def __init__(self, *, per_minute: int, redis: Any | None = None, prefix: str = "ws:ack:bad") -> None:
+    def __init__(self, *, per_minute: int, redis: Redis | None = None, prefix: str = "ws:ack:bad") -> None:
         self.per_minute = per_minute
         self.redis = redis
         self.prefix = prefix
@@ -53,12 +56,3 @@ class BadTokenLimiter:
         key = (address, minute)
         self._local[key] = self._local.get(key, 0) + 1
         return self._local[key]
-
-
-def limiter_for(runtime: Any) -> BadTokenLimiter:
-    """The process's limiter, created on first use and kept in runtime.extras."""
-    lim = runtime.extras.get("ack_bad_tokens")
-    if lim is None:
-        lim = BadTokenLimiter(per_minute=runtime.settings.ack_bad_token_per_minute, redis=runtime.redis)
-        runtime.extras["ack_bad_tokens"] = lim
-    return lim

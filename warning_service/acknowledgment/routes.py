@@ -15,7 +15,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from warning_service.acknowledgment import feedback, inbound, pages, voice
 from warning_service.acknowledgment.feedback import FeedbackIn
-from warning_service.acknowledgment.ratelimit import limiter_for
 from warning_service.config import Settings
 from warning_service.delivery import push
 from warning_service.delivery.routes import ALIYUN_OK, TENCENT_OK, AliyunPush, TencentPush
@@ -64,7 +63,7 @@ def _page_url(request: Request, token: str, query: str) -> str:
 async def _bad_token(request: Request, settings: Settings) -> Response:
     """404 for an unknown or forged token; 429 once one address has sent too many."""
     rt = request.app.state.runtime
-    over = await limiter_for(rt).hit(client_ip(request), rt.clock.now())
+    over = await rt.bad_tokens.hit(client_ip(request), rt.clock.now())
     code = 429 if over else 404
     headers = {"Retry-After": "60"} if over else None
     if wants_json(request):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ from sqlalchemy import select
 from channels.base import Message
 from warning_service.delivery import store
 from warning_service.delivery.adapters import adapter_names
-from warning_service.delivery.ratelimit import RateLimiter, bucket_for, burst_for
+from warning_service.delivery.ratelimit import bucket_for, burst_for
 from warning_service.delivery.sending import Item, Outcome, send_all
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.logging import get_logger
@@ -90,14 +89,6 @@ async def _abandon(rt: Runtime, upcoming: asyncio.Task[Batch]) -> None:
     await recorder.flush()
 
 
-def limiter(rt: Runtime) -> RateLimiter:
-    """The process's rate limiter (Redis-backed when the runtime has Redis)."""
-    lim = rt.extras.get("ratelimiter")
-    if lim is None:
-        lim = rt.extras["ratelimiter"] = RateLimiter(rt.redis)
-    return lim
-
-
 async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | None = None) -> int:
     """Claim up to `batch_size` due messages and take each to a final or retry state; returns the count.
 
@@ -145,7 +136,7 @@ async def deliver(rt: Runtime, batch: Batch) -> None:
     started = time.monotonic()
     recorder = store.Recorder(rt)
     budget = max(0.0, batch.deadline - asyncio.get_running_loop().time())
-    await send_all(batch.items, recorder=recorder, limiter=limiter(rt), burst_for=burst_for,
+    await send_all(batch.items, recorder=recorder, limiter=rt.ratelimiter, burst_for=burst_for,
                    concurrency=rt.settings.channel_concurrency, pace_budget=budget, clock=rt.clock)
     elapsed = time.monotonic() - started
     t = recorder.totals
@@ -155,7 +146,7 @@ async def deliver(rt: Runtime, batch: Batch) -> None:
              delivered=t["delivered"], retrying=t["retrying"], failed=t["failed"], deferred=t["deferred"],
              segments=t["segments"], seconds=round(elapsed, 3),
              per_second=round(len(batch.items) / elapsed, 1) if elapsed > 0 else None)
-    _count(rt, t)
+    rt.counters.add(t)
 
 
 async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[int, str]:
@@ -196,13 +187,10 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
 
 async def _render(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:
     """Messages for every row: the templates, or a plain fallback — a render failure never drops a warning."""
-    render = rt.extras.get("render_outbox")
-    if render is None:
-        from warning_service.early_warning.messages import render_outbox as render
     messages: dict[int, Message] = {}
     try:
         async with rt.db.session() as session:
-            messages = dict(await render(session, rows=rows, settings=rt.settings))
+            messages = dict(await rt.render_outbox(session, rows=rows, settings=rt.settings))
     except Exception as exc:  # noqa: BLE001
         log.error("render_failed", count=len(rows), error=f"{type(exc).__name__}: {exc}")
     missing = [r for r in rows if r.id not in messages]
@@ -232,19 +220,3 @@ async def _fallback_messages(rt: Runtime, rows: Sequence[Any]) -> dict[int, Mess
                             metadata={"kind": r.kind, "warning_id": str(r.warning_id), "outbox_id": str(r.id),
                                       "notice_id": str(r.notice_id or "")})
     return out
-
-
-def _count(rt: Runtime, totals: dict[str, int]) -> None:
-    """In-process totals for /metrics (the database holds the truth; these show this process's pace)."""
-    counters = rt.extras.setdefault("dispatch_counters", defaultdict(int))
-    for k, v in totals.items():
-        counters[k] += v
-    if "metrics" not in rt.extras:
-        def lines() -> list[str]:
-            out = ["# HELP warning_service_dispatched_total Messages this process handled, by outcome",
-                   "# TYPE warning_service_dispatched_total counter"]
-            out += [f'warning_service_dispatched_total{{outcome="{k}"}} {v}'
-                    for k, v in sorted(counters.items())]
-            return out
-
-        rt.extras["metrics"] = lines

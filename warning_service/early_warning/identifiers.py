@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -11,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.early_warning.models import WarningRevision
 
 CHINA_TZ = timezone(timedelta(hours=8))
-IDENTIFIER = re.compile(r"^\d{14}_\d{14}_\d+$")
 
 
 def sender_code(region_code: str, *, agency: str = "000", sub: str = "000", ext: str = "00") -> str:

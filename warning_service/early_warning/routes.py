@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from warning_service.delivery.service import warning_delivery_stats
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
 from warning_service.early_warning import cap, queries, relay, service
 from warning_service.early_warning.models import (
@@ -86,8 +87,6 @@ async def get_warning(warning_id: int, principal: Reader, session: SessionDep, s
     body["revisions"] = [{"revision": r.revision, "msg_type": r.msg_type, "identifier": r.identifier,
                           "sent_at": r.sent_at, "level": r.level, "references": r.references}
                          for r in await queries.revisions(session, warning_id=w.id)]  # type: ignore[arg-type]
-    from warning_service.delivery.service import warning_delivery_stats
-
     body["delivery"] = await warning_delivery_stats(session, warning_id=w.id, settings=settings)
     return body
 
@@ -136,5 +135,3 @@ async def get_cap(warning_id: int, principal: Reader, session: SessionDep,
                if r.revision < chosen.revision]
     xml = cap.to_cap(w, chosen, references=earlier, geocodes=list(chosen.targets))
     return Response(content=xml, media_type="application/cap+xml")
-
-

@@ -34,7 +34,6 @@ from warning_service.notice import service as notices
 from warning_service.notice.claim import claim, lock_roots, lock_warnings
 from warning_service.notice.models import OPEN_STATES, NoticeReason
 from warning_service.runtime import Runtime
-from warning_service.worker import STOPPING
 
 log = get_logger(__name__)
 ACTOR = "system:escalation"
@@ -270,6 +269,6 @@ async def escalation_tick(rt: Runtime) -> int:
             res = await sweep(s, now=now, batch_size=batch)
         total += res.advanced
         # Drained, or all that is left is held by a lift in progress, or the worker is stopping.
-        if res.claimed < batch or res.advanced == 0 or rt.extras.get(STOPPING):
+        if res.claimed < batch or res.advanced == 0 or rt.stopping.is_set():
             break
     return total

@@ -25,9 +25,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.auth.models import User
+from warning_service.delivery.models import OutboxMessage
 from warning_service.dialect import is_postgresql, name, upsert
+from warning_service.early_warning.models import WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerHead, LedgerPending
 from warning_service.logging import get_logger
+from warning_service.notice.models import Notice
+from warning_service.person.models import Person
+from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
 log = get_logger(__name__)
@@ -274,13 +280,6 @@ def _subject_int(dialect: str) -> Any:
 
 def _in_scope(dialect: str, scope_path: str) -> Any:
     """Entries about warnings, notices, people, users and messages inside the scope; others are global."""
-    from warning_service.auth.models import User
-    from warning_service.delivery.models import OutboxMessage
-    from warning_service.early_warning.models import WarningTarget
-    from warning_service.notice.models import Notice
-    from warning_service.person.models import Person
-    from warning_service.region.models import Region
-
     ancestors = scope_path.strip("/").split("/")[:-1]
     sid = _subject_int(dialect)
 
