@@ -24,9 +24,9 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     r = await client.post("/api/v1/warnings", headers=duty, json={
         "hazard": "rainstorm", "level": "orange", "description": "强降雨持续。", "targets": ["331081001"]})
     wid = r.json()["id"]
-    # orange reaches village and town persons; one village person has answered
+    # orange reaches grid and village persons (直达网格); one of them has answered
     first = await rows(db, Notice, Notice.warning_id == wid)
-    assert {n.role for n in first} == {"village_responsible", "town_responsible"}
+    assert {n.role for n in first} == {"village_responsible", "grid_responsible"}
     async with db.session() as s:
         await s.execute(update(Notice).where(Notice.id == first[0].id).values(
             state="acknowledged", acknowledged_at=clock.now(), next_action_at=None, step="done"))
@@ -34,7 +34,7 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     clock.advance(600)
     r = await client.post(f"/api/v1/warnings/{wid}/update", headers=duty, json={"level": "red"})
     assert r.status_code == 200, r.text
-    assert r.json()["upgraded"] is True and r.json()["new_recipients"] == 4  # grids now reached too
+    assert r.json()["upgraded"] is True and r.json()["new_recipients"] == 1  # the town is reached at red
     after = await rows(db, Notice, Notice.warning_id == wid)
     assert len(after) == 7
     assert all(n.state == "pending" and n.round == 2 for n in after)
@@ -49,7 +49,8 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     assert len([m for m in msgs if m.kind == "alert" and m.channel == "sms"]) == 4
 
 
-async def test_text_update_reaches_everyone_and_keeps_the_clock(client, duty, db, tree, clock):
+async def test_text_update_reaches_everyone_with_a_deadline_counted_from_the_update(client, duty, db, tree,
+                                                                                   clock):
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001"]))
     wid = r.json()["id"]
     before = await rows(db, Notice, Notice.warning_id == wid)
@@ -58,7 +59,9 @@ async def test_text_update_reaches_everyone_and_keeps_the_clock(client, duty, db
                           json={"description": "台风路径北移,风力增强至15级。"})
     assert r.json()["upgraded"] is False and r.json()["new_recipients"] == 0
     after = await rows(db, Notice, Notice.warning_id == wid)
-    assert [n.deadline for n in after] == [n.deadline for n in before]
+    # a deadline that passed while the update was written would ask for the impossible
+    assert all(b.deadline is not None for b in before)
+    assert all(n.deadline == clock.now() + timedelta(minutes=3) == n.next_action_at for n in after)
     # the unsent revision-1 alerts are superseded by the update, which carries the full text
     old = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.revision == 1,
                      OutboxMessage.kind == "alert")
@@ -90,7 +93,7 @@ async def test_lift_stops_calling_and_tells_only_those_already_reached(client, d
         await s.execute(update(OutboxMessage).where(OutboxMessage.notice_id == nid,
                                                     OutboxMessage.channel == "sms").values(status="delivered"))
     clock.advance(120)
-    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱"})
     assert r.status_code == 200 and r.json()["state"] == "lifted"
     notices = await rows(db, Notice, Notice.warning_id == wid)
     assert all(n.state == "closed" and n.next_action_at is None for n in notices)
@@ -146,7 +149,8 @@ async def test_warning_detail_and_notices_are_scoped(client, duty, province_duty
     listed = (await client.get("/api/v1/warnings", headers=duty)).json()
     assert [w["id"] for w in listed["items"]] == [wid]
     # ...and may not lift what reaches beyond the county
-    assert (await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)).status_code == 403
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱"})
+    assert r.status_code == 403
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001"]))
     other = await client.get(f"/api/v1/warnings/{r.json()['id']}", headers=province_duty)
     assert other.status_code == 200

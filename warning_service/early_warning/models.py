@@ -33,14 +33,23 @@ class Hazard(StrEnum):
     road_ice = "road_ice"
     sandstorm = "sandstorm"
     forest_fire = "forest_fire"
+    storm_surge = "storm_surge"
+    sea_wave = "sea_wave"
+    waterlogging = "waterlogging"
+    severe_convection = "severe_convection"
+    freezing = "freezing"
 
 
 HAZARD_ZH = {
     "typhoon": "台风", "rainstorm": "暴雨", "flood": "洪水", "mountain_torrent": "山洪",
     "geological": "地质灾害", "gale": "大风", "heat": "高温", "cold_wave": "寒潮", "blizzard": "暴雪",
     "lightning": "雷电", "hail": "冰雹", "fog": "大雾", "haze": "霾", "drought": "干旱", "frost": "霜冻",
-    "road_ice": "道路结冰", "sandstorm": "沙尘暴", "forest_fire": "森林火险",
+    "road_ice": "道路结冰", "sandstorm": "沙尘暴", "forest_fire": "森林火险", "storm_surge": "风暴潮",
+    "sea_wave": "海浪", "waterlogging": "城市内涝", "severe_convection": "强对流", "freezing": "低温雨雪冰冻",
 }
+# Other names the same hazards go by in received CAP messages and in some provinces' settings.
+HAZARD_ALIASES = {"森林草原火险": "forest_fire", "森林（草原）火险": "forest_fire", "森林(草原)火险": "forest_fire",
+                  "内涝": "waterlogging", "强对流天气": "severe_convection", "低温雨雪冰冻灾害": "freezing"}
 
 
 class Level(StrEnum):
@@ -183,6 +192,9 @@ class WarningUpdate(BaseModel):
 
 
 class WarningLift(BaseModel):
+    """解除: the reason is required (in `reason`, or `description` as older clients send it)."""
+
+    reason: str | None = PField(default=None, max_length=4000)
     description: str | None = PField(default=None, max_length=4000)
 
 

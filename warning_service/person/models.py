@@ -22,6 +22,9 @@ class PersonRole(StrEnum):
     geo_hazard_monitor = "geo_hazard_monitor"
     torrent_warner = "torrent_warner"
     shelter_manager = "shelter_manager"
+    village_cadre = "village_cadre"
+    danger_house_liaison = "danger_house_liaison"
+    county_duty = "county_duty"
 
 
 ROLE_ZH = {
@@ -30,9 +33,21 @@ ROLE_ZH = {
     "town_responsible": "乡镇防汛责任人",
     "county_responsible": "县级防汛责任人",
     "disaster_info_officer": "灾害信息员",
-    "geo_hazard_monitor": "地灾群测群防员",
-    "torrent_warner": "山洪预警员",
+    "geo_hazard_monitor": "地质灾害监测员",
+    "torrent_warner": "山洪灾害预警员",
     "shelter_manager": "避灾安置场所管理员",
+    "village_cadre": "驻村干部",
+    "danger_house_liaison": "危房联络员",
+    "county_duty": "县防指值班室",
+}
+# What rosters call the same roles (import accepts these as well as the codes and ROLE_ZH).
+ROLE_ALIASES = {
+    "网格员": "grid_responsible", "网格长": "grid_responsible", "村级责任人": "village_responsible",
+    "村防汛责任人": "village_responsible", "村(社区)防汛责任人": "village_responsible",
+    "乡镇责任人": "town_responsible", "乡镇(街道)防汛责任人": "town_responsible", "县级责任人": "county_responsible",
+    "地灾群测群防员": "geo_hazard_monitor", "群测群防员": "geo_hazard_monitor", "山洪预警员": "torrent_warner",
+    "包村干部": "village_cadre", "驻村(包村)干部": "village_cadre", "避灾点管理员": "shelter_manager",
+    "防指值班室": "county_duty", "县防指值班": "county_duty",
 }
 
 # The role that answers for a region of each level when a warning escalates upward.
