@@ -45,8 +45,9 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     msgs = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.revision == 2)
     kinds = {(m.kind, m.channel) for m in msgs}
     assert ("update", "sms") in kinds and ("alert", "sms") in kinds
-    assert len([m for m in msgs if m.kind == "update" and m.channel == "sms"]) == 3
-    assert len([m for m in msgs if m.kind == "alert" and m.channel == "sms"]) == 4
+    # the six reached at orange hear the upgrade; the town person, new at red, gets the full alert
+    assert len([m for m in msgs if m.kind == "update" and m.channel == "sms"]) == 6
+    assert len([m for m in msgs if m.kind == "alert" and m.channel == "sms"]) == 1
 
 
 async def test_text_update_reaches_everyone_with_a_deadline_counted_from_the_update(client, duty, db, tree,
