@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 
 from tests.early_warning.conftest import red_typhoon
 from warning_service.delivery.models import Notice, OutboxMessage
+from warning_service.early_warning.identifiers import CHINA_TZ
 from warning_service.early_warning.models import EarlyWarning, WarningRevision
 
 
@@ -157,3 +158,47 @@ async def test_warning_detail_and_notices_are_scoped(client, duty, province_duty
     assert other.status_code == 200
     lh = await client.get("/api/v1/warnings", headers=duty, params={"region": "331081002"})
     assert lh.json()["total"] == 1
+
+
+async def test_update_asks_again_only_those_who_have_not_answered(client, duty, db, tree, clock, settings):
+    from warning_service.early_warning.messages import render_outbox
+
+    r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001001"]))
+    wid = r.json()["id"]
+    first = await rows(db, Notice, Notice.warning_id == wid)
+    async with db.session() as s:
+        await s.execute(update(Notice).where(Notice.id == first[0].id).values(
+            state="acknowledged", acknowledged_at=clock.now(), next_action_at=None, step="done"))
+    await mark_sent(db, wid)
+    clock.advance(600)
+    r = await client.post(f"/api/v1/warnings/{wid}/update", headers=duty, json={"description": "台风北移。"})
+    assert r.status_code == 200, r.text
+    msgs = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.kind == "update",
+                      OutboxMessage.channel == "sms")
+    async with db.session() as s:
+        texts = {m.notice_id: t.body for m, t in zip(msgs, (await render_outbox(
+            s, rows=msgs, settings=settings, now=clock.now())).values(), strict=True)}
+    assert "您已确认,无需回复" in texts[first[0].id] and "回1" not in texts[first[0].id]
+    new_deadline = (clock.now() + timedelta(minutes=3)).astimezone(CHINA_TZ).strftime("%H:%M")
+    others = [t for nid, t in texts.items() if nid != first[0].id]
+    assert others and all(f"请{new_deadline}前回1确认" in t and "更新" in t for t in others)
+
+
+async def test_lift_needs_a_reason_and_every_lift_message_says_it(client, duty, db, tree, clock, settings):
+    from warning_service.early_warning.messages import render_outbox
+
+    r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001001"]))
+    wid = r.json()["id"]
+    await mark_sent(db, wid)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)
+    assert r.status_code in (400, 422) and "reason" in r.text
+    assert (await rows(db, EarlyWarning, EarlyWarning.id == wid))[0].state == "active"
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱为热带风暴"})
+    assert r.status_code == 200, r.text
+    lifts = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.kind == "cancel")
+    async with db.session() as s:
+        msgs = await render_outbox(s, rows=lifts, settings=settings, now=clock.now())
+    assert {m.channel for m in lifts} >= {"sms", "email", "broadcast"}
+    assert all("台风已减弱为热带风暴" in m.body for m in msgs.values())
+    loudspeaker = [msgs[m.id].body for m in lifts if m.channel == "broadcast"]
+    assert loudspeaker and all("已转移的群众请暂不返回" in b for b in loudspeaker)
