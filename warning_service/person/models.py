@@ -69,6 +69,9 @@ class Person(SQLModel, table=True):
     role: str = Field(max_length=40, index=True)
     phone: str | None = Field(default=None, max_length=20, index=True)
     email: str | None = Field(default=None, max_length=254)
+    title: str | None = Field(default=None, max_length=100)  # 职务, e.g. 村委会主任
+    unit: str | None = Field(default=None, max_length=200)  # 单位
+    backup_phone: str | None = Field(default=None, max_length=20)  # 备用电话, E.164
     active: bool = Field(default=True)
     # The B post: called before the warning escalates to the level above.
     deputy_id: int | None = Field(
