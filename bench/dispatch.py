@@ -100,7 +100,7 @@ class SqlTimer:
             self.by_kind[" ".join(statement.split()[:3])[:40]] += dt
 
 
-async def plain_render(session: Any, *, rows: Any, settings: Settings) -> dict[int, Message]:
+async def plain_render(session: Any, *, rows: Any, settings: Settings, now: Any = None) -> dict[int, Message]:
     """A renderer with no templates, to show what the dispatcher itself costs (--plain)."""
     return {r.id: Message(channel=r.channel, address=r.address, body=PLAIN_BODY, subject="台风红色预警",
                           idempotency_key=r.idempotency_key) for r in rows}

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     issuer_agency_code: str = Field("000", pattern=r"^\d{3}$")
     log_json: bool = False
 
+    # Message texts (issue 13). The 【sign】 registered for the deployment's SMS; empty means the issuer's
+    # short name ("温岭市防汛防台抗旱指挥部" → "温岭防指").
+    sms_sign: str = Field("", max_length=12)
+    # The primary SMS is fitted into this many parts by shortening its description (never the reply or link).
+    sms_max_segments: int = Field(2, ge=1, le=6)
+    # Said on the loudspeaker when a warning is lifted; empty to say nothing more.
+    broadcast_lift_note: str = "已转移的群众请暂不返回,等候村(社区)通知。"
+    # Hazard names that differ by province: "forest_fire=森林草原火险".
+    hazard_names: str = ""
+
     access_token_minutes: int = 12 * 60
     # How long an acknowledgment link stays valid after its warning is lifted or expires.
     ack_link_grace_hours: int = 24
@@ -147,6 +157,10 @@ class Settings(BaseSettings):
             last = name.strip()
             out[last] = value.strip()
         return out
+
+    def hazard_name_overrides(self) -> dict[str, str]:
+        """HAZARD_NAMES parsed: hazard code -> the Chinese name this deployment uses."""
+        return _parse_pairs(self.hazard_names, "HAZARD_NAMES")
 
     def rate_limits(self) -> dict[str, float]:
         return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}

@@ -59,3 +59,34 @@ def read_rows(path: Path | str, *, header: list[str], raw: bytes | None = None) 
 def row_error(name: str, line: int, field: str, en: str, zh: str) -> Invalid:
     return Invalid(f"{name}, line {line}, field {field}: {en}", f"{name} 第 {line} 行,字段 {field}:{zh}",
                    field=field, line=line)
+
+
+def read_table(path: Path | str, *, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
+               raw: bytes | None = None) -> Iterator[CsvRow]:
+    """Rows keyed by column name, whatever the header calls them (English or Chinese, any order).
+
+    `columns` maps each name to the header spellings accepted for it; missing optional columns read as ''."""
+    name = str(path)
+    text = decode(raw if raw is not None else Path(path).read_bytes(), filename=name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        first = next(reader)
+    except StopIteration:
+        raise Invalid(f"{name}: the file is empty", f"{name}:文件为空") from None
+    spelling = {alias.lower(): col for col, aliases in columns.items() for alias in aliases}
+    index: dict[str, int] = {}
+    for i, h in enumerate(first):
+        col = spelling.get(h.strip().lower())
+        if col is not None and col not in index:
+            index[col] = i
+    missing = [c for c in required if c not in index]
+    if missing:
+        wanted = ",".join(f"{columns[c][0]}/{columns[c][1]}" for c in missing)
+        raise Invalid(f"{name}, line 1: the header lacks {wanted} (got {','.join(first)})",
+                      f"{name} 第 1 行:表头缺少 {wanted}(实际为 {','.join(first)})", field="header")
+    for values in reader:
+        line = reader.line_num
+        if not values or all(not v.strip() for v in values):
+            continue
+        yield CsvRow(line, {c: (values[i].strip() if i < len(values) else "") for c, i in index.items()}
+                     | {c: "" for c in columns if c not in index})

@@ -22,9 +22,12 @@ ROLE = _frozen({
     "town_responsible": "乡镇防汛责任人",
     "county_responsible": "县级防汛责任人",
     "disaster_info_officer": "灾害信息员",
-    "geo_hazard_monitor": "地灾群测群防员",
-    "torrent_warner": "山洪预警员",
+    "geo_hazard_monitor": "地质灾害监测员",
+    "torrent_warner": "山洪灾害预警员",
     "shelter_manager": "避灾安置场所管理员",
+    "village_cadre": "驻村干部",
+    "danger_house_liaison": "危房联络员",
+    "county_duty": "县防指值班室",
 })
 
 # Recipient states as real 叫应 platforms show them.
@@ -51,7 +54,8 @@ HAZARD = _frozen({
     "typhoon": "台风", "rainstorm": "暴雨", "flood": "洪水", "mountain_torrent": "山洪",
     "geological": "地质灾害", "gale": "大风", "heat": "高温", "cold_wave": "寒潮", "blizzard": "暴雪",
     "lightning": "雷电", "hail": "冰雹", "fog": "大雾", "haze": "霾", "drought": "干旱", "frost": "霜冻",
-    "road_ice": "道路结冰", "sandstorm": "沙尘暴", "forest_fire": "森林火险",
+    "road_ice": "道路结冰", "sandstorm": "沙尘暴", "forest_fire": "森林火险", "storm_surge": "风暴潮",
+    "sea_wave": "海浪", "waterlogging": "城市内涝", "severe_convection": "强对流", "freezing": "低温雨雪冰冻",
 })
 WARNING_LEVEL = _frozen({"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"})
 WARNING_STATUS = _frozen({"actual": "实际", "exercise": "演练", "test": "测试"})

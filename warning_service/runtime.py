@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -30,8 +31,8 @@ from warning_service.ops import DispatchCounters
 class RenderOutbox(Protocol):
     """Renders claimed outbox rows into messages keyed by outbox id (the dispatcher's renderer)."""
 
-    async def __call__(self, session: AsyncSession, *, rows: Sequence[Any],
-                       settings: Settings) -> Mapping[int, Message]: ...
+    async def __call__(self, session: AsyncSession, *, rows: Sequence[Any], settings: Settings,
+                       now: datetime | None = None) -> Mapping[int, Message]: ...
 
 
 class Runtime:

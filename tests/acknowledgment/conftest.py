@@ -29,7 +29,7 @@ async def issue(runtime, *, targets: list[str], hazard: str = "typhoon", level: 
 
 async def lift(runtime, warning_id: int) -> None:
     async with runtime.db.session() as s:
-        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE,
+        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(reason="台风已减弱"), actor=PROVINCE,
                                     now=runtime.clock.now())
 
 

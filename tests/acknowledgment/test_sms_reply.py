@@ -82,7 +82,7 @@ async def test_a_repeat_is_told_it_was_already_acknowledged(client, settings, ru
     assert len(await acks(db)) == 1
 
 
-async def test_two_open_notices_each_answered_by_its_code_and_a_bare_1_takes_the_latest(
+async def test_two_open_notices_each_answered_by_its_code_and_a_bare_1_takes_what_is_left(
         client, settings, runtime, db, grid, clock):
     pid, phone = grid
     typhoon = await issue(runtime, targets=[GRID])
@@ -105,16 +105,27 @@ async def test_two_open_notices_each_answered_by_its_code_and_a_bare_1_takes_the
     assert sorted(a.notice_id for a in await acks(db)) == sorted([t_notice.id, r_notice.id])
 
 
-async def test_bare_1_with_two_open_answers_the_most_recent_and_lists_the_other(
+async def test_bare_1_with_two_open_answers_the_earliest_deadline_and_lists_the_other(
         client, settings, runtime, db, grid, clock):
     pid, phone = grid
     typhoon = await issue(runtime, targets=[GRID])
     clock.advance(60)
     rain = await issue(runtime, targets=[GRID], hazard="rainstorm")
     text = await reply(client, settings, phone, "１")
-    assert text.startswith("已确认收到:暴雨红色预警。") and "台风红色预警" in text
-    assert [a.notice_id for a in await acks(db)] == [(await notice_of(db, rain, pid)).id]
-    assert (await reload(db, Notice, (await notice_of(db, typhoon, pid)).id)).state == "pending"
+    assert text.startswith("已确认收到:台风红色预警。") and "您还有1条预警待确认:暴雨红色预警" in text
+    assert [a.notice_id for a in await acks(db)] == [(await notice_of(db, typhoon, pid)).id]
+    assert (await reload(db, Notice, (await notice_of(db, rain, pid)).id)).state == "pending"
+
+
+async def test_bare_1_answers_the_real_warning_before_a_later_exercise(client, settings, runtime, db, grid, clock):
+    pid, phone = grid
+    real = await issue(runtime, targets=[GRID])
+    clock.advance(60)
+    drill = await issue(runtime, targets=[GRID], hazard="rainstorm", status="exercise")
+    text = await reply(client, settings, phone, "1")
+    assert text.startswith("已确认收到:台风红色预警。") and "【演练】暴雨红色预警" in text
+    assert [a.notice_id for a in await acks(db)] == [(await notice_of(db, real, pid)).id]
+    assert (await reload(db, Notice, (await notice_of(db, drill, pid)).id)).state == "pending"
 
 
 async def test_all_acknowledges_every_open_notice(client, settings, runtime, db, grid, clock):

@@ -46,7 +46,7 @@ async def test_cap_output_passes_the_oasis_schema_for_alert_update_and_cancel(cl
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001", "331081002001"]))
     wid = r.json()["id"]
     await client.post(f"/api/v1/warnings/{wid}/update", headers=duty, json={"description": "风力增强。"})
-    await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)
+    await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱"})
     for revision, msg_type in ((1, "Alert"), (2, "Update"), (3, "Cancel")):
         r = await client.get(f"/api/v1/warnings/{wid}/cap", headers=duty, params={"revision": revision})
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/cap+xml")
@@ -68,7 +68,8 @@ async def test_cap_input_is_issued_with_its_own_identifier_and_round_trips(clien
                           content=upstream())
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["identifier"] == "33000041600000_20260701154000_1" and body["recipient_count"] == 3
+    # orange reaches the village and grid persons under the target
+    assert body["identifier"] == "33000041600000_20260701154000_1" and body["recipient_count"] == 6
     async with db.session() as s:
         w = await s.get(EarlyWarning, body["id"])
     assert (w.hazard, w.level, w.sender, w.sender_code, w.source) == (

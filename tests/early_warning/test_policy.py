@@ -14,7 +14,12 @@ def test_defaults_follow_zhejiang_practice():
     book = load_policy(None)
     red = book.resolve("typhoon", "red")
     assert red.ack_required and red.ack_deadline == 180 and red.recall_channel == "voice" and red.recall_count == 3
-    assert set(red.roles) == {"grid_responsible", "village_responsible", "town_responsible"}
+    assert set(red.roles) == {"grid_responsible", "village_responsible", "village_cadre", "town_responsible",
+                              "county_duty"}
+    # orange goes straight to the grid (落实直达网格责任人的预警叫应机制)
+    assert set(book.resolve("rainstorm", "orange").roles) == {"grid_responsible", "village_responsible",
+                                                               "village_cadre"}
+    assert "torrent_warner" in book.resolve("mountain_torrent", "red").roles
     blue = book.resolve("fog", "blue")
     assert blue.roles == ["village_responsible"] and not blue.ack_required
 

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 
 from tests.early_warning.conftest import red_typhoon
 from warning_service.delivery.models import OutboxMessage
+from warning_service.early_warning.identifiers import CHINA_TZ
 from warning_service.early_warning.models import EarlyWarning, WarningRevision
 from warning_service.notice.models import Notice
 
@@ -25,9 +26,9 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     r = await client.post("/api/v1/warnings", headers=duty, json={
         "hazard": "rainstorm", "level": "orange", "description": "强降雨持续。", "targets": ["331081001"]})
     wid = r.json()["id"]
-    # orange reaches village and town persons; one village person has answered
+    # orange reaches grid and village persons (直达网格); one of them has answered
     first = await rows(db, Notice, Notice.warning_id == wid)
-    assert {n.role for n in first} == {"village_responsible", "town_responsible"}
+    assert {n.role for n in first} == {"village_responsible", "grid_responsible"}
     async with db.session() as s:
         await s.execute(update(Notice).where(Notice.id == first[0].id).values(
             state="acknowledged", acknowledged_at=clock.now(), next_action_at=None, step="done"))
@@ -35,7 +36,7 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     clock.advance(600)
     r = await client.post(f"/api/v1/warnings/{wid}/update", headers=duty, json={"level": "red"})
     assert r.status_code == 200, r.text
-    assert r.json()["upgraded"] is True and r.json()["new_recipients"] == 4  # grids now reached too
+    assert r.json()["upgraded"] is True and r.json()["new_recipients"] == 1  # the town is reached at red
     after = await rows(db, Notice, Notice.warning_id == wid)
     assert len(after) == 7
     assert all(n.state == "pending" and n.round == 2 for n in after)
@@ -46,11 +47,13 @@ async def test_upgrade_demands_a_fresh_acknowledgment_under_the_new_policy(clien
     msgs = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.revision == 2)
     kinds = {(m.kind, m.channel) for m in msgs}
     assert ("update", "sms") in kinds and ("alert", "sms") in kinds
-    assert len([m for m in msgs if m.kind == "update" and m.channel == "sms"]) == 3
-    assert len([m for m in msgs if m.kind == "alert" and m.channel == "sms"]) == 4
+    # the six reached at orange hear the upgrade; the town person, new at red, gets the full alert
+    assert len([m for m in msgs if m.kind == "update" and m.channel == "sms"]) == 6
+    assert len([m for m in msgs if m.kind == "alert" and m.channel == "sms"]) == 1
 
 
-async def test_text_update_reaches_everyone_and_keeps_the_clock(client, duty, db, tree, clock):
+async def test_text_update_reaches_everyone_with_a_deadline_counted_from_the_update(client, duty, db, tree,
+                                                                                   clock):
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001"]))
     wid = r.json()["id"]
     before = await rows(db, Notice, Notice.warning_id == wid)
@@ -59,7 +62,9 @@ async def test_text_update_reaches_everyone_and_keeps_the_clock(client, duty, db
                           json={"description": "台风路径北移,风力增强至15级。"})
     assert r.json()["upgraded"] is False and r.json()["new_recipients"] == 0
     after = await rows(db, Notice, Notice.warning_id == wid)
-    assert [n.deadline for n in after] == [n.deadline for n in before]
+    # a deadline that passed while the update was written would ask for the impossible
+    assert all(b.deadline is not None for b in before)
+    assert all(n.deadline == clock.now() + timedelta(minutes=3) == n.next_action_at for n in after)
     # the unsent revision-1 alerts are superseded by the update, which carries the full text
     old = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.revision == 1,
                      OutboxMessage.kind == "alert")
@@ -91,7 +96,7 @@ async def test_lift_stops_calling_and_tells_only_those_already_reached(client, d
         await s.execute(update(OutboxMessage).where(OutboxMessage.notice_id == nid,
                                                     OutboxMessage.channel == "sms").values(status="delivered"))
     clock.advance(120)
-    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱"})
     assert r.status_code == 200 and r.json()["state"] == "lifted"
     notices = await rows(db, Notice, Notice.warning_id == wid)
     assert all(n.state == "closed" and n.next_action_at is None for n in notices)
@@ -147,9 +152,54 @@ async def test_warning_detail_and_notices_are_scoped(client, duty, province_duty
     listed = (await client.get("/api/v1/warnings", headers=duty)).json()
     assert [w["id"] for w in listed["items"]] == [wid]
     # ...and may not lift what reaches beyond the county
-    assert (await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)).status_code == 403
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱"})
+    assert r.status_code == 403
     r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001"]))
     other = await client.get(f"/api/v1/warnings/{r.json()['id']}", headers=province_duty)
     assert other.status_code == 200
     lh = await client.get("/api/v1/warnings", headers=duty, params={"region": "331081002"})
     assert lh.json()["total"] == 1
+
+
+async def test_update_asks_again_only_those_who_have_not_answered(client, duty, db, tree, clock, settings):
+    from warning_service.early_warning.messages import render_outbox
+
+    r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001001"]))
+    wid = r.json()["id"]
+    first = await rows(db, Notice, Notice.warning_id == wid)
+    async with db.session() as s:
+        await s.execute(update(Notice).where(Notice.id == first[0].id).values(
+            state="acknowledged", acknowledged_at=clock.now(), next_action_at=None, step="done"))
+    await mark_sent(db, wid)
+    clock.advance(600)
+    r = await client.post(f"/api/v1/warnings/{wid}/update", headers=duty, json={"description": "台风北移。"})
+    assert r.status_code == 200, r.text
+    msgs = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.kind == "update",
+                      OutboxMessage.channel == "sms")
+    async with db.session() as s:
+        texts = {m.notice_id: t.body for m, t in zip(msgs, (await render_outbox(
+            s, rows=msgs, settings=settings, now=clock.now())).values(), strict=True)}
+    assert "您已确认,无需回复" in texts[first[0].id] and "回1" not in texts[first[0].id]
+    new_deadline = (clock.now() + timedelta(minutes=3)).astimezone(CHINA_TZ).strftime("%H:%M")
+    others = [t for nid, t in texts.items() if nid != first[0].id]
+    assert others and all(f"请{new_deadline}前回1确认" in t and "更新" in t for t in others)
+
+
+async def test_lift_needs_a_reason_and_every_lift_message_says_it(client, duty, db, tree, clock, settings):
+    from warning_service.early_warning.messages import render_outbox
+
+    r = await client.post("/api/v1/warnings", headers=duty, json=red_typhoon(["331081001001"]))
+    wid = r.json()["id"]
+    await mark_sent(db, wid)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty)
+    assert r.status_code in (400, 422) and "reason" in r.text
+    assert (await rows(db, EarlyWarning, EarlyWarning.id == wid))[0].state == "active"
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风已减弱为热带风暴"})
+    assert r.status_code == 200, r.text
+    lifts = await rows(db, OutboxMessage, OutboxMessage.warning_id == wid, OutboxMessage.kind == "cancel")
+    async with db.session() as s:
+        msgs = await render_outbox(s, rows=lifts, settings=settings, now=clock.now())
+    assert {m.channel for m in lifts} >= {"sms", "email", "broadcast"}
+    assert all("台风已减弱为热带风暴" in m.body for m in msgs.values())
+    loudspeaker = [msgs[m.id].body for m in lifts if m.channel == "broadcast"]
+    assert loudspeaker and all("已转移的群众请暂不返回" in b for b in loudspeaker)

@@ -57,7 +57,7 @@ async def issue(db: Database, settings, clock, *, targets: list[str], policy: Po
 
 async def lift(db: Database, clock, warning_id: int) -> None:
     async with db.session() as s:
-        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE,
+        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(reason="台风已减弱"), actor=PROVINCE,
                                     now=clock.now())
 
 

@@ -110,7 +110,7 @@ async def test_a_lift_waiting_for_the_sweep_closes_the_notices_the_sweep_opened(
 
     async def lift() -> None:
         async with db.session() as s:
-            await warnings.lift_warning(s, warning_id=wid, data=WarningLift(), actor=PROVINCE,
+            await warnings.lift_warning(s, warning_id=wid, data=WarningLift(reason="台风已减弱"), actor=PROVINCE,
                                         now=clock.now())
 
     async with db.sessionmaker() as s:

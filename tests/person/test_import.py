@@ -100,3 +100,53 @@ async def test_roster_health_lists_uncovered_regions_and_unreachable_people(db, 
     assert [p["name"] for p in report["people_without_contact"]] == ["无号码"]
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Person))).scalar_one() == 4
+
+
+ROSTER_ZH = """区划代码,姓名,角色,手机号码,职务,单位,备用电话,B岗
+331081001001,王建国,村级责任人,13812345678,村委会主任,横湖村村委会,0576-86112233,李海燕
+331081001001,李海燕,灾害信息员,13812345679,村委委员,横湖村村委会,,
+331081001001,陈立,驻村干部,13812345681,副镇长,太平街道办事处,,13812345678
+331081001002,赵敏,网格员,13812345682,网格长,,,
+"""
+
+
+async def test_chinese_roster_in_gb18030_with_duty_columns_and_b_post(db, tree, clock):
+    async with db.session() as s:
+        result = await service.import_csv(s, path="名单.csv", raw=ROSTER_ZH.replace("\n", "\r\n").encode("gb18030"),
+                                          now=clock.now())
+    assert result.inserted == 4
+    got = {p.name: p for p in await people(db)}
+    wang = got["王建国"]
+    assert (wang.role, wang.title, wang.unit, wang.backup_phone) == (
+        "village_responsible", "村委会主任", "横湖村村委会", "+8657686112233")
+    assert got["李海燕"].role == "disaster_info_officer" and got["陈立"].role == "village_cadre"
+    assert got["赵敏"].role == "grid_responsible"
+    # B岗 by name and by phone
+    assert wang.deputy_id == got["李海燕"].id and got["陈立"].deputy_id == wang.id
+
+
+async def test_unknown_role_lists_the_valid_ones_and_every_bad_row_is_reported(db, tree, clock):
+    raw = ("区划代码,姓名,角色,手机号码\n"
+           "331081001001,王建国,grid_responsable,13812345678\n"
+           "331081001001,,网格员,13812345679\n"
+           "999,李四,网格员,not-a-phone\n"
+           "331081001001,陈立,村级责任人,13812345681\n").encode("gb18030")
+    async with db.session() as s:
+        with pytest.raises(Invalid) as exc:
+            await service.import_csv(s, path="p.csv", raw=raw, now=clock.now())
+    err = exc.value
+    lines = sorted({(e["line"], e["field"]) for e in err.extra["errors"]})
+    assert lines == [(2, "role"), (3, "name"), (4, "phone"), (4, "region_code")]
+    role_error = next(e for e in err.extra["errors"] if e["field"] == "role")
+    assert "grid_responsable" in role_error["message"] and "grid_responsible" in role_error["message"]
+    assert "网格责任人" in role_error["message_zh"] and "驻村干部" in role_error["message_zh"]
+    assert "4 problem(s)" in err.message_en
+    assert await people(db) == []  # nothing imported
+
+
+async def test_b_post_must_name_someone_in_the_same_region(db, tree, clock):
+    raw = ("区划代码,姓名,角色,手机号码,B岗\n331081001001,王建国,村级责任人,13812345678,不存在的人\n").encode()
+    async with db.session() as s:
+        with pytest.raises(Invalid) as exc:
+            await service.import_csv(s, path="p.csv", raw=raw, now=clock.now())
+    assert exc.value.extra["errors"][0]["field"] == "deputy"

@@ -3,7 +3,9 @@ acknowledge them and say so in Chinese.
 
 Several person records may share one phone (a village head who is also a grid's responsible person); the
 reply answers for the human holding the phone, so it covers the open notices of all of them. A bare `1`
-answers the warning they were most recently asked about — every open notice of that warning on this phone.
+answers the most urgent warning they owe an answer to — a real warning before an exercise or test, then the
+higher level, then the earliest deadline (then the most recently asked) — every open notice of that warning
+on this phone; the answer names what was acknowledged and what is still open.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def phone_key(raw: str) -> str:
         return raw.strip()
 
 
-# Active persons holding a phone, each with their open notices asking for an answer (if any), most recently
-# asked first — by the latest message sent about them.
+# Active persons holding a phone, each with their open notices asking for an answer (if any), most urgent
+# first: a "1" typed in answer to a real red typhoon must never acknowledge a later exercise instead.
 _HOLDERS = RawQuery(f"""
 SELECT p.id, n.id, n.warning_id, w.reply_code, w.hazard, w.level, w.status
 FROM person p
@@ -81,7 +83,10 @@ LEFT JOIN notice n ON n.person_id = p.id AND n.state IN ({", ".join(f"'{s}'" for
                   AND n.requires_ack AND n.warning_id IN (SELECT id FROM early_warning WHERE state = 'active')
 LEFT JOIN early_warning w ON w.id = n.warning_id
 WHERE p.phone = :phone AND p.active
-ORDER BY COALESCE((SELECT max(o.created_at) FROM outbox o WHERE o.notice_id = n.id), n.created_at) DESC,
+ORDER BY CASE WHEN w.status = 'actual' THEN 0 ELSE 1 END,
+         CASE w.level WHEN 'red' THEN 0 WHEN 'orange' THEN 1 WHEN 'yellow' THEN 2 ELSE 3 END,
+         CASE WHEN n.deadline IS NULL THEN 1 ELSE 0 END, n.deadline,
+         COALESCE((SELECT max(o.created_at) FROM outbox o WHERE o.notice_id = n.id), n.created_at) DESC,
          n.id DESC
 """)
 

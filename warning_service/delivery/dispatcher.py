@@ -190,7 +190,8 @@ async def _render(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:
     messages: dict[int, Message] = {}
     try:
         async with rt.db.session() as session:
-            messages = dict(await rt.render_outbox(session, rows=rows, settings=rt.settings))
+            # The clock decides whether times print with their date (texts say 18:39 for today).
+            messages = dict(await rt.render_outbox(session, rows=rows, settings=rt.settings, now=rt.clock.now()))
     except Exception as exc:  # noqa: BLE001
         log.error("render_failed", count=len(rows), error=f"{type(exc).__name__}: {exc}")
     missing = [r for r in rows if r.id not in messages]

@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from warning_service.early_warning.identifiers import CHINA_TZ
-from warning_service.early_warning.models import HAZARD_ZH, EarlyWarning, WarningRevision
+from warning_service.early_warning.models import HAZARD_ALIASES, HAZARD_ZH, EarlyWarning, WarningRevision
 from warning_service.errors import Invalid
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -23,7 +23,9 @@ LEVEL_NAMES = {"red": "red", "orange": "orange", "yellow": "yellow", "blue": "bl
                "黄色": "yellow", "蓝色": "blue", "Ⅰ级": "red", "Ⅱ级": "orange", "Ⅲ级": "yellow", "Ⅳ级": "blue"}
 CATEGORY = {"geological": "Geo", "forest_fire": "Fire"}  # everything else is meteorological/hydrological
 RESPONSE = {"red": "Evacuate", "orange": "Evacuate", "yellow": "Prepare", "blue": "Monitor"}
-HAZARD_BY_ZH = {v: k for k, v in HAZARD_ZH.items()}
+# Longest names first, so '低温雨雪冰冻' is not read as a shorter name it contains.
+HAZARD_BY_ZH = dict(sorted({**{v: k for k, v in HAZARD_ZH.items()}, **HAZARD_ALIASES}.items(),
+                           key=lambda kv: -len(kv[0])))
 
 
 def cap_time(t: datetime) -> str:

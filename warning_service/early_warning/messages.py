@@ -3,13 +3,19 @@
 Rendering happens at dispatch time, from the CAP revision the row names, so 130,000 rows are queued as
 plain data and only the batch being sent is rendered. A template error never drops a message: a plain
 fallback goes out and the error is logged.
+
+Texts speak as a county office writes (texts.py): one 【sign】, the time as HH:MM, the area with its town,
+the action in words (发布/更新/升级为/降级为/延长/解除), the level's own guidance line, a short reply
+instruction with its deadline, and the link. SMS texts are fitted into `sms_max_segments` parts by
+shortening the description, then the guidance, never the reply instruction or the link. Each message
+also carries its parts as `part.*` metadata for providers that send by template (issue 14).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -20,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Message, TemplateFields, sms_segments
 from warning_service.config import Settings
+from warning_service.early_warning import texts
+from warning_service.early_warning.guidance import level_lines
 from warning_service.early_warning.identifiers import CHINA_TZ
 from warning_service.early_warning.models import (
-    ACTION_ZH,
     HAZARD_ZH,
     LEVEL_COLOUR,
     LEVEL_ZH,
@@ -34,10 +41,9 @@ from warning_service.notice.models import OPEN_STATES, Notice
 from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region import service as regions
+from warning_service.region.models import Region
 
 log = get_logger(__name__)
-KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recall": "发布", "deputy": "发布",
-               "escalation": "发布"}
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
 
 
@@ -63,13 +69,6 @@ def local_minute(t: datetime | None) -> str:
     return t.astimezone(CHINA_TZ).strftime("%Y年%m月%d日%H时%M分") if t else ""
 
 
-def _first_line(text: str, limit: int = 60) -> str:
-    """The first guidance item without its number: SMS has room for one."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    line = re.sub(r"^\(?[0-9一二三四五六七八九十]+[.、)）]\s*", "", line)
-    return line if len(line) <= limit else line[:limit] + "…"
-
-
 def _template_names(channel: str, kind: str, hazard: str, part: str = "") -> list[str]:
     suffix = f".{part}.j2" if part else ".j2"
     if kind in ("escalation", "deputy", "recall"):
@@ -77,20 +76,26 @@ def _template_names(channel: str, kind: str, hazard: str, part: str = "") -> lis
     return [f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
 
 
-async def render_outbox(session: AsyncSession, *, rows: Sequence[Any], settings: Settings) -> dict[int, Message]:
-    """Messages for claimed outbox rows, keyed by outbox id. Loads what they need in a few queries."""
+async def render_outbox(session: AsyncSession, *, rows: Sequence[Any], settings: Settings,
+                        now: datetime | None = None) -> dict[int, Message]:
+    """Messages for claimed outbox rows, keyed by outbox id. Loads what they need in a few queries.
+
+    `now` decides whether times print with their date (only when not today, Beijing time)."""
     if not rows:
         return {}
     ctx = await _load_context(session, rows)
     renderer = _Renderer(environment(str(settings.templates_dir), settings.environment == "development"), ctx,
-                         key=link_key(settings.secret_key.get_secret_value()), base=settings.public_base_url)
+                         key=link_key(settings.secret_key.get_secret_value()), base=settings.public_base_url,
+                         settings=settings, now=now or datetime.now(UTC))
     return {row.id: renderer.render(row) for row in rows}
 
 
 async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str, Any]:
     pairs = {(r.warning_id, r.revision) for r in rows}
+    # The revision before each one too: an update's words (升级为, 延长…) depend on what it changed.
+    wanted = pairs | {(w, r - 1) for w, r in pairs if r > 1}
     revs = {(v.warning_id, v.revision): v for v in (await session.execute(select(WarningRevision).where(
-        tuple_(WarningRevision.warning_id, WarningRevision.revision).in_(list(pairs))))).scalars()}
+        tuple_(WarningRevision.warning_id, WarningRevision.revision).in_(list(wanted))))).scalars()}
     warnings = {w.id: w for w in (await session.execute(select(EarlyWarning).where(
         EarlyWarning.id.in_({r.warning_id for r in rows})))).scalars()}
     notice_ids = {r.notice_id for r in rows if r.notice_id}
@@ -98,7 +103,6 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
     subjects: dict[int, Any] = {}
     persons: dict[int, Any] = {}
     open_counts: dict[int, int] = {}
-    paths: dict[str, str] = {}
     if notice_ids:
         notices = {n.id: n for n in (await session.execute(select(
             Notice.id, Notice.person_id, Notice.region_code, Notice.deadline, Notice.requires_ack, Notice.reason,
@@ -123,10 +127,39 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
                 select(Notice.person_id, func.count(distinct(Notice.warning_id))).where(
                     Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
                     Notice.state.in_(OPEN_STATES)).group_by(Notice.person_id))).all())
-        if subjects:
-            paths = await regions.region_paths(session, [s.region_code for s in subjects.values()])
+    # Places: each target, each escalation subject and each loudspeaker village, named from its town down.
+    codes = {c for v in revs.values() for c in v.targets} | {s.region_code for s in subjects.values()} | {
+        r.region_code for r in rows if r.channel == "broadcast" and r.region_code} | {
+        w.sender_code[:6] for w in warnings.values()}
+    regions_by_code = await _regions_with_ancestors(session, codes)
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,
-            "open_counts": open_counts, "paths": paths}
+            "open_counts": open_counts, "regions": regions_by_code}
+
+
+async def _regions_with_ancestors(session: AsyncSession, codes: set[str]) -> dict[str, Any]:
+    if not codes:
+        return {}
+    found = {r.code: r for r in (await session.execute(select(Region.code, Region.name, Region.level, Region.path)
+                                                       .where(Region.code.in_(list(codes))))).all()}
+    above = {a for r in found.values() for a in regions.ancestor_codes(r.path)} - set(found)
+    if above:
+        found |= {r.code: r for r in (await session.execute(select(
+            Region.code, Region.name, Region.level, Region.path).where(Region.code.in_(list(above))))).all()}
+    return found
+
+
+_TOWN_AND_BELOW = ("town", "village", "grid")
+
+
+def _names_from_town(code: str, by_code: dict[str, Any]) -> list[str]:
+    """A region's names from its town down ('松门镇', '南城村'); above town, its own name only."""
+    r = by_code.get(code)
+    if r is None:
+        return [code]
+    if r.level not in _TOWN_AND_BELOW:
+        return [r.name]
+    chain = [by_code[c] for c in regions.ancestor_codes(r.path) if c in by_code]
+    return [a.name for a in chain if a.level in _TOWN_AND_BELOW]
 
 
 # Rendered with this in place of the link, then each notice's own link is put in: for a province-wide
@@ -137,34 +170,61 @@ _LINK = "\x00ack-link\x00"
 class _Renderer:
     """Renders a batch; texts that cannot differ are rendered once and shared."""
 
-    def __init__(self, env: SandboxedEnvironment, ctx: dict[str, Any], *, key: bytes, base: str) -> None:
-        self.env, self.ctx, self.key, self.base = env, ctx, key, base
-        self._warning_ctx: dict[tuple[int, int], dict[str, Any]] = {}
+    def __init__(self, env: SandboxedEnvironment, ctx: dict[str, Any], *, key: bytes, base: str,
+                 settings: Settings, now: datetime) -> None:
+        self.env, self.ctx, self.key, self.base, self.settings, self.now = env, ctx, key, base, settings, now
+        self._hazard_names = {**HAZARD_ZH, **settings.hazard_name_overrides()}
+        self._warning_ctx: dict[tuple[int, int, str], dict[str, Any]] = {}
         self._templates: dict[tuple[str, str, str], tuple[list[Any], frozenset[str]]] = {}
-        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, int | None]] = {}
-        self._minutes: dict[datetime, str] = {}
+        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, int | None, dict[str, str]]] = {}
         # Links all have one length (ids are five bytes), so a text's SMS segment count is known before its link.
         self._sample_link = f"{base}/a/{make_token(1, key=key)}"
 
-    def _minute(self, t: datetime | None) -> str:
-        if t is None:
-            return ""
-        if t not in self._minutes:
-            self._minutes[t] = local_minute(t)
-        return self._minutes[t]
+    def _place(self, code: str) -> str:
+        return texts.place_name(_names_from_town(code, self.ctx["regions"]))
 
-    def _w(self, warning: EarlyWarning, rev: WarningRevision) -> dict[str, Any]:
-        k = (warning.id, rev.revision)  # type: ignore[assignment]
-        if k not in self._warning_ctx:
-            self._warning_ctx[k] = {
-                "sender": warning.sender, "identifier": rev.identifier, "hazard": warning.hazard,
-                "hazard_zh": HAZARD_ZH.get(warning.hazard, warning.hazard), "level": rev.level,
-                "level_zh": LEVEL_ZH.get(rev.level, rev.level), "colour": LEVEL_COLOUR.get(rev.level, "#333"),
-                "title": rev.title, "description": rev.description, "instruction": rev.instruction,
-                "instruction_short": _first_line(rev.instruction), "area": rev.area_desc,
-                "sent_at": local_minute(rev.sent_at), "expires_at": local_minute(rev.expires_at),
-            }
-        return self._warning_ctx[k]
+    def _w(self, warning: EarlyWarning, rev: WarningRevision, kind: str) -> dict[str, Any]:
+        k = (warning.id, rev.revision, kind)  # type: ignore[assignment]
+        if k in self._warning_ctx:
+            return self._warning_ctx[k]
+        now, snap = self.now, warning.policy or {}
+        prev = self.ctx["revs"].get((warning.id, rev.revision - 1))
+        hazard_zh = self._hazard_names.get(warning.hazard, warning.hazard)
+        level_zh = LEVEL_ZH.get(rev.level, rev.level)
+        area = texts.area_text([_names_from_town(c, self.ctx["regions"]) for c in rev.targets]) or rev.area_desc
+        action = texts.action_for(kind, msg_type=rev.msg_type, level=rev.level,
+                                  previous_level=prev.level if prev else None, expires_at=rev.expires_at,
+                                  previous_expires_at=prev.expires_at if prev else None)
+        time = texts.clock(rev.sent_at, now=now)
+        until = texts.clock(rev.expires_at, now=now)
+        lines = level_lines(self.settings.templates_dir, warning.hazard, rev.level, hazard_zh=hazard_zh)
+        issuer_region = self.ctx["regions"].get(warning.sender_code[:6])
+        if self.settings.sms_sign:
+            sign = self.settings.sms_sign
+        elif warning.sender:
+            sign = texts.short_sign(warning.sender)
+        else:
+            sign = f"{texts.short_place(issuer_region.name)}防指" if issuer_region else ""
+        is_lift = action.code == "lift"
+        self._warning_ctx[k] = w = {
+            "sender": warning.sender, "sign": sign, "forwarded_from": snap.get("forwarded_from") or "",
+            "identifier": rev.identifier, "hazard": warning.hazard, "hazard_zh": hazard_zh, "level": rev.level,
+            "level_zh": level_zh, "colour": LEVEL_COLOUR.get(rev.level, "#333"), "title": rev.title,
+            # A lift revision's description is the reason it was lifted.
+            "description": "" if is_lift else texts.tidy(rev.description), "reason": texts.tidy(rev.description)
+            if is_lift else "", "instruction": rev.instruction, "guidance": texts.tidy(lines.duty),
+            "public_guidance": texts.tidy(lines.public), "area": area, "area_full": rev.area_desc,
+            "time": time, "time_spoken": texts.spoken_clock(rev.sent_at, now=now), "until": until,
+            "sent_at": local_minute(rev.sent_at), "expires_at": local_minute(rev.expires_at),
+            "action": action.verb, "action_code": action.code,
+            "headline": texts.headline(action, time=time, area=area, hazard_zh=hazard_zh, level_zh=level_zh,
+                                       until=until),
+            "headline_spoken": texts.headline(action, time=texts.spoken_clock(rev.sent_at, now=now), area=area,
+                                              hazard_zh=hazard_zh, level_zh=level_zh,
+                                              until=texts.spoken_clock(rev.expires_at, now=now)),
+            "repeat": int(snap.get("broadcast_repeat", 3)), "lift_note": self.settings.broadcast_lift_note,
+        }
+        return w
 
     def _templates_for(self, channel: str, kind: str, hazard: str) -> tuple[list[Any], frozenset[str]]:
         k = (channel, kind, hazard)
@@ -181,11 +241,13 @@ class _Renderer:
         notice = ctx["notices"].get(row.notice_id) if row.notice_id else None
         person = ctx["persons"].get(notice.person_id) if notice else None
         kind = row.kind
-        ack_required = bool(notice and notice.requires_ack and kind != "cancel" and warning.state == "active")
+        # Someone who has already answered hears an update as information: nothing more is asked of them.
+        ack_required = bool(notice and notice.requires_ack and kind != "cancel" and warning.state == "active"
+                            and notice.state in OPEN_STATES)
         token = make_token(notice.id, key=self.key) if notice else None
         only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
         reply_code = "1" if only_one else str(warning.reply_code)
-        deadline = self._minute(notice.deadline) if notice else ""
+        deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
         try:
             templates, used = self._templates_for(row.channel, kind, warning.hazard)
             failure = None
@@ -193,28 +255,33 @@ class _Renderer:
             templates, used, failure = [], frozenset(("person", "subject")), exc
         key = (row.channel, kind, row.warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
                (person.name, person.role) if person is not None and "person" in used else None,
-               notice.escalation_of if notice is not None and "subject" in used else None)
+               notice.escalation_of if notice is not None and "subject" in used else None,
+               row.region_code if row.channel == "broadcast" else None)
         entry = self._texts.get(key)
         if entry is None:
             context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),
                                     reply_code=reply_code, deadline=deadline)
             entry = self._texts[key] = self._texts_for(row, templates, context, failure)
-        body, subject, html, segments = entry
+        body, subject, html, segments, parts = entry
+        metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
+                    "outbox_id": str(row.id), **parts}
         if token:
             link = f"{self.base}/a/{token}"
             body = body.replace(_LINK, link)
             html = html.replace(_LINK, link) if html else html
-        metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
-                    "outbox_id": str(row.id)}
+            if metadata.get("part.link"):
+                metadata["part.link"] = link
         if segments is not None:
             metadata["segments"] = str(segments)
         fields = None
         if row.channel in ("sms", "voice"):
             # Domestic platforms send registered templates only: they get the parts, not the text.
-            w = self._w(warning, ctx["revs"][(row.warning_id, row.revision)])
-            fields = TemplateFields(sender=w["sender"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"],
+            w = self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)
+            fields = TemplateFields(sender=w["sign"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"],
                                     reply_code=reply_code, token=token or "", deadline=deadline,
-                                    sent_at=w["sent_at"], instruction=w["instruction_short"])
+                                    sent_at=w["sent_at"], instruction=w["guidance"])
+        if row.channel == "broadcast":
+            metadata["repeat"] = str(self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)["repeat"])
         return Message(
             channel=row.channel, address=row.address, body=body, subject=subject, html=html,
             idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
@@ -232,49 +299,146 @@ class _Renderer:
                  has_link: bool, reply_code: str, deadline: str) -> dict[str, Any]:
         ctx = self.ctx
         rev: WarningRevision = ctx["revs"][(row.warning_id, row.revision)]
-        subject_ctx = {"name": "", "role_zh": "", "region": "", "phone": ""}
+        w = self._w(warning, rev, row.kind)
+        subject_ctx = {"name": "", "role_zh": "", "region": "", "place": "", "phone": ""}
         if notice is not None and notice.escalation_of:
             s = ctx["subjects"].get(notice.escalation_of)
             sp = ctx["persons"].get(s.person_id) if s else None
             if s and sp:
-                subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role),
-                               "region": ctx["paths"].get(s.region_code, s.region_code), "phone": sp.phone or ""}
+                place = self._place(s.region_code)
+                subject_ctx = {"name": sp.name, "role_zh": ROLE_ZH.get(sp.role, sp.role), "region": place,
+                               "place": place, "phone": sp.phone or ""}
+        village = ctx["regions"].get(row.region_code) if row.channel == "broadcast" and row.region_code else None
+        reply = f"请{deadline}前回{reply_code}确认" if ack_required and deadline else (
+            f"请回{reply_code}确认" if ack_required else "")
         return {
             "kind": row.kind,
-            "action": KIND_ACTION.get(row.kind, ACTION_ZH.get(rev.msg_type, "发布")),
+            "action": w["action"],
             "prefix": STATUS_PREFIX.get(warning.status, ""),
-            "w": self._w(warning, rev),
+            "w": w,
             "person": {"name": person.name if person else "",
                        "role_zh": ROLE_ZH.get(person.role, person.role) if person else ""},
             "ack": {"required": ack_required, "link": _LINK if has_link else "", "reply_code": reply_code,
-                    "deadline": deadline},
+                    "deadline": deadline, "deadline_spoken": texts.spoken_clock(notice.deadline, now=self.now)
+                    if notice else "", "reply": reply, "answered": bool(notice and notice.state == "acknowledged")},
             "subject": subject_ctx,
+            "greeting": texts.public_greeting(village.name if village else ""),
+            "village": village.name if village else "",
         }
 
     def _texts_for(self, row: Any, templates: list[Any], context: dict[str, Any], failure: Exception | None
-                   ) -> tuple[str, str | None, str | None, int | None]:
+                   ) -> tuple[str, str | None, str | None, int | None, dict[str, str]]:
+        w, ack = context["w"], context["ack"]
+        description = w["description"]
         try:
             if failure is not None:
                 raise failure
-            rendered = [t.render(context) for t in templates]
-            if row.channel == "email":
-                body, subject, html = rendered[1].strip(), rendered[0].strip(), rendered[2]
+            if row.channel == "sms":
+                def render(desc: str, guide: str) -> str:
+                    c = {**context, "w": {**w, "description": desc, "guidance": guide}}
+                    return templates[0].render(c).strip().replace(_LINK, self._sample_link.replace("/", "\x03"))
+                # Measured with a link of the real length, in a form the template cannot have produced.
+                body, description = texts.fit(render, description=w["description"], guidance=w["guidance"],
+                                              max_segments=self.settings.sms_max_segments)
+                body = body.replace(self._sample_link.replace("/", "\x03"), _LINK)
+                subject, html = None, None
             else:
-                body, subject, html = rendered[0].strip(), None, None
+                rendered = [t.render(context) for t in templates]
+                if row.channel == "email":
+                    body, subject, html = rendered[1].strip(), rendered[0].strip(), rendered[2]
+                else:
+                    body, subject, html = rendered[0].strip(), None, None
         except Exception as exc:  # noqa: BLE001 — any template failure falls back to plain text
             log.error("template_render_failed", outbox_id=row.id, warning_id=row.warning_id, channel=row.channel,
                       kind=row.kind, error=f"{type(exc).__name__}: {exc}")
-            subject = (f"{context['w']['sender']}{context['action']}{context['w']['hazard_zh']}预警"
+            subject = (f"{context['prefix']}{w['sender']}{w['action']}{w['hazard_zh']}预警"
                        if row.channel == "email" else None)
             body, html = _fallback(context), None
         segments = sms_segments(body.replace(_LINK, self._sample_link)) if row.channel == "sms" else None
-        return body, subject, html, segments
+        parts = texts.TextParts(
+            sign=w["sign"], status_prefix=context["prefix"], issuer=w["sender"], forwarded_from=w["forwarded_from"],
+            time=w["time"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"], action=w["action"],
+            headline=w["headline"], description=description, guidance=w["guidance"], reply=ack["reply"],
+            deadline=ack["deadline"] if ack["required"] else "", link=ack["link"] if ack["required"] else "",
+            reason=w["reason"])
+        return body, subject, html, segments, parts.as_metadata()
 
 
 def _fallback(c: dict[str, Any]) -> str:
     w, ack = c["w"], c["ack"]
-    text = (f"{c['prefix']}【{w['sender']}】{w['sent_at']}{c['action']}{w['area']}{w['hazard_zh']}{w['level_zh']}预警。"
-            f"{w['description'] if c['kind'] != 'cancel' else '预警解除。'}")
+    text = f"{c['prefix']}【{w['sign']}】{w['headline']}。{w['reason'] or w['description']}"
     if ack["required"]:
-        text += f" 回复 {ack['reply_code']} 确认,或点击 {ack['link']}"
+        text += f"{ack['reply']} {ack['link']}"
     return text
+
+
+@dataclass(frozen=True)
+class Place:
+    """A region as the renderer needs it (code, name, level, materialised path)."""
+
+    code: str
+    name: str
+    level: str
+    path: str
+
+
+@dataclass(frozen=True)
+class _PreviewNotice:
+    id: int
+    person_id: int
+    region_code: str
+    deadline: datetime | None
+    requires_ack: bool
+    reason: str
+    escalation_of: int | None
+    state: str
+
+
+@dataclass(frozen=True)
+class _PreviewPerson:
+    id: int
+    name: str
+    role: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class _PreviewRow:
+    id: int
+    warning_id: int
+    notice_id: int | None
+    revision: int
+    kind: str
+    channel: str
+    address: str
+    region_code: str | None
+    idempotency_key: str
+
+
+def render_preview(*, settings: Settings, warning: EarlyWarning, revision: WarningRevision,
+                   previous: WarningRevision | None = None, kind: str, channel: str, now: datetime,
+                   places: Sequence[Place], deadline: datetime | None = None, notice_state: str = "pending",
+                   reply_code: str = "1", person_name: str = "张三", person_role: str = "village_responsible",
+                   village_code: str | None = None) -> Message:
+    """What one recipient would get, without a database: for the console preview (issue 12), golden tests
+    and bench/texts.py. `places` are the targets and their ancestors; `village_code` picks the
+    loudspeaker's village. The link is a real-length token for notice 1."""
+    env = environment(str(settings.templates_dir), settings.environment == "development")
+    wid = warning.id or 0
+    revs = {(wid, revision.revision): revision}
+    if previous is not None:
+        revs[(wid, previous.revision)] = previous
+    broadcast = channel == "broadcast"
+    notice = None if broadcast else _PreviewNotice(
+        id=1, person_id=1, region_code=village_code or "", deadline=deadline,
+        requires_ack=bool(warning.policy.get("ack_required", True)), reason="primary", escalation_of=None,
+        state=notice_state)
+    ctx = {"revs": revs, "warnings": {wid: warning}, "notices": {1: notice} if notice else {}, "subjects": {},
+           "persons": {1: _PreviewPerson(1, person_name, person_role, "13900000000")},
+           "open_counts": {} if reply_code == "1" else {1: 2}, "regions": {p.code: p for p in places}}
+    renderer = _Renderer(env, ctx, key=link_key(settings.secret_key.get_secret_value()),
+                         base=settings.public_base_url, settings=settings, now=now)
+    row = _PreviewRow(id=0, warning_id=wid, notice_id=None if broadcast else 1, revision=revision.revision,
+                      kind=kind, channel=channel, address=village_code or "13900000000",
+                      region_code=village_code if broadcast else None, idempotency_key="preview")
+    return renderer.render(row)

@@ -34,9 +34,17 @@ class Hazard(StrEnum):
     road_ice = "road_ice"
     sandstorm = "sandstorm"
     forest_fire = "forest_fire"
+    storm_surge = "storm_surge"
+    sea_wave = "sea_wave"
+    waterlogging = "waterlogging"
+    severe_convection = "severe_convection"
+    freezing = "freezing"
 
 
 HAZARD_ZH = labels.HAZARD
+# Other names the same hazards go by in received CAP messages and in some provinces' settings.
+HAZARD_ALIASES = {"森林草原火险": "forest_fire", "森林（草原）火险": "forest_fire", "森林(草原)火险": "forest_fire",
+                  "内涝": "waterlogging", "强对流天气": "severe_convection", "低温雨雪冰冻灾害": "freezing"}
 
 
 class Level(StrEnum):
@@ -179,6 +187,9 @@ class WarningUpdate(BaseModel):
 
 
 class WarningLift(BaseModel):
+    """解除: the reason is required (in `reason`, or `description` as older clients send it)."""
+
+    reason: str | None = PField(default=None, max_length=4000)
     description: str | None = PField(default=None, max_length=4000)
 
 

@@ -7,6 +7,14 @@ unanswered after 3 minutes, three calls (叫应必答), then the level above. A 
     ack_deadline = "3m"
     [hazards.mountain_torrent.orange]
     roles = ["grid_responsible", "village_responsible", "torrent_warner"]
+    [defaults]
+    issuer = "{region}防汛抗旱指挥部"          # Ningxia's name for the same office
+    [hazards.rainstorm]
+    forwarded_from = "{region}气象台"          # a key that is not a level applies to every level
+
+`issuer` and `forwarded_from` are templates over `{region}`, the issuing region's name. A warning with
+`forwarded_from` is a product of that body which the office forwards with its own instructions
+("转发温岭市气象台:…"); without it the office issues in its own name.
 
 The resolved policy is snapshotted onto each warning, so editing the file never rewrites history.
 """
@@ -58,6 +66,20 @@ class LevelPolicy(BaseModel):
     escalate: bool = True
     escalate_until: str = "county"  # highest level told that someone below has not answered
     call_deputy: bool = True
+    issuer: str = "{region}防汛防台抗旱指挥部"
+    forwarded_from: str | None = None
+    broadcast_repeat: int = Field(3, ge=1, le=10)  # village loudspeakers play a message this many times
+
+    @field_validator("issuer", "forwarded_from")
+    @classmethod
+    def _place_template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            v.format(region="温岭市")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"{v!r} may use only {{region}}") from None
+        return v
 
     @field_validator("ack_deadline", "recall_interval", mode="before")
     @classmethod
@@ -95,11 +117,14 @@ class LevelPolicy(BaseModel):
         return v
 
 
+# Zhejiang practice: orange reaches every grid and village responsible person (落实直达网格责任人); red adds
+# the town and the county duty office.
+_VILLAGE_ROLES = ["grid_responsible", "village_responsible", "village_cadre"]
 DEFAULT_LEVELS: dict[str, dict[str, Any]] = {
-    "red": {"roles": ["grid_responsible", "village_responsible", "town_responsible"], "ack_required": True,
+    "red": {"roles": [*_VILLAGE_ROLES, "town_responsible", "county_duty"], "ack_required": True,
             "ack_deadline": "3m", "channels": ["sms", "email", "broadcast"], "recall_channel": "voice",
             "recall_interval": "3m", "recall_count": 3, "escalate": True, "escalate_until": "county"},
-    "orange": {"roles": ["village_responsible", "town_responsible"], "ack_required": True,
+    "orange": {"roles": list(_VILLAGE_ROLES), "ack_required": True,
                "ack_deadline": "5m", "channels": ["sms", "email"], "recall_channel": "voice",
                "recall_interval": "5m", "recall_count": 3, "escalate": True, "escalate_until": "county"},
     "yellow": {"roles": ["village_responsible", "town_responsible"], "ack_required": False,
@@ -108,6 +133,22 @@ DEFAULT_LEVELS: dict[str, dict[str, Any]] = {
     "blue": {"roles": ["village_responsible"], "ack_required": False, "ack_deadline": "30m",
              "channels": ["sms"], "recall_channel": None, "recall_count": 0, "escalate": False},
 }
+
+# Who issues each hazard's warnings. Meteorological and marine products are the 气象台's, forwarded by the
+# office with its own instructions; the specialised roles of a hazard are reached with the village ones.
+_MET = "{region}气象台"
+DEFAULT_HAZARDS: dict[str, dict[str, Any]] = {
+    **{h: {"forwarded_from": _MET} for h in (
+        "typhoon", "rainstorm", "gale", "heat", "cold_wave", "blizzard", "lightning", "hail", "fog", "haze",
+        "drought", "frost", "road_ice", "sandstorm", "severe_convection", "freezing")},
+    "storm_surge": {"forwarded_from": "{region}海洋预报台"},
+    "sea_wave": {"forwarded_from": "{region}海洋预报台"},
+    "mountain_torrent": {"forwarded_from": "{region}水利局", "extra_roles": ["torrent_warner"]},
+    "flood": {"forwarded_from": "{region}水利局"},
+    "geological": {"forwarded_from": "{region}自然资源和规划局", "extra_roles": ["geo_hazard_monitor"]},
+    "forest_fire": {"issuer": "{region}森林防灭火指挥部"},
+}
+LEVEL_FIELDS = set(LevelPolicy.model_fields)
 
 
 class PolicyError(ValueError):
@@ -124,10 +165,12 @@ class PolicyBook:
     def resolve(self, hazard: str, level: str) -> LevelPolicy:
         return self._table[(hazard, level)]
 
-    def snapshot(self, hazard: str, level: str) -> dict[str, Any]:
-        """The policy in force, as stored on the warning."""
-        return {"hazard": hazard, "level": level, "source": self.source,
-                **self.resolve(hazard, level).model_dump()}
+    def snapshot(self, hazard: str, level: str, *, region_name: str = "") -> dict[str, Any]:
+        """The policy in force, as stored on the warning, with the issuer's names filled in for `region_name`."""
+        p = self.resolve(hazard, level)
+        return {"hazard": hazard, "level": level, "source": self.source, **p.model_dump(),
+                "region_name": region_name, "issuer": p.issuer.format(region=region_name),
+                "forwarded_from": p.forwarded_from.format(region=region_name) if p.forwarded_from else None}
 
 
 def load_policy(path: Path | None) -> PolicyBook:
@@ -159,15 +202,21 @@ def load_policy(path: Path | None) -> PolicyBook:
         if key not in Hazard.__members__:
             raise PolicyError(f"POLICY_FILE {source}: hazards.{key}: unknown hazard")
         for lvl in _table(per_level, f"hazards.{key}", source):
-            if lvl not in Level.__members__:
-                raise PolicyError(f"POLICY_FILE {source}: hazards.{key}.{lvl}: unknown level")
+            if lvl not in Level.__members__ and lvl not in LEVEL_FIELDS:
+                raise PolicyError(f"POLICY_FILE {source}: hazards.{key}.{lvl}: neither a level "
+                                  "(blue, yellow, orange, red) nor a policy field")
     table: dict[tuple[str, str], LevelPolicy] = {}
     for hazard in Hazard:
         for level in Level:
-            merged = {**DEFAULT_LEVELS[level.value], **defaults, **_table(levels.get(level.value, {}),
-                      f"levels.{level.value}", source),
-                      **_table(_table(hazards.get(hazard.value, {}), f"hazards.{hazard.value}", source)
-                               .get(level.value, {}), f"hazards.{hazard.value}.{level.value}", source)}
+            builtin = dict(DEFAULT_HAZARDS.get(hazard.value, {}))
+            extra = builtin.pop("extra_roles", [])
+            per_hazard = _table(hazards.get(hazard.value, {}), f"hazards.{hazard.value}", source)
+            merged = {**DEFAULT_LEVELS[level.value], **builtin, **defaults,
+                      **_table(levels.get(level.value, {}), f"levels.{level.value}", source),
+                      **{k: v for k, v in per_hazard.items() if k not in Level.__members__},
+                      **_table(per_hazard.get(level.value, {}), f"hazards.{hazard.value}.{level.value}", source)}
+            if extra and merged["roles"] is DEFAULT_LEVELS[level.value]["roles"] and level.value in ("orange", "red"):
+                merged["roles"] = [*merged["roles"], *extra]
             try:
                 table[(hazard.value, level.value)] = LevelPolicy.model_validate(merged)
             except ValidationError as exc:
@@ -187,6 +236,8 @@ def _where(raw: dict[str, Any], hazard: str, level: str, field: str) -> str:
     """The most specific key that set the offending field."""
     if field in raw.get("hazards", {}).get(hazard, {}).get(level, {}):
         return f"hazards.{hazard}.{level}.{field}"
+    if field in raw.get("hazards", {}).get(hazard, {}):
+        return f"hazards.{hazard}.{field}"
     if field in raw.get("levels", {}).get(level, {}):
         return f"levels.{level}.{field}"
     if field in raw.get("defaults", {}):

@@ -74,8 +74,10 @@ async def receive_cap(session: AsyncSession, *, raw: bytes, actor: Actor, policy
         raise Invalid(f"CAP {parsed.msg_type} references no warning received here",
                       "CAP 更新/解除消息引用的预警不存在", field="references")
     if parsed.msg_type == "cancel":
-        w = await service.lift_warning(session, warning_id=warning_id, data=WarningLift(), actor=actor, now=now,
-                                       identifier=parsed.identifier)
+        # The issuer's own words are the reason; a bare Cancel still says truthfully who lifted it.
+        reason = parsed.description or f"{parsed.sender_name or '原发布单位'}已解除该预警"
+        w = await service.lift_warning(session, warning_id=warning_id, data=WarningLift(reason=reason), actor=actor,
+                                       now=now, identifier=parsed.identifier)
         return RelayResult(w, 0, "lifted")
     upd = WarningUpdate(level=Level(parsed.level), title=parsed.headline, description=parsed.description,
                         instruction=parsed.instruction, targets=targets, expires_at=parsed.expires)

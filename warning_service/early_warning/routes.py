@@ -116,7 +116,7 @@ async def update(warning_id: int, body: WarningUpdate, request: Request, princip
 @router.post("/{warning_id}/lift")
 async def lift(warning_id: int, principal: DutyOfficer, session: SessionDep, now: NowDep,
                body: WarningLift | None = None) -> dict[str, Any]:
-    """解除: stop all calling and tell everyone already reached."""
+    """解除 with its reason (required): stop all calling and tell everyone already reached why."""
     w = await service.lift_warning(session, warning_id=warning_id, data=body or WarningLift(),
                                    actor=principal.as_actor(), now=now)
     return {"id": w.id, "state": w.state, "revision": w.revision, "lifted_at": w.lifted_at}

@@ -115,13 +115,16 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
         raise Invalid("expires_at must be later than now and effective_at", "失效时间必须晚于当前时间和生效时间",
                       field="expires_at")
     scope_region = await session.get(Region, actor.scope_code)
-    sender = data.sender or f"{scope_region.name if scope_region else ''}防汛防台抗旱指挥部"
+    # Who issues (and whose product is forwarded) is policy per hazard: 防汛防台抗旱指挥部 in Zhejiang,
+    # 防汛抗旱指挥部 in Ningxia, 森林防灭火指挥部 for fire danger, 转发…气象台 for weather products.
+    snapshot = policy.snapshot(data.hazard.value, data.level.value,
+                               region_name=scope_region.name if scope_region else "")
+    sender = data.sender or snapshot["issuer"]
     code = data.sender_code or identifiers.sender_code(actor.scope_code, agency=settings.issuer_agency_code)
     identifier = data.identifier or await identifiers.next_identifier(session, code=code, at=now)
     if (await session.execute(select(EarlyWarning.id).where(EarlyWarning.identifier == identifier))).first():
         raise Conflict(f"a warning with identifier {identifier} exists", f"预警标识 {identifier} 已存在",
                        field="identifier")
-    snapshot = policy.snapshot(data.hazard.value, data.level.value)
     area = area_description(regions)
     title = data.title or (f"{sender}{ACTION_ZH['alert']}{area}{HAZARD_ZH[data.hazard]}"
                            f"{LEVEL_ZH[data.level]}预警")
@@ -230,9 +233,13 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
         await session.execute(WarningTarget.__table__.delete().where(WarningTarget.warning_id == warning.id))
         await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code}
                                                      for r in regions])
+    if data.level is not None and data.level.value != old_level and "instruction" not in fields:
+        # Each level has its own guidance: an upgrade to red must not keep orange's words.
+        warning.instruction = default_instruction(settings.templates_dir, warning.hazard, warning.level)
     if upgraded:
         # A higher level brings its own, stricter policy; earlier answers were to a lesser danger.
-        warning.policy = policy.snapshot(warning.hazard, warning.level)
+        region_name = str(warning.policy.get("region_name", ""))
+        warning.policy = policy.snapshot(warning.hazard, warning.level, region_name=region_name)
         warning.ack_round += 1
     warning.updated_at = now
     await _new_revision(session, warning=warning, msg_type="update", actor=actor, now=now, identifier=identifier)
@@ -243,6 +250,8 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
                                  outside_paths=[r.path for r in regions])
     if upgraded:
         await notices.restart_round(session, warning=warning, now=now)
+    else:
+        await notices.renew_deadlines(session, warning=warning, now=now)
     new_count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
                                                   roles=list(snapshot["roles"]), now=now)
     await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="superseded",
@@ -273,11 +282,16 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
 async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningLift, actor: Actor,
                        now: datetime, identifier: str | None = None) -> EarlyWarning:
     """解除: stop all calling; tell everyone already reached that it is lifted."""
+    reason = (data.reason or data.description or "").strip()
+    if not reason:
+        raise Invalid("a lift needs its reason (reason), e.g. 台风已减弱",
+                      "解除预警须填写解除原因(reason),如“台风已减弱”", field="reason")
     warning = await get_for_change(session, warning_id=warning_id, actor=actor)
     warning.state, warning.lifted_at, warning.updated_at = "lifted", now, now
-    if data.description:
-        warning.description = data.description
-    await _new_revision(session, warning=warning, msg_type="cancel", actor=actor, now=now, identifier=identifier)
+    rev = await _new_revision(session, warning=warning, msg_type="cancel", actor=actor, now=now,
+                              identifier=identifier)
+    # The lift revision's description is its reason: every lift message (SMS, e-mail, loudspeaker) says it.
+    rev.description = reason
     closed = await notices.end_warning(session, warning_id=warning.id, now=now)
     cancelled = await fanout.cancel_queued(session, warning_id=warning.id, now=now, reason="lifted")
     reached = exists().where(OutboxMessage.notice_id == Notice.id,
@@ -289,8 +303,9 @@ async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningL
     queued += await fanout.queue_broadcasts(session, warning=warning, kind="cancel", now=now, regions=list(regions),
                                             only_reached=True)
     await ledger.append(session, at=now, actor=actor.name, action="warning.lifted", subject_type="warning",
-                        subject_id=warning.id, details={"revision": warning.revision, "notices_closed": closed,
-                                                        "messages_cancelled": cancelled, "lift_messages": queued})
+                        subject_id=warning.id, details={"revision": warning.revision, "reason": reason,
+                                                        "notices_closed": closed, "messages_cancelled": cancelled,
+                                                        "lift_messages": queued})
     log.info("warning_lifted", warning_id=warning.id, closed=closed, cancelled=cancelled, lift_messages=queued)
     return warning
 

@@ -192,6 +192,23 @@ async def restart_round(session: AsyncSession, *, warning: EarlyWarning, now: da
                                                  updated_at=now))
 
 
+async def renew_deadlines(session: AsyncSession, *, warning: EarlyWarning, now: datetime) -> None:
+    """An update that is not an upgrade gives those yet to answer a deadline counted from the update.
+
+    People who already answered keep their answer and hear the update as information. Those still at the
+    first step have their first chase moved to the new deadline; a chase already under way keeps its pace.
+    """
+    snap = warning.policy
+    if not snap.get("ack_required"):
+        return
+    deadline = now + timedelta(seconds=float(snap["ack_deadline"]))
+    still_open = (N.c.warning_id == warning.id, N.c.reason == NoticeReason.primary, N.c.state.in_(OPEN_STATES),
+                  N.c.requires_ack.is_(True))
+    await session.execute(update(N).where(*still_open, N.c.step == NoticeStep.initial).values(
+        deadline=deadline, next_action_at=deadline))
+    await session.execute(update(N).where(*still_open, N.c.step != NoticeStep.initial).values(deadline=deadline))
+
+
 async def close_open(session: AsyncSession, *, warning_id: int, now: datetime, chains_only: bool = False,
                      outside_paths: Sequence[str] | None = None) -> int:
     """Close the warning's notices still waiting for an answer; returns how many.

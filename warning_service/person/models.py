@@ -23,9 +23,21 @@ class PersonRole(StrEnum):
     geo_hazard_monitor = "geo_hazard_monitor"
     torrent_warner = "torrent_warner"
     shelter_manager = "shelter_manager"
+    village_cadre = "village_cadre"
+    danger_house_liaison = "danger_house_liaison"
+    county_duty = "county_duty"
 
 
 ROLE_ZH = labels.ROLE
+# What rosters call the same roles (import accepts these as well as the codes and ROLE_ZH).
+ROLE_ALIASES = {
+    "网格员": "grid_responsible", "网格长": "grid_responsible", "村级责任人": "village_responsible",
+    "村防汛责任人": "village_responsible", "村(社区)防汛责任人": "village_responsible",
+    "乡镇责任人": "town_responsible", "乡镇(街道)防汛责任人": "town_responsible", "县级责任人": "county_responsible",
+    "地灾群测群防员": "geo_hazard_monitor", "群测群防员": "geo_hazard_monitor", "山洪预警员": "torrent_warner",
+    "包村干部": "village_cadre", "驻村(包村)干部": "village_cadre", "避灾点管理员": "shelter_manager",
+    "防指值班室": "county_duty", "县防指值班": "county_duty",
+}
 
 # The role that answers for a region of each level when a warning escalates upward.
 RESPONSIBLE_ROLE_BY_LEVEL = {
@@ -46,6 +58,9 @@ class Person(SQLModel, table=True):
     role: str = Field(max_length=40, index=True)
     phone: str | None = Field(default=None, max_length=20, index=True)
     email: str | None = Field(default=None, max_length=254)
+    title: str | None = Field(default=None, max_length=100)  # 职务, e.g. 村委会主任
+    unit: str | None = Field(default=None, max_length=200)  # 单位
+    backup_phone: str | None = Field(default=None, max_length=20)  # 备用电话, E.164
     active: bool = Field(default=True)
     # The B post: called before the warning escalates to the level above.
     deputy_id: int | None = Field(

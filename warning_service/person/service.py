@@ -10,17 +10,36 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.csvfile import read_rows, row_error
+from warning_service.csvfile import read_table
 from warning_service.dialect import bulk_upsert, chunks
 from warning_service.errors import Conflict, Invalid, NotFound
-from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person, PersonCreate, PersonUpdate
+from warning_service.person.models import (
+    RESPONSIBLE_ROLE_BY_LEVEL,
+    ROLE_ALIASES,
+    ROLE_ZH,
+    Person,
+    PersonCreate,
+    PersonUpdate,
+)
 from warning_service.person.phone import PhoneError, normalize_phone, valid_email
 from warning_service.region import service as regions
 from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
-HEADER = ["region_code", "name", "role", "phone", "email"]
-ROLE_PATTERN = "abcdefghijklmnopqrstuvwxyz_"
+# Column → the header spellings accepted for it (rosters come as English codes or Chinese spreadsheets).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "region_code": ("region_code", "区划代码", "区划编码", "行政区划代码"),
+    "name": ("name", "姓名"),
+    "role": ("role", "角色", "岗位", "责任人类型"),
+    "phone": ("phone", "手机", "手机号码", "联系电话", "电话"),
+    "email": ("email", "电子邮箱", "邮箱"),
+    "title": ("title", "职务"),
+    "unit": ("unit", "单位", "工作单位"),
+    "backup_phone": ("backup_phone", "备用电话"),
+    "deputy": ("deputy", "B岗", "B岗(姓名或电话)", "B岗（姓名或电话）"),
+}
+REQUIRED = ("region_code", "name", "role", "phone")
+MAX_REPORTED = 500
 
 
 @dataclass
@@ -30,50 +49,140 @@ class ImportResult:
     updated: int
 
 
-def _valid_role(role: str) -> bool:
-    return bool(role) and role[0].isalpha() and all(c in ROLE_PATTERN for c in role) and len(role) <= 40
+def role_code(value: str) -> str | None:
+    """'网格员', '网格责任人' or 'grid_responsible' → 'grid_responsible'; None for anything else."""
+    v = value.strip()
+    if v in ROLE_ZH:
+        return v
+    by_zh = {zh: code for code, zh in ROLE_ZH.items()}
+    return by_zh.get(v) or ROLE_ALIASES.get(v)
+
+
+def valid_roles_text() -> str:
+    return "、".join(f"{zh}({code})" for code, zh in ROLE_ZH.items())
 
 
 async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, raw: bytes | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ImportResult:
-    """Import `region_code,name,role,phone,email`: all or nothing, idempotent on (region, role, phone)."""
+    """Import a roster: all or nothing, idempotent on (region, role, phone); every bad row is reported at once.
+
+    Headers in English or Chinese (区划代码,姓名,角色,手机号码,电子邮箱,职务,单位,备用电话,B岗); roles as codes or
+    Chinese names. B岗 names the deputy by name or phone, someone in the same region in the file or already
+    on the roster."""
     name = str(path)
-    rows = list(read_rows(path, header=HEADER, raw=raw))
+    rows = list(read_table(path, columns=COLUMNS, required=REQUIRED, raw=raw))
     known = {r for batch in chunks(sorted({r.values["region_code"] for r in rows}), 5000)
              for r in (await session.execute(select(Region.code).where(Region.code.in_(batch)))).scalars()}
+    errors: list[dict[str, object]] = []
+
+    def bad(line: int, field: str, en: str, zh: str) -> None:
+        errors.append({"line": line, "field": field, "message": en, "message_zh": zh})
+
     out: dict[tuple[str, str, str], dict[str, object]] = {}
     first_line: dict[tuple[str, str, str], int] = {}
+    deputies: list[tuple[int, tuple[str, str, str], str]] = []
     for r in rows:
         v = r.values
         if v["region_code"] not in known:
-            raise row_error(name, r.line, "region_code", f"unknown region {v['region_code']!r}",
-                            f"区划 {v['region_code']!r} 不存在")
+            bad(r.line, "region_code", f"unknown region {v['region_code']!r}", f"区划 {v['region_code']!r} 不存在")
         if not v["name"]:
-            raise row_error(name, r.line, "name", "must not be empty", "姓名不能为空")
-        if not _valid_role(v["role"]):
-            raise row_error(name, r.line, "role", f"{v['role']!r} is not a role name (lowercase_with_underscores)",
-                            f"{v['role']!r} 不是有效的角色名")
+            bad(r.line, "name", "must not be empty", "姓名不能为空")
+        role = role_code(v["role"])
+        if role is None:
+            # A misspelt role would be a person nobody ever reaches: refuse it, and say what is valid.
+            bad(r.line, "role", f"unknown role {v['role']!r}; valid roles: {', '.join(ROLE_ZH)}",
+                f"角色 {v['role']!r} 不存在,可用角色:{valid_roles_text()}")
+        phone = backup = None
         try:
             phone = normalize_phone(v["phone"])
         except PhoneError as exc:
-            raise row_error(name, r.line, "phone", str(exc), f"手机号码无效:{v['phone']!r}") from None
+            bad(r.line, "phone", str(exc), f"手机号码无效:{v['phone']!r}")
+        if v["backup_phone"]:
+            try:
+                backup = normalize_phone(v["backup_phone"])
+            except PhoneError as exc:
+                bad(r.line, "backup_phone", str(exc), f"备用电话无效:{v['backup_phone']!r}")
         email = v["email"] or None
         if email and not valid_email(email):
-            raise row_error(name, r.line, "email", f"not an e-mail address: {email!r}", f"电子邮箱无效:{email!r}")
-        key = (v["region_code"], v["role"], phone)
+            bad(r.line, "email", f"not an e-mail address: {email!r}", f"电子邮箱无效:{email!r}")
+        if role is None or phone is None:
+            continue
+        key = (v["region_code"], role, phone)
         if key in first_line:
-            raise row_error(name, r.line, "phone", f"same region, role and phone as line {first_line[key]}",
-                            f"与第 {first_line[key]} 行的区划、角色和电话重复")
+            bad(r.line, "phone", f"same region, role and phone as line {first_line[key]}",
+                f"与第 {first_line[key]} 行的区划、角色和电话重复")
+            continue
         first_line[key] = r.line
-        out[key] = {"region_code": v["region_code"], "name": v["name"], "role": v["role"], "phone": phone,
-                    "email": email, "active": True, "created_at": now, "updated_at": now}
+        out[key] = {"region_code": v["region_code"], "name": v["name"], "role": role, "phone": phone,
+                    "email": email, "title": v["title"] or None, "unit": v["unit"] or None, "backup_phone": backup,
+                    "active": True, "created_at": now, "updated_at": now}
+        if v["deputy"]:
+            deputies.append((r.line, key, v["deputy"]))
+    deputy_of = await _resolve_deputies(session, deputies, out, bad)
+    if errors:
+        errors.sort(key=lambda e: (int(str(e["line"])), str(e["field"])))
+        first = errors[0]
+        raise Invalid(f"{name}: {len(errors)} problem(s); line {first['line']}, field {first['field']}: "
+                      f"{first['message']}",
+                      f"{name}:共 {len(errors)} 处错误;第 {first['line']} 行,字段 {first['field']}:"
+                      f"{first['message_zh']}",
+                      field=str(first["field"]), line=first["line"], errors=errors[:MAX_REPORTED])
     before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
     values = list(out.values())
     await bulk_upsert(session, Person.__table__, values, index_elements=["region_code", "role", "phone"],
-                      update_columns=["name", "email", "active", "updated_at"], progress=progress)
+                      update_columns=["name", "email", "title", "unit", "backup_phone", "active", "updated_at"],
+                      progress=progress)
+    await _link_deputies(session, deputy_of)
     # New rows are whatever the table grew by; the rest matched an existing (region, role, phone).
     inserted = (await session.execute(select(func.count()).select_from(Person))).scalar_one() - before
     return ImportResult(rows=len(values), inserted=inserted, updated=len(values) - inserted)
+
+
+Key = tuple[str, str, str]
+
+
+async def _resolve_deputies(session: AsyncSession, deputies: list[tuple[int, Key, str]],
+                            rows: dict[Key, dict[str, object]], bad: Callable[[int, str, str, str], None]
+                            ) -> dict[Key, tuple[str, str]]:
+    """Each B岗 cell → the deputy's (region_code, phone): someone in the same region, in the file or on the roster."""
+    if not deputies:
+        return {}
+    region_codes = sorted({k[0] for _, k, _ in deputies})
+    existing = [(p.region_code, p.name, p.phone) for batch in chunks(region_codes, 5000) for p in (
+        await session.execute(select(Person.region_code, Person.name, Person.phone).where(
+            Person.region_code.in_(batch), Person.active.is_(True)))).all()]
+    candidates = [(k[0], str(v["name"]), k[2]) for k, v in rows.items()] + existing
+    out: dict[Key, tuple[str, str]] = {}
+    for line, key, cell in deputies:
+        try:
+            as_phone = normalize_phone(cell)
+        except PhoneError:
+            as_phone = None
+        found = {(region, phone) for region, nm, phone in candidates
+                 if region == key[0] and phone and (phone == as_phone or nm == cell)}
+        found.discard((key[0], key[2]))
+        if len(found) != 1:
+            why = "nobody" if not found else "more than one person"
+            bad(line, "deputy", f"B岗 {cell!r} matches {why} in region {key[0]}",
+                f"B岗 {cell!r} 在区划 {key[0]} 中{'找不到' if not found else '对应多人,请填写电话'}")
+            continue
+        out[key] = next(iter(found))
+    return out
+
+
+async def _link_deputies(session: AsyncSession, deputy_of: dict[Key, tuple[str, str]]) -> None:
+    if not deputy_of:
+        return
+    by_key: dict[Key, int] = {}
+    by_phone: dict[tuple[str, str], int] = {}
+    for region_batch in chunks(sorted({k[0] for k in deputy_of}), 5000):
+        for p in (await session.execute(select(Person.id, Person.region_code, Person.role, Person.phone).where(
+                Person.region_code.in_(region_batch)))).all():
+            by_key[(p.region_code, p.role, p.phone)] = p.id
+            by_phone.setdefault((p.region_code, p.phone), p.id)
+    for key, target in deputy_of.items():
+        await session.execute(Person.__table__.update().where(Person.__table__.c.id == by_key[key]).values(
+            deputy_id=by_phone[target]))
 
 
 def _clean_contacts(phone: str | None, email: str | None) -> tuple[str | None, str | None]:
