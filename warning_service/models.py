@@ -5,12 +5,12 @@ from sqlmodel import SQLModel
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
-from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
+from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.person.models import Person
 from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "IssueRequest", "LedgerEntry", "LedgerPending",
            "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]

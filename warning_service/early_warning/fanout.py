@@ -29,6 +29,14 @@ def in_subtrees(path_col: Any, regions: list[Region]) -> Any:
     return or_(*conds)
 
 
+def recipient_conditions(regions: list[Region], roles: list[str]) -> list[Any]:
+    """Who a warning reaches: active people with a reached role under the targets (Person joined to Region).
+
+    The issue and its dry-run preview both select with exactly these conditions, so the preview's count
+    is the issue's count.
+    """
+    return [Person.active.is_(True), Person.role.in_(roles), in_subtrees(Region.path, regions)]
+
 
 async def create_notices(session: AsyncSession, *, warning: EarlyWarning, regions: list[Region], now: datetime,
                           roles: list[str]) -> tuple[int, int]:
@@ -48,7 +56,7 @@ async def create_notices(session: AsyncSession, *, warning: EarlyWarning, region
         )
         .select_from(Person)
         .join(Region, Region.code == Person.region_code)
-        .where(Person.active.is_(True), Person.role.in_(roles), in_subtrees(Region.path, regions), ~already)
+        .where(*recipient_conditions(regions, roles), ~already)
     )
     result = await session.execute(insert(Notice).from_select(
         ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round", "deadline",

@@ -191,3 +191,19 @@ class IssueResponse(BaseModel):
     identifier: str
     recipient_count: int
     revision: int = 1
+
+
+class IssueRequest(SQLModel, table=True):
+    """An `Idempotency-Key` a user issued with: the same key again answers with the same warning."""
+
+    __tablename__ = "issue_request"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_issue_request_user_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id")
+    key: str = Field(max_length=100)
+    # The same key with a different body is a client bug, refused rather than answered with another warning.
+    request_hash: str = Field(max_length=64)
+    warning_id: int | None = Field(default=None, foreign_key="early_warning.id")
+    recipient_count: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)

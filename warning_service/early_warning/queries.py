@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment.models import Acknowledgment
@@ -31,8 +31,8 @@ def _overlaps_scope(actor: Actor) -> Any:
 async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | None = None,
                         hazard: str | None = None, level: str | None = None, state: str | None = None,
                         region: str | None = None, issued_from: datetime | None = None,
-                        issued_to: datetime | None = None, offset: int = 0, limit: int = 50
-                        ) -> tuple[int, list[EarlyWarning]]:
+                        issued_to: datetime | None = None, offset: int = 0, limit: int = 50,
+                        active_first: bool = False) -> tuple[int, list[EarlyWarning]]:
     q = select(EarlyWarning).where(_overlaps_scope(actor))
     if region:
         r = await regions.get(session, code=region)
@@ -50,8 +50,11 @@ async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | No
     if issued_to:
         q = q.where(EarlyWarning.issued_at < issued_to)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
-    rows = (await session.execute(q.order_by(EarlyWarning.issued_at.desc(), EarlyWarning.id.desc())
-                                  .offset(offset).limit(limit))).scalars().all()
+    order = [EarlyWarning.issued_at.desc(), EarlyWarning.id.desc()]
+    if active_first:
+        # The duty room's list: what is still being called comes before history.
+        order.insert(0, case((EarlyWarning.state == "active", 0), else_=1))
+    rows = (await session.execute(q.order_by(*order).offset(offset).limit(limit))).scalars().all()
     return total, list(rows)
 
 

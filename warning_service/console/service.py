@@ -1,0 +1,78 @@
+"""What the console's pages show, computed set-based: one query for the page of warnings, one for their figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warning_service.actor import Actor
+from warning_service.delivery.models import Notice
+from warning_service.early_warning import queries
+from warning_service.early_warning.models import EarlyWarning
+from warning_service.region.models import Region, subtree_bounds
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class WarningFilter:
+    state: str | None = None
+    hazard: str | None = None
+    level: str | None = None
+    status: str | None = None
+    region: str | None = None
+    issued_from: datetime | None = None
+    issued_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WarningRow:
+    warning: EarlyWarning
+    required: int  # notices that must be answered, primary recipients in the viewer's scope
+    acknowledged: int
+    unanswered: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.acknowledged / self.required if self.required else None
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the first answers are due: issue time plus the policy's deadline (None if no answer is asked)."""
+        policy = self.warning.policy or {}
+        if not policy.get("ack_required"):
+            return None
+        return self.warning.issued_at + timedelta(seconds=float(policy.get("ack_deadline", 0)))
+
+
+async def warning_rows(session: AsyncSession, *, actor: Actor, filters: WarningFilter, page: int = 1,
+                       page_size: int = PAGE_SIZE) -> tuple[int, list[WarningRow]]:
+    """Warnings visible to the actor, active first then newest, each with its 叫应 figures in the actor's scope."""
+    total, warnings = await queries.list_warnings(
+        session, actor=actor, status=filters.status, hazard=filters.hazard, level=filters.level,
+        state=filters.state, region=filters.region, issued_from=filters.issued_from, issued_to=filters.issued_to,
+        offset=(page - 1) * page_size, limit=page_size, active_first=True)
+    if not warnings:
+        return total, []
+    low, high = subtree_bounds(actor.scope_path)
+    ids = [w.id for w in warnings]
+    required = Notice.requires_ack.is_(True)
+    rows = (await session.execute(
+        select(Notice.warning_id,
+               func.sum(case((required, 1), else_=0)),
+               func.sum(case((required & (Notice.acknowledged_at.is_not(None)), 1), else_=0)),
+               func.sum(case((required & Notice.state.in_(("pending", "delivered", "timed_out")), 1), else_=0)))
+        .join(Region, Region.code == Notice.region_code)
+        .where(Notice.warning_id.in_(ids), Notice.reason == "primary", Region.path >= low, Region.path < high)
+        .group_by(Notice.warning_id))).all()
+    figures = {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+    return total, [WarningRow(w, *figures.get(w.id, (0, 0, 0))) for w in warnings]  # type: ignore[arg-type]
+
+
+async def latest_active(session: AsyncSession, *, actor: Actor) -> int | None:
+    """The newest active warning the actor can see: the board the duty room watches."""
+    _, rows = await queries.list_warnings(session, actor=actor, state="active", limit=1, active_first=True)
+    return rows[0].id if rows else None
