@@ -12,5 +12,6 @@ from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "IssueRequest", "LedgerEntry", "LedgerPending",
-           "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "IssueRequest", "LedgerEntry",
+           "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision",
+           "WarningTarget", "metadata"]

@@ -7,11 +7,15 @@ from fastapi import FastAPI
 
 def include_routers(app: FastAPI) -> None:
     from warning_service.auth.routes import router as auth
+    from warning_service.console.routes import docs_router, mount_static
+    from warning_service.console.routes import page_router as console_pages
     from warning_service.person.routes import router as people
     from warning_service.region.routes import router as regions
 
-    for router in (auth, regions, people):
+    # The console's pages come before the other features' /console pages: its login is the one login.
+    for router in (auth, regions, people, console_pages, docs_router):
         app.include_router(router)
+    mount_static(app)
     for module in ("early_warning", "delivery", "acknowledgment", "report", "ledger"):
         _include_optional(app, module)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
 from warning_service.delivery.models import Notice
 from warning_service.early_warning import queries
 from warning_service.early_warning.models import EarlyWarning
+from warning_service.person import service as people
+from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region.models import Region, subtree_bounds
 
 PAGE_SIZE = 50
@@ -76,3 +79,65 @@ async def latest_active(session: AsyncSession, *, actor: Actor) -> int | None:
     """The newest active warning the actor can see: the board the duty room watches."""
     _, rows = await queries.list_warnings(session, actor=actor, state="active", limit=1, active_first=True)
     return rows[0].id if rows else None
+
+
+@dataclass(frozen=True)
+class RosterHealth:
+    uncovered: dict[str, dict]  # level -> person.service.roster_health(...) of that level
+    without_phone_total: int
+    without_phone: list[Any]
+    duplicate_phones: list[Any]  # (phone, count)
+    unknown_roles: list[Any]  # (role, count)
+
+
+async def roster_health(session: AsyncSession, *, scope_path: str, limit: int = 50) -> RosterHealth:
+    """What to fix before the flood season: empty regions, people no call can reach, shared phones, odd roles."""
+    low, high = subtree_bounds(scope_path)
+    in_scope = (Region.path >= low, Region.path < high, Person.active.is_(True))
+    uncovered = {level: await people.roster_health(session, scope_path=scope_path, level=level, limit=limit)
+                 for level in ("town", "village", "grid")}
+    no_phone = (select(Person.id, Person.name, Person.role, Person.region_code)
+                .join(Region, Region.code == Person.region_code)
+                .where(*in_scope, or_(Person.phone.is_(None), Person.phone == "")))
+    no_phone_total = (await session.execute(select(func.count()).select_from(no_phone.subquery()))).scalar_one()
+    no_phone_rows = (await session.execute(no_phone.order_by(Region.path, Person.id).limit(limit))).all()
+    dupes = (await session.execute(
+        select(Person.phone, func.count()).join(Region, Region.code == Person.region_code)
+        .where(*in_scope, Person.phone.is_not(None), Person.phone != "")
+        .group_by(Person.phone).having(func.count() > 1).order_by(func.count().desc(), Person.phone).limit(limit)
+    )).all()
+    unknown = (await session.execute(
+        select(Person.role, func.count()).join(Region, Region.code == Person.region_code)
+        .where(*in_scope, Person.role.not_in(list(ROLE_ZH))).group_by(Person.role).order_by(Person.role)
+    )).all()
+    return RosterHealth(uncovered=uncovered, without_phone_total=int(no_phone_total),
+                        without_phone=list(no_phone_rows), duplicate_phones=list(dupes), unknown_roles=list(unknown))
+
+
+@dataclass(frozen=True)
+class FinalFigures:
+    """A lifted or expired warning's outcome, read from its notices (they are closed, so live tiles would be 0)."""
+
+    reached: int
+    acknowledged: int
+    late: int
+    unanswered: int
+    escalations: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.acknowledged / self.reached if self.reached else None
+
+
+async def final_figures(session: AsyncSession, *, warning_id: int, actor: Actor) -> FinalFigures:
+    low, high = subtree_bounds(actor.scope_path)
+    primary = (Notice.reason == "primary") & Notice.requires_ack.is_(True)
+    acked = Notice.acknowledged_at.is_not(None)
+    late = acked & Notice.deadline.is_not(None) & (Notice.acknowledged_at > Notice.deadline)
+    row = (await session.execute(
+        select(func.sum(case((primary, 1), else_=0)), func.sum(case((primary & acked, 1), else_=0)),
+               func.sum(case((primary & late, 1), else_=0)), func.sum(case((primary & ~acked, 1), else_=0)),
+               func.sum(case((Notice.reason == "escalation", 1), else_=0)))
+        .join(Region, Region.code == Notice.region_code)
+        .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))).one()
+    return FinalFigures(*(int(v or 0) for v in row))

@@ -173,6 +173,8 @@ class WarningUpdate(BaseModel):
     instruction: str | None = PField(default=None, max_length=4000)
     expires_at: datetime | None = None
     targets: list[str] | None = PField(default=None, min_length=1, max_length=5000)
+    # Why (升级/降级/延长…): recorded in the ledger with the change.
+    reason: str | None = PField(default=None, max_length=500)
 
     @field_validator("expires_at")
     @classmethod
@@ -184,6 +186,8 @@ class WarningUpdate(BaseModel):
 
 class WarningLift(BaseModel):
     description: str | None = PField(default=None, max_length=4000)
+    # Why it is lifted (e.g. 降雨已减弱): recorded in the ledger; messages may quote it.
+    reason: str | None = PField(default=None, max_length=500)
 
 
 class IssueResponse(BaseModel):

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
 from warning_service.early_warning import cap, queries, relay, service
-from warning_service.early_warning.preview import preview_issue
 from warning_service.early_warning.models import (
     IssueResponse,
     WarningCreate,
     WarningLift,
     WarningUpdate,
 )
+from warning_service.early_warning.preview import preview_issue
 from warning_service.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
@@ -155,5 +155,3 @@ async def get_cap(warning_id: int, principal: Reader, session: SessionDep,
     xml = cap.to_cap(w, chosen, references=earlier, geocodes=list(chosen.targets))
     return Response(content=xml, media_type="application/cap+xml")
 
-
-from warning_service.early_warning.pages import page_router  # noqa: E402,F401  (the live page)

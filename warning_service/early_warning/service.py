@@ -247,7 +247,8 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
                          identifier: str | None = None) -> UpdateResult:
     """更新: new level/text/targets; everyone reached hears it; an upgrade demands a fresh answer."""
     warning = await get_for_change(session, warning_id=warning_id, actor=actor)
-    fields = data.model_dump(exclude_unset=True, exclude_none=True)
+    # The reason explains the change (ledger, and the messages once their templates use it); it is not one.
+    fields = data.model_dump(exclude_unset=True, exclude_none=True, exclude={"reason"})
     if not fields:
         raise Invalid("nothing to update", "没有需要更新的内容", field="body")
     if data.expires_at is not None and data.expires_at <= now:
@@ -295,6 +296,7 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
     await ledger.append_many(session, [
         {"at": now, "actor": actor.name, "action": "warning.updated", "subject_type": "warning",
          "subject_id": warning.id, "details": {"revision": warning.revision, "changes": _jsonable(fields),
+                                               "reason": data.reason,
                                                "from_level": old_level, "upgraded": upgraded,
                                                "new_recipients": new_count}},
         *([{"at": now, "actor": actor.name, "action": "policy.in_force", "subject_type": "warning",
@@ -343,7 +345,8 @@ async def lift_warning(session: AsyncSession, *, warning_id: int, data: WarningL
     queued += await fanout.queue_broadcasts(session, warning=warning, kind="cancel", now=now, regions=list(regions),
                                             only_reached=True)
     await ledger.append(session, at=now, actor=actor.name, action="warning.lifted", subject_type="warning",
-                        subject_id=warning.id, details={"revision": warning.revision, "notices_closed": closed,
+                        subject_id=warning.id, details={"revision": warning.revision, "reason": data.reason,
+                                                        "notices_closed": closed,
                                                         "messages_cancelled": cancelled, "lift_messages": queued})
     log.info("warning_lifted", warning_id=warning.id, closed=closed, cancelled=cancelled, lift_messages=queued)
     return warning
