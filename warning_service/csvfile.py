@@ -59,3 +59,21 @@ def read_rows(path: Path | str, *, header: list[str], raw: bytes | None = None) 
 def row_error(name: str, line: int, field: str, en: str, zh: str) -> Invalid:
     return Invalid(f"{name}, line {line}, field {field}: {en}", f"{name} 第 {line} 行,字段 {field}:{zh}",
                    field=field, line=line)
+
+
+def xlsx_as_csv(raw: bytes, *, filename: str) -> bytes:
+    """The first sheet of an .xlsx as UTF-8 CSV, so spreadsheets and CSV files share one importer."""
+    from openpyxl import load_workbook  # only uploads of .xlsx pay for loading openpyxl
+
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 — any unreadable workbook is the user's file, not our fault
+        raise Invalid(f"{filename}: not a readable .xlsx workbook ({type(exc).__name__})",
+                      f"{filename}:无法读取该 Excel 文件(.xlsx)", field="file") from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for values in book.worksheets[0].iter_rows(values_only=True):
+        writer.writerow(["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                         for v in values])
+    book.close()
+    return buf.getvalue().encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -39,7 +40,8 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     await page.select_option("#level", "orange")
     assert "village_responsible" not in await page.locator("#policy-body").inner_text()  # Chinese names shown
     assert "村级防汛责任人" in await page.locator("#policy-body").inner_text()
-    assert "暴雨" in await page.locator("#instruction").input_value() or await page.locator("#instruction").input_value()
+    # 防御指南 pre-filled for rainstorm × orange, from the same template the issue would use.
+    assert "防汛责任人立即到岗到位" in await page.locator("#instruction").input_value()
     await page.fill("#region-search", "太平")
     await page.locator("#search-results button[data-code='331081001']").click()
     await page.locator("#tree li[data-code='331081'] > button.toggle").click()
@@ -142,7 +144,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     # The list: the warning with its figures, times in Beijing time although the browser is in New York.
     await page.goto(f"{base}/console/warnings")
     row = page.locator(f"#warning-list tr[data-id='{wid}']")
-    issued_bj = clock.now().astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    issued_bj = clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
     assert issued_bj in await row.inner_text()
     await chromium.shot(page, f"{viewport}-warning-list")
     for path, name in (("/console/people", "people"), ("/docs", "docs"), ("/redoc", "redoc")):

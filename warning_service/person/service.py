@@ -34,38 +34,62 @@ def _valid_role(role: str) -> bool:
 
 
 async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, raw: bytes | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> ImportResult:
-    """Import `region_code,name,role,phone,email`: all or nothing, idempotent on (region, role, phone)."""
+                     progress: Callable[[int, int], None] | None = None,
+                     scope_path: str | None = None) -> ImportResult:
+    """Import `region_code,name,role,phone,email`: all or nothing, idempotent on (region, role, phone).
+
+    Every bad row is reported at once (the error's `errors` lists them, the first one names its field), so a
+    county office fixes its spreadsheet in one pass. With `scope_path`, rows outside that subtree are bad rows.
+    """
     name = str(path)
     rows = list(read_rows(path, header=HEADER, raw=raw))
-    known = {r for batch in chunks(sorted({r.values["region_code"] for r in rows}), 5000)
-             for r in (await session.execute(select(Region.code).where(Region.code.in_(batch)))).scalars()}
+    known = {r.code: r.path for batch in chunks(sorted({r.values["region_code"] for r in rows}), 5000)
+             for r in (await session.execute(select(Region.code, Region.path).where(Region.code.in_(batch)))).all()}
     out: dict[tuple[str, str, str], dict[str, object]] = {}
     first_line: dict[tuple[str, str, str], int] = {}
+    errors: list[Invalid] = []
     for r in rows:
         v = r.values
+        bad = len(errors)
         if v["region_code"] not in known:
-            raise row_error(name, r.line, "region_code", f"unknown region {v['region_code']!r}",
-                            f"区划 {v['region_code']!r} 不存在")
+            errors.append(row_error(name, r.line, "region_code", f"unknown region {v['region_code']!r}",
+                                    f"区划 {v['region_code']!r} 不存在"))
+        elif scope_path is not None and not known[v["region_code"]].startswith(scope_path):
+            errors.append(row_error(name, r.line, "region_code", f"region {v['region_code']!r} is outside your scope",
+                                    f"区划 {v['region_code']!r} 不在您的管辖范围内"))
         if not v["name"]:
-            raise row_error(name, r.line, "name", "must not be empty", "姓名不能为空")
+            errors.append(row_error(name, r.line, "name", "must not be empty", "姓名不能为空"))
         if not _valid_role(v["role"]):
-            raise row_error(name, r.line, "role", f"{v['role']!r} is not a role name (lowercase_with_underscores)",
-                            f"{v['role']!r} 不是有效的角色名")
+            errors.append(row_error(name, r.line, "role",
+                                    f"{v['role']!r} is not a role name (lowercase_with_underscores)",
+                                    f"{v['role']!r} 不是有效的角色名"))
+        phone = None
         try:
             phone = normalize_phone(v["phone"])
         except PhoneError as exc:
-            raise row_error(name, r.line, "phone", str(exc), f"手机号码无效:{v['phone']!r}") from None
+            errors.append(row_error(name, r.line, "phone", str(exc), f"手机号码无效:{v['phone']!r}"))
         email = v["email"] or None
         if email and not valid_email(email):
-            raise row_error(name, r.line, "email", f"not an e-mail address: {email!r}", f"电子邮箱无效:{email!r}")
-        key = (v["region_code"], v["role"], phone)
+            errors.append(row_error(name, r.line, "email", f"not an e-mail address: {email!r}",
+                                    f"电子邮箱无效:{email!r}"))
+        if len(errors) > bad:
+            continue
+        key = (v["region_code"], v["role"], phone or "")
         if key in first_line:
-            raise row_error(name, r.line, "phone", f"same region, role and phone as line {first_line[key]}",
-                            f"与第 {first_line[key]} 行的区划、角色和电话重复")
+            errors.append(row_error(name, r.line, "phone", f"same region, role and phone as line {first_line[key]}",
+                                    f"与第 {first_line[key]} 行的区划、角色和电话重复"))
+            continue
         first_line[key] = r.line
         out[key] = {"region_code": v["region_code"], "name": v["name"], "role": v["role"], "phone": phone,
                     "email": email, "active": True, "created_at": now, "updated_at": now}
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more bad rows)" if len(errors) > 1 else ""
+        more_zh = f"(另有 {len(errors) - 1} 处错误)" if len(errors) > 1 else ""
+        raise Invalid(first.message_en + more, first.message_zh + more_zh, field=first.field,
+                      line=first.extra.get("line"), error_count=len(errors),
+                      errors=[{"line": e.extra.get("line"), "field": e.field, "message": e.message_en,
+                               "message_zh": e.message_zh} for e in errors[:1000]])
     before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
     stmt = upsert(Person.__table__, dialect=dialect_name(session),
                   index_elements=["region_code", "role", "phone"],
