@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import jwt
 import pytest
 
 from tests.console.conftest import browser_only, log_in
 from tests.early_warning.conftest import red_typhoon
+from tests.escalation.conftest import GRID, run_sweeps
 from tests.factories import PASSWORD, login
 from warning_service.deps import TOKEN_COOKIE
+from warning_service.person.models import Person
 
 
 async def cookie_login(client, username: str, next_path: str = "") -> None:
@@ -130,3 +134,36 @@ async def test_a_stranger_is_sent_to_the_login_and_back(chromium, tree):
     await page.click("button[type=submit]")
     assert await page.locator("input[name=username]").input_value() == "wl_duty"
     await chromium.shot(page, "desktop-login-error")
+
+
+@browser_only[1]
+@browser_only[0]
+async def test_roster_upload_in_the_browser_lists_every_bad_row(chromium, tree, tmp_path, db):
+    bad = tmp_path / "名册.csv"
+    bad.write_text("region_code,name,role,phone,email\n"
+                   "331081001001,,village_responsible,13812345679,\n"
+                   "331081001002,李海燕,village_responsible,12345,\n"
+                   "331082001,张志强,town_responsible,13812345680,\n", encoding="utf-8")
+    page = await chromium.page("phone")
+    await log_in(page, chromium.base, "wl_duty", "/console/people")
+    await page.set_input_files("#upload-file", str(bad))
+    await page.click("#upload-form button")
+    await page.wait_for_selector("#upload-errors:not([hidden])")
+    assert "共 3 处错误" in await page.locator("#upload-result").inner_text()
+    cells = await page.locator("#upload-errors tbody tr").all_inner_texts()
+    assert [c.split("\t")[:2] for c in cells] == [["2", "姓名"], ["3", "手机"], ["4", "区划代码"]]
+    await chromium.shot(page, "phone-people-upload-errors")
+
+
+async def test_escalations_name_the_silent_person_they_are_about(client, tree, db, clock):
+    duty = await login(client, "wl_duty")
+    wid = (await client.post("/api/v1/warnings", headers=duty, json=red_typhoon([GRID]))).json()["id"]
+    t0 = clock.now()
+    for minute in (3, 6, 9, 12):  # three re-calls, then the village above is told
+        await run_sweeps(db, t0 + timedelta(minutes=minute))
+    esc = (await client.get(f"/api/v1/warnings/{wid}/notices?reason=escalation", headers=duty)).json()["items"]
+    async with db.session() as s:
+        silent = await s.get(Person, tree.person(GRID, "grid_responsible"))
+    assert len(esc) == 1 and esc[0]["role"] == "village_responsible"
+    assert esc[0]["subject"]["name"] == silent.name and esc[0]["subject"]["phone"] == silent.phone
+    assert esc[0]["subject"]["region_path"].endswith("横湖村第1网格") or GRID in esc[0]["subject"]["region_path"]

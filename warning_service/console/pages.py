@@ -213,11 +213,12 @@ async def roster(request: Request, session: SessionDep, settings: SettingsDep, r
                                                role=role or None, q=q or None, offset=(page - 1) * 100, limit=100)
         paths = await regions.region_paths(session, list({p.region_code for p in rows}))
         health = await service.roster_health(session, scope_path=area.path)
+        deputy = await service.deputies(session, people=rows)
     except DomainError as exc:
         return _refuse(request, principal, exc)
     query = {k: v for k, v in (("region", region), ("role", role), ("q", q)) if v}
     return render(request, "people.html", user=principal.user, active="people", rows=rows, total=total,
-                  paths=paths, area=area, health=health, page=page, pages=max(1, -(-total // 100)),
+                  paths=paths, area=area, health=health, deputy=deputy, page=page, pages=max(1, -(-total // 100)),
                   qs=lambda **kw: urlencode({**query, **kw}), role_zh=ROLE_ZH, q=q or "", role=role or "",
                   can_upload=principal.user.role in ("duty_officer", "admin"))
 

@@ -141,3 +141,13 @@ async def final_figures(session: AsyncSession, *, warning_id: int, actor: Actor)
         .join(Region, Region.code == Notice.region_code)
         .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))).one()
     return FinalFigures(*(int(v or 0) for v in row))
+
+
+async def deputies(session: AsyncSession, *, people: list[Person]) -> dict[int, Any]:
+    """The B岗 (deputy) of each listed person, by person id, in one query."""
+    ids = {p.deputy_id for p in people if p.deputy_id}
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Person.id, Person.name, Person.phone).where(Person.id.in_(ids)))).all()
+    by_id = {r.id: r for r in rows}
+    return {p.id: by_id[p.deputy_id] for p in people if p.deputy_id in by_id}  # type: ignore[misc]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.actor import Actor
@@ -96,11 +97,17 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
         else:
             return 0, []
     low, high = subtree_bounds(path)
+    # An escalation names the silent person it is about, so the board can group it under them.
+    subject, subject_person = aliased(Notice), aliased(Person)
     q = (select(Notice.id, Notice.person_id, Person.name, Person.phone, Notice.role, Notice.region_code,
                 Notice.reason, Notice.state, Notice.deadline, Notice.acknowledged_at, Notice.attempt_count,
-                Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late)
+                Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late,
+                subject_person.name.label("subject_name"), subject_person.phone.label("subject_phone"),
+                subject.role.label("subject_role"), subject.region_code.label("subject_region_code"))
          .join(Person, Person.id == Notice.person_id)
          .join(Region, Region.code == Notice.region_code)
+         .outerjoin(subject, subject.id == Notice.escalation_of)
+         .outerjoin(subject_person, subject_person.id == subject.person_id)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
          .where(Notice.warning_id == warning_id, Region.path >= low, Region.path < high))
     if state == "unanswered":
@@ -112,10 +119,14 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
         q = q.where(Notice.reason == reason)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
     rows = (await session.execute(q.order_by(Region.path, Notice.id).offset(offset).limit(limit))).all()
-    paths = await regions.region_paths(session, list({r.region_code for r in rows}))
+    paths = await regions.region_paths(session, list({r.region_code for r in rows}
+                                                     | {r.subject_region_code for r in rows if r.subject_region_code}))
     return total, [{
         "id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone, "role": r.role,
         "region_code": r.region_code, "region_path": paths.get(r.region_code, r.region_code), "reason": r.reason,
         "state": r.state, "deadline": r.deadline, "acknowledged_at": r.acknowledged_at,
         "attempts": r.attempt_count, "escalation_of": r.escalation_of, "ack_path": r.ack_path, "late": r.late,
+        "subject": ({"name": r.subject_name, "phone": r.subject_phone, "role": r.subject_role,
+                     "region_path": paths.get(r.subject_region_code, r.subject_region_code)}
+                    if r.escalation_of else None),
     } for r in rows]

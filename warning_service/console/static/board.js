@@ -24,8 +24,7 @@
     }
     return tr;
   }
-  function escalations(items, missing) {
-    const names = Object.fromEntries(missing.map((n) => [n.id, n]));
+  function escalations(items) {
     const groups = new Map();
     for (const e of items) { if (!groups.has(e.escalation_of)) groups.set(e.escalation_of, []); groups.get(e.escalation_of).push(e); }
     text("esc-total", items.length);
@@ -33,9 +32,10 @@
     if (!items.length) { box.className = "muted"; box.textContent = "暂无上报。"; return; }
     box.className = "";
     box.replaceChildren(...[...groups].map(([subject, list]) => {
-      const s = names[subject];
-      const head = s ? `${s.name}(${ROLE_ZH[s.role] || s.role},${s.region_path})未叫应,已上报:` : `通知 #${subject} 未叫应,已上报:`;
-      return el("div", {class: "card esc-group", "data-subject": subject}, el("b", {}, head),
+      const s = list[0].subject || {};
+      return el("div", {class: "card esc-group", "data-subject": subject},
+        el("b", {}, `${s.name || "#" + subject}(${ROLE_ZH[s.role] || s.role || ""},${s.region_path || ""}) `),
+        s.phone ? phoneCell(s) : "", " 未叫应,已逐级上报给:",
         el("ul", {}, ...list.map((e) => el("li", {}, `${e.name}(${ROLE_ZH[e.role] || e.role},${e.region_path}) `, phoneCell(e),
           ` · ${STATE_ZH[e.state] || e.state}`))));
     }));
@@ -57,7 +57,7 @@
     text("updated", bjTime(new Date()));
     text("missing-total", page.total);
     $("missing").replaceChildren(...page.items.map(row));
-    escalations(esc.items, page.items);
+    escalations(esc.items);
     if (w.state !== B.state) location.reload();  // lifted or expired elsewhere: show the final figures
   }
 
@@ -125,7 +125,7 @@
     Promise.all([api(`/api/v1/warnings/${B.id}/notices?state=closed,timed_out&reason=primary&limit=500`),
       api(`/api/v1/warnings/${B.id}/notices?reason=escalation&limit=500`)]).then(([m, e]) => {
       $("missing").replaceChildren(...m.items.filter((n) => n.acknowledged_at === null).map(row));
-      escalations(e.items, m.items);
+      escalations(e.items);
     });
   }
 })();
