@@ -67,12 +67,19 @@ async def warning_rows(session: AsyncSession, *, actor: Actor, filters: WarningF
         select(Notice.warning_id,
                func.sum(case((required, 1), else_=0)),
                func.sum(case((required & (Notice.acknowledged_at.is_not(None)), 1), else_=0)),
-               func.sum(case((required & Notice.state.in_(("pending", "delivered", "timed_out")), 1), else_=0)))
+               func.sum(case((required & Notice.state.in_(("pending", "delivered", "timed_out")), 1), else_=0)),
+               func.sum(case((required & Notice.acknowledged_at.is_(None), 1), else_=0)))
         .join(Region, Region.code == Notice.region_code)
         .where(Notice.warning_id.in_(ids), Notice.reason == "primary", Region.path >= low, Region.path < high)
         .group_by(Notice.warning_id))).all()
-    figures = {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
-    return total, [WarningRow(w, *figures.get(w.id, (0, 0, 0))) for w in warnings]  # type: ignore[arg-type]
+    figures = {r[0]: tuple(int(v or 0) for v in r[1:]) for r in rows}
+
+    def row(w: EarlyWarning) -> WarningRow:
+        required_n, acked, still_open, never = figures.get(w.id, (0, 0, 0, 0))  # type: ignore[arg-type]
+        # Once lifted or expired the notices are closed: "unanswered" is then who never answered at all.
+        return WarningRow(w, required_n, acked, still_open if w.state == "active" else never)
+
+    return total, [row(w) for w in warnings]
 
 
 async def latest_active(session: AsyncSession, *, actor: Actor) -> int | None:
