@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from channels.base import sms_segments
 from warning_service.actor import Actor
@@ -63,19 +62,10 @@ async def preview_issue(session: AsyncSession, *, data: WarningCreate, actor: Ac
                                              now=now)
     roles = list(warning.policy["roles"])
     conds = fanout.recipient_conditions(regions, roles)
-    town = aliased(Region)
-    # Each person's town by path range (their region is the town or lies under it); county people have none.
-    under_town = and_(town.level == "town", Region.path >= town.path, Region.path < town.path + literal("\x7f"))
-    rows = (await session.execute(
-        select(Person.role, town.code, town.name, func.count())
-        .select_from(Person).join(Region, Region.code == Person.region_code).outerjoin(town, under_town)
-        .where(*conds).group_by(Person.role, town.code, town.name))).all()
-    by_role: dict[str, int] = {}
-    by_town: dict[tuple[str | None, str], int] = {}
-    for role, town_code, town_name, n in rows:
-        by_role[role] = by_role.get(role, 0) + n
-        key = (town_code, town_name or ABOVE_TOWNS)
-        by_town[key] = by_town.get(key, 0) + n
+    by_role = {role: int(n) for role, n in (await session.execute(
+        select(Person.role, func.count()).select_from(Person).join(Region, Region.code == Person.region_code)
+        .where(*conds).group_by(Person.role))).all()}
+    by_town = await _count_by_town(session, regions=regions, conds=conds, by_role=by_role)
     total = sum(by_role.values())
     sample = (await session.execute(
         select(Person.id, Person.name, Person.role, Person.region_code).select_from(Person)
@@ -85,12 +75,38 @@ async def preview_issue(session: AsyncSession, *, data: WarningCreate, actor: Ac
     return Preview(
         recipient_count=total,
         by_role=[{"role": r, "role_zh": ROLE_ZH.get(r, r), "count": n} for r, n in sorted(by_role.items())],
-        by_town=[{"code": c, "name": name, "count": n}
-                 for (c, name), n in sorted(by_town.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))],
+        by_town=by_town,
         area=warning.area_desc, title=warning.title, instruction=warning.instruction, policy=warning.policy,
         texts=texts,
         sample_recipient=({"name": sample.name, "role": sample.role, "region_code": sample.region_code}
                           if sample else None))
+
+
+async def _count_by_town(session: AsyncSession, *, regions: list[Region], conds: list[Any],
+                         by_role: dict[str, int]) -> list[dict[str, Any]]:
+    """Recipients per town, grouped on their region path's town prefix (an equality, not a range join).
+
+    A range join of every person to the towns around them costs persons × towns comparisons at province
+    scale; the town is instead read off the path, whose prefix of the town's path length is the town's path.
+    """
+    ancestors = {c for r in regions for c in r.path.strip("/").split("/")}
+    towns = (await session.execute(select(Region.code, Region.name, Region.path).where(
+        Region.level == "town", or_(fanout.in_subtrees(Region.path, regions), Region.code.in_(ancestors))))).all()
+    by_path = {t.path: t for t in towns}
+    counts: dict[str, int] = {}
+    for length in sorted({len(t.path) for t in towns}):
+        prefix = func.substr(Region.path, 1, length)
+        for p, n in (await session.execute(
+                select(prefix, func.count()).select_from(Person).join(Region, Region.code == Person.region_code)
+                .where(*conds, func.length(Region.path) >= length).group_by(prefix))).all():
+            if p in by_path:
+                counts[by_path[p].code] = counts.get(by_path[p].code, 0) + int(n)
+    out = [{"code": t.code, "name": t.name, "count": counts[t.code]} for t in sorted(towns, key=lambda t: t.path)
+           if counts.get(t.code)]
+    above = sum(by_role.values()) - sum(counts.values())
+    if above:
+        out.insert(0, {"code": None, "name": ABOVE_TOWNS, "count": above})
+    return out
 
 
 async def _render_texts(session: AsyncSession, *, warning: EarlyWarning, sample: Any, settings: Settings,
