@@ -103,3 +103,26 @@ def test_audit_verify_prints_the_head_and_detects_a_rollback(env):
     assert r.exit_code == 0 and "--known-id 1 --known-hash" in r.output
     r = runner.invoke(app, ["audit", "verify", "--known-id", "1", "--known-hash", "0" * 64])
     assert r.exit_code == 1
+
+
+def test_demo_port_moves_the_printed_addresses_and_the_message_links(env, monkeypatch):
+    import warning_service.cli as cli
+
+    served = {}
+    monkeypatch.setattr(cli, "_serve", lambda settings, **kw: served.update(settings=settings, **kw))
+    r = runner.invoke(app, ["demo", "--port", "19600"])
+    assert r.exit_code == 0, r.output
+    assert "http://127.0.0.1:19600/console/" in r.output and ":8000" not in r.output
+    assert served["port"] == 19600 and served["settings"].public_base_url == "http://127.0.0.1:19600"
+
+
+def test_an_explicit_public_base_url_wins_over_the_port(env, monkeypatch):
+    import warning_service.cli as cli
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://yj.example.gov.cn")
+    get_settings.cache_clear()
+    served = {}
+    monkeypatch.setattr(cli, "_serve", lambda settings, **kw: served.update(settings=settings, **kw))
+    r = runner.invoke(app, ["demo", "--port", "19600"])
+    assert r.exit_code == 0 and "https://yj.example.gov.cn/docs" in r.output
+    assert served["settings"].public_base_url == "https://yj.example.gov.cn"

@@ -185,7 +185,19 @@ def audit_verify(known_id: int | None = typer.Option(None, "--known-id", help="a
 def serve(host: str = "127.0.0.1", port: int = 8000,
           worker: bool = typer.Option(True, help="run the dispatcher and escalation worker in-process")) -> None:
     """Run the API (and, by default, the worker in the same process)."""
-    uvicorn.run(create_app(start_worker=worker), host=host, port=port, log_level="warning")
+    _serve(_follow_port(get_settings(), host=host, port=port), host=host, port=port, worker=worker)
+
+
+def _serve(settings: Settings, *, host: str, port: int, worker: bool) -> None:
+    uvicorn.run(create_app(settings, start_worker=worker), host=host, port=port, log_level="warning")
+
+
+def _follow_port(settings: Settings, *, host: str, port: int) -> Settings:
+    """Links in messages must reach this server: unless PUBLIC_BASE_URL is set, it follows --host/--port."""
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return settings.model_copy(update={"public_base_url": f"http://{shown}:{port}"})
 
 
 @app.command("worker")
@@ -209,21 +221,22 @@ def worker_cmd() -> None:
 def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the server afterwards")) -> None:
     """Set up a demo (温岭市 with grids, people and users) on the embedded default and serve it."""
-    settings = get_settings()
+    settings = _follow_port(get_settings(), host=host, port=port)
     info = prepare_demo(settings)
     out = Console()
     base = settings.public_base_url
     out.print(f"\n[bold]warning-service demo[/bold] — {info['county']}: {info['regions']} regions, "
               f"{info['people']} responsible persons\n"
               f"  API docs      {base}/docs\n"
-              f"  Console       {base}/console/login  (live board /console/warnings/ID, reports /console/reports)\n"
+              f"  Console       {base}/console/  (值班台: issue, list, live board, roster; reports for auditors)\n"
               f"  Health        {base}/readyz\n"
               f"  Duty officer  username [bold]{info['duty']}[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Auditor       username [bold]{info['auditor']}[/bold]  password [bold]{info['password']}[/bold]\n"
+              f"  Admin         username [bold]admin[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Database      {info['database']}\n"
               f"  Channels      console (messages are printed here)\n")
     if serve_after:
-        serve(host=host, port=port, worker=True)
+        _serve(settings, host=host, port=port, worker=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from openpyxl import load_workbook
+
 from warning_service.errors import Invalid
 
 
@@ -90,3 +92,19 @@ def read_table(path: Path | str, *, columns: dict[str, tuple[str, ...]], require
             continue
         yield CsvRow(line, {c: (values[i].strip() if i < len(values) else "") for c, i in index.items()}
                      | {c: "" for c in columns if c not in index})
+
+
+def xlsx_as_csv(raw: bytes, *, filename: str) -> bytes:
+    """The first sheet of an .xlsx as UTF-8 CSV, so spreadsheets and CSV files share one importer."""
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 — any unreadable workbook is the user's file, not our fault
+        raise Invalid(f"{filename}: not a readable .xlsx workbook ({type(exc).__name__})",
+                      f"{filename}:无法读取该 Excel 文件(.xlsx)", field="file") from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for values in book.worksheets[0].iter_rows(values_only=True):
+        writer.writerow(["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                         for v in values])
+    book.close()
+    return buf.getvalue().encode()

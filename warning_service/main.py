@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if owns_runtime:
                 await rt.close()
 
-    app = FastAPI(title="warning-service 预警叫应", version=__version__, lifespan=lifespan,
+    # /docs and /redoc are served by the console feature from local assets (no CDN on an intranet).
+    app = FastAPI(title="warning-service 预警叫应", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Issue early warnings down to every grid's responsible person and prove each "
                               "one answered.")
     if runtime is not None:

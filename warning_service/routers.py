@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from warning_service.acknowledgment import routes as acknowledgment
 from warning_service.auth import routes as auth
+from warning_service.console import routes as console
 from warning_service.delivery import routes as delivery
-from warning_service.early_warning import pages as early_warning_pages
 from warning_service.early_warning import routes as early_warning
 from warning_service.ledger import routes as ledger
 from warning_service.notice import routes as notice
@@ -18,12 +18,15 @@ from warning_service.report import routes as report
 
 
 def include_routers(app: FastAPI) -> None:
+    # The console's pages come before the other features' /console pages: its login is the one login.
     for router in (
         auth.router,
+        console.page_router,  # 值班台: login, menu, warning list, issue form, board, roster, audit
+        console.docs_router,  # /docs and /redoc with assets served here
+
         region.router,
         person.router,
         early_warning.router,
-        early_warning_pages.page_router,  # the duty officer's live page
         notice.router,  # a notice's answers, feedback, delivery log; proxy answers
         delivery.webhook_router,  # Twilio status callbacks
         delivery.push_router,  # domestic SMS platforms' receipts
@@ -35,3 +38,4 @@ def include_routers(app: FastAPI) -> None:
         ledger.router,
     ):
         app.include_router(router)
+    console.mount_static(app)

@@ -177,6 +177,8 @@ class WarningUpdate(BaseModel):
     instruction: str | None = PField(default=None, max_length=4000)
     expires_at: datetime | None = None
     targets: list[str] | None = PField(default=None, min_length=1, max_length=5000)
+    # Why (升级/降级/延长…): recorded in the ledger with the change.
+    reason: str | None = PField(default=None, max_length=500)
 
     @field_validator("expires_at")
     @classmethod
@@ -191,6 +193,8 @@ class WarningLift(BaseModel):
 
     reason: str | None = PField(default=None, max_length=4000)
     description: str | None = PField(default=None, max_length=4000)
+    # Why it is lifted (e.g. 降雨已减弱): recorded in the ledger; messages may quote it.
+    reason: str | None = PField(default=None, max_length=500)
 
 
 class IssueResponse(BaseModel):
@@ -198,3 +202,19 @@ class IssueResponse(BaseModel):
     identifier: str
     recipient_count: int
     revision: int = 1
+
+
+class IssueRequest(SQLModel, table=True):
+    """An `Idempotency-Key` a user issued with: the same key again answers with the same warning."""
+
+    __tablename__ = "issue_request"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_issue_request_user_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id")
+    key: str = Field(max_length=100)
+    # The same key with a different body is a client bug, refused rather than answered with another warning.
+    request_hash: str = Field(max_length=64)
+    warning_id: int | None = Field(default=None, foreign_key="early_warning.id")
+    recipient_count: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.actor import Actor
@@ -35,8 +36,8 @@ def _targets_overlap(path: str) -> Any:
 async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | None = None,
                         hazard: str | None = None, level: str | None = None, state: str | None = None,
                         region: str | None = None, issued_from: datetime | None = None,
-                        issued_to: datetime | None = None, offset: int = 0, limit: int = 50
-                        ) -> tuple[int, list[EarlyWarning]]:
+                        issued_to: datetime | None = None, offset: int = 0, limit: int = 50,
+                        active_first: bool = False) -> tuple[int, list[EarlyWarning]]:
     q = select(EarlyWarning).where(_overlaps_scope(actor))
     if region:
         r = await regions.get(session, code=region)
@@ -50,8 +51,11 @@ async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | No
     if issued_to:
         q = q.where(EarlyWarning.issued_at < issued_to)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
-    rows = (await session.execute(q.order_by(EarlyWarning.issued_at.desc(), EarlyWarning.id.desc())
-                                  .offset(offset).limit(limit))).scalars().all()
+    order = [EarlyWarning.issued_at.desc(), EarlyWarning.id.desc()]
+    if active_first:
+        # The duty room's list: what is still being called comes before history.
+        order.insert(0, case((EarlyWarning.state == "active", 0), else_=1))
+    rows = (await session.execute(q.order_by(*order).offset(offset).limit(limit))).scalars().all()
     return total, list(rows)
 
 
@@ -91,11 +95,17 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
             path = r.path
         else:
             return 0, []
+    # An escalation names the silent person it is about, so the board can group it under them.
+    subject, subject_person = aliased(Notice), aliased(Person)
     q = (select(Notice.id, Notice.person_id, Person.name, Person.phone, Notice.role, Notice.region_code,
                 Notice.reason, Notice.state, Notice.deadline, Notice.acknowledged_at, Notice.attempt_count,
-                Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late)
+                Notice.escalation_of, Acknowledgment.path.label("ack_path"), Acknowledgment.late,
+                subject_person.name.label("subject_name"), subject_person.phone.label("subject_phone"),
+                subject.role.label("subject_role"), subject.region_code.label("subject_region_code"))
          .join(Person, Person.id == Notice.person_id)
          .join(Region, Region.code == Notice.region_code)
+         .outerjoin(subject, subject.id == Notice.escalation_of)
+         .outerjoin(subject_person, subject_person.id == subject.person_id)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
          .where(Notice.warning_id == warning_id, Scope(path).predicate(Region.path)))
     if state == "unanswered":
@@ -107,10 +117,14 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
         q = q.where(Notice.reason == reason)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
     rows = (await session.execute(q.order_by(Region.path, Notice.id).offset(offset).limit(limit))).all()
-    paths = await regions.region_paths(session, list({r.region_code for r in rows}))
+    paths = await regions.region_paths(session, list({r.region_code for r in rows}
+                                                     | {r.subject_region_code for r in rows if r.subject_region_code}))
     return total, [{
         "id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone, "role": r.role,
         "region_code": r.region_code, "region_path": paths.get(r.region_code, r.region_code), "reason": r.reason,
         "state": r.state, "deadline": r.deadline, "acknowledged_at": r.acknowledged_at,
         "attempts": r.attempt_count, "escalation_of": r.escalation_of, "ack_path": r.ack_path, "late": r.late,
+        "subject": ({"name": r.subject_name, "phone": r.subject_phone, "role": r.subject_role,
+                     "region_path": paths.get(r.subject_region_code, r.subject_region_code)}
+                    if r.escalation_of else None),
     } for r in rows]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from warning_service.delivery.service import warning_delivery_stats
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
@@ -16,6 +17,7 @@ from warning_service.early_warning.models import (
     WarningLift,
     WarningUpdate,
 )
+from warning_service.early_warning.preview import preview_issue
 from warning_service.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
@@ -36,13 +38,29 @@ def _summary(w: Any) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=IssueResponse)
-async def issue(body: WarningCreate, request: Request, principal: DutyOfficer, session: SessionDep,
-                settings: SettingsDep, now: NowDep) -> IssueResponse:
-    """Issue a warning to every responsible person under the targets (one transaction)."""
-    result = await service.issue_warning(session, data=body, actor=principal.as_actor(), policy=_policy(request),
-                                         settings=settings, now=now)
+async def issue(body: WarningCreate, request: Request, response: Response, principal: DutyOfficer,
+                session: SessionDep, settings: SettingsDep, now: NowDep,
+                idempotency_key: Annotated[str | None, Header(max_length=100)] = None) -> IssueResponse:
+    """Issue a warning to every responsible person under the targets (one transaction).
+
+    With an `Idempotency-Key` header, sending the same request again (a double click, a resubmitted form)
+    answers 200 with the warning already issued instead of issuing another.
+    """
+    result = await service.issue_once(session, key=idempotency_key, data=body, actor=principal.as_actor(),
+                                      policy=_policy(request), settings=settings, now=now)
+    if result.replayed:
+        response.status_code = 200
     return IssueResponse(id=result.warning.id, identifier=result.warning.identifier,  # type: ignore[arg-type]
-                         recipient_count=result.recipient_count)
+                         recipient_count=result.recipient_count, revision=result.warning.revision)
+
+
+@router.post("/preview")
+async def preview(body: WarningCreate, request: Request, principal: DutyOfficer, session: SessionDep,
+                  settings: SettingsDep, now: NowDep) -> dict[str, Any]:
+    """Dry run of an issue: the exact recipient count (by role and by town) and the rendered texts. Writes nothing."""
+    p = await preview_issue(session, data=body, actor=principal.as_actor(), policy=_policy(request),
+                            settings=settings, now=now)
+    return asdict(p)
 
 
 @router.post("/cap", status_code=201)

@@ -7,6 +7,7 @@ many people it reaches.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from warning_service.early_warning.models import (
     LEVEL_RANK,
     LEVEL_ZH,
     EarlyWarning,
+    IssueRequest,
     WarningCreate,
     WarningLift,
     WarningRevision,
@@ -49,6 +51,7 @@ class IssueResult:
     warning: EarlyWarning
     recipient_count: int
     messages_queued: int
+    replayed: bool = False  # an earlier request with the same idempotency key had issued it
 
 
 @dataclass
@@ -106,9 +109,10 @@ async def _counts_by(session: AsyncSession, column: Any, *conds: Any) -> dict[st
 
 # --- issue ----------------------------------------------------------------------------------------------------
 
-async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
-                        settings: Settings, now: datetime, source: str = "api") -> IssueResult:
-    """Issue a warning: notices for every person reached and their first messages, in the caller's transaction."""
+async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
+                          settings: Settings, now: datetime, source: str = "api"
+                          ) -> tuple[list[Region], EarlyWarning]:
+    """Check the request and build the (unsaved) warning an issue would write. Reads only."""
     regions = await resolve_targets(session, codes=data.targets, actor=actor)
     effective = data.effective_at or now
     if data.expires_at is not None and data.expires_at <= max(now, effective):
@@ -130,13 +134,21 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
                            f"{LEVEL_ZH[data.level]}预警")
     instruction = data.instruction or default_instruction(settings.templates_dir, data.hazard.value,
                                                           data.level.value)
-    warning = EarlyWarning(
+    return regions, EarlyWarning(
         identifier=identifier, sender=sender, sender_code=code, hazard=data.hazard.value, level=data.level.value,
         status=data.status.value, state="active", title=title[:300], description=data.description,
         instruction=instruction, issued_at=now, effective_at=effective, expires_at=data.expires_at,
         targets=[r.code for r in regions], area_desc=area, policy=snapshot, revision=1, ack_round=1,
         reply_code=await _free_reply_code(session), source=source, created_by=actor.user_id, updated_at=now,
     )
+
+
+async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
+                        settings: Settings, now: datetime, source: str = "api") -> IssueResult:
+    """Issue a warning: notices for every person reached and their first messages, in the caller's transaction."""
+    regions, warning = await prepare_warning(session, data=data, actor=actor, policy=policy, settings=settings,
+                                             now=now, source=source)
+    identifier, sender, snapshot, area = warning.identifier, warning.sender, warning.policy, warning.area_desc
     session.add(warning)
     await session.flush()
     session.add(WarningRevision(warning_id=warning.id, revision=1, msg_type="alert", identifier=identifier,
@@ -169,6 +181,33 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
     log.info("warning_issued", warning_id=warning.id, identifier=identifier, hazard=warning.hazard,
              level=warning.level, recipients=count, messages=queued)
     return IssueResult(warning=warning, recipient_count=count, messages_queued=queued)
+
+
+async def issue_once(session: AsyncSession, *, key: str | None, data: WarningCreate, actor: Actor,
+                     policy: PolicyBook, settings: Settings, now: datetime) -> IssueResult:
+    """Issue, unless this user already issued with this idempotency key: then answer with that warning."""
+    if not key:
+        return await issue_warning(session, data=data, actor=actor, policy=policy, settings=settings, now=now)
+    if actor.user_id is None:
+        raise Invalid("idempotency keys need a user", "幂等键需要登录用户", field="Idempotency-Key")
+    digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
+    earlier = (await session.execute(select(IssueRequest).where(
+        IssueRequest.user_id == actor.user_id, IssueRequest.key == key))).scalar_one_or_none()
+    if earlier is not None:
+        if earlier.request_hash != digest:
+            raise Conflict("this idempotency key was used for a different warning",
+                           "该幂等键已用于另一条预警,请刷新表单后重新提交", field="Idempotency-Key")
+        warning = await session.get(EarlyWarning, earlier.warning_id)
+        return IssueResult(warning=warning, recipient_count=earlier.recipient_count,  # type: ignore[arg-type]
+                           messages_queued=0, replayed=True)
+    # Claimed before the work: a concurrent twin blocks on the unique key, then fails instead of issuing again.
+    request = IssueRequest(user_id=actor.user_id, key=key, request_hash=digest, created_at=now)
+    session.add(request)
+    await session.flush()
+    result = await issue_warning(session, data=data, actor=actor, policy=policy, settings=settings, now=now)
+    request.warning_id, request.recipient_count = result.warning.id, result.recipient_count
+    await session.flush()
+    return result
 
 
 # --- update, lift, expire ---------------------------------------------------------------------------------------
@@ -214,7 +253,8 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
                          identifier: str | None = None) -> UpdateResult:
     """更新: new level/text/targets; everyone reached hears it; an upgrade demands a fresh answer."""
     warning = await get_for_change(session, warning_id=warning_id, actor=actor)
-    fields = data.model_dump(exclude_unset=True, exclude_none=True)
+    # The reason explains the change (ledger, and the messages once their templates use it); it is not one.
+    fields = data.model_dump(exclude_unset=True, exclude_none=True, exclude={"reason"})
     if not fields:
         raise Invalid("nothing to update", "没有需要更新的内容", field="body")
     if data.expires_at is not None and data.expires_at <= now:
@@ -267,6 +307,7 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
     await ledger.append_many(session, [
         {"at": now, "actor": actor.name, "action": "warning.updated", "subject_type": "warning",
          "subject_id": warning.id, "details": {"revision": warning.revision, "changes": _jsonable(fields),
+                                               "reason": data.reason,
                                                "from_level": old_level, "upgraded": upgraded,
                                                "new_recipients": new_count}},
         *([{"at": now, "actor": actor.name, "action": "policy.in_force", "subject_type": "warning",

@@ -41,6 +41,15 @@ NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "s
 
 # --- opening -------------------------------------------------------------------------------------------------
 
+def recipient_conditions(*, target_paths: Sequence[str], roles: Sequence[str]) -> list[Any]:
+    """Who a warning reaches: active people with a reached role under the targets (Person joined to Region).
+
+    The issue and its dry-run preview both select with exactly these conditions, so the preview's count is
+    the issue's count.
+    """
+    return [Person.active.is_(True), Person.role.in_(list(roles)), Scope.any_of(Region.path, target_paths)]
+
+
 async def open_primary(session: AsyncSession, *, warning: EarlyWarning, target_paths: Sequence[str],
                        roles: Sequence[str], now: datetime) -> tuple[int, int]:
     """One primary notice per active person with a reached role under the targets; returns (count, id_floor).
@@ -63,7 +72,7 @@ async def open_primary(session: AsyncSession, *, warning: EarlyWarning, target_p
         )
         .select_from(Person)
         .join(Region, Region.code == Person.region_code)
-        .where(Person.active.is_(True), Person.role.in_(list(roles)), Scope.any_of(Region.path, target_paths))
+        .where(*recipient_conditions(target_paths=target_paths, roles=roles))
     )
     # The arbiter is the partial unique index uq_notice_primary; its predicate must be spelled as a literal
     # for PostgreSQL to infer the index under a generic (prepared) plan.
@@ -71,6 +80,18 @@ async def open_primary(session: AsyncSession, *, warning: EarlyWarning, target_p
         index_elements=["warning_id", "person_id"], index_where=text(PRIMARY_PREDICATE))
     result = await session.execute(stmt)
     return result.rowcount or 0, floor
+
+
+async def open_one(session: AsyncSession, *, warning: EarlyWarning, person: Any, now: datetime) -> int:
+    """One primary notice for one person, as `open_primary` would open it; returns its id. The issue
+    form's preview renders a sample message from it inside a savepoint it then rolls back."""
+    ack = bool(warning.policy["ack_required"])
+    deadline = now + timedelta(seconds=float(warning.policy["ack_deadline"])) if ack else None
+    values = dict(zip(NOTICE_COLUMNS, (
+        warning.id, person.id, person.role, person.region_code, NoticeReason.primary.value,
+        NoticeState.pending.value, ack, warning.ack_round, deadline, deadline, 0, NoticeStep.initial.value, now),
+        strict=True))
+    return (await session.execute(insert(session, N).values(**values).returning(N.c.id))).scalar_one()
 
 
 def chain_notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reason: NoticeReason,

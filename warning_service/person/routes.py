@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, UploadFile
 from pydantic import BaseModel
 
+from warning_service.csvfile import xlsx_as_csv
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep
+from warning_service.errors import Invalid
 from warning_service.ledger import service as ledger
 from warning_service.person import service
 from warning_service.person.models import PersonCreate, PersonPublic, PersonUpdate
 from warning_service.region import service as regions
 
 router = APIRouter(prefix="/api/v1/people", tags=["people"])
+MAX_UPLOAD = 20 * 1024 * 1024
 
 
 class PersonPage(BaseModel):
@@ -44,6 +49,25 @@ async def create_person(body: PersonCreate, principal: DutyOfficer, session: Ses
     await ledger.append(session, at=now, actor=principal.actor, action="person.created", subject_type="person",
                         subject_id=person.id, details=body.model_dump())
     return _public(person)
+
+
+@router.post("/import")
+async def import_roster(principal: DutyOfficer, session: SessionDep, now: NowDep,
+                        file: Annotated[UploadFile, File(description="CSV (UTF-8 or GB18030) or .xlsx")]
+                        ) -> dict[str, Any]:
+    """Upload a roster `region_code,name,role,phone,email`: every bad row reported at once, nothing written if any."""
+    raw = await file.read(MAX_UPLOAD + 1)
+    if len(raw) > MAX_UPLOAD:
+        raise Invalid("the file is larger than 20 MB", "文件超过 20 MB", field="file")
+    name = file.filename or "upload.csv"
+    if name.lower().endswith(".xlsx"):
+        raw = xlsx_as_csv(raw, filename=name)
+    result = await service.import_csv(session, path=name, raw=raw, now=now, scope_path=principal.scope.path)
+    await ledger.append(session, at=now, actor=principal.actor, action="person.imported", subject_type="region",
+                        subject_id=principal.scope.code, details={"file": name, "rows": result.rows,
+                                                                  "inserted": result.inserted,
+                                                                  "updated": result.updated})
+    return {"rows": result.rows, "inserted": result.inserted, "updated": result.updated}
 
 
 @router.get("/health", tags=["people"])

@@ -63,16 +63,17 @@ def valid_roles_text() -> str:
 
 
 async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, raw: bytes | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> ImportResult:
+                     progress: Callable[[int, int], None] | None = None,
+                     scope_path: str | None = None) -> ImportResult:
     """Import a roster: all or nothing, idempotent on (region, role, phone); every bad row is reported at once.
 
     Headers in English or Chinese (区划代码,姓名,角色,手机号码,电子邮箱,职务,单位,备用电话,B岗); roles as codes or
     Chinese names. B岗 names the deputy by name or phone, someone in the same region in the file or already
-    on the roster."""
+    on the roster. With `scope_path`, rows outside that subtree are bad rows."""
     name = str(path)
     rows = list(read_table(path, columns=COLUMNS, required=REQUIRED, raw=raw))
-    known = {r for batch in chunks(sorted({r.values["region_code"] for r in rows}), 5000)
-             for r in (await session.execute(select(Region.code).where(Region.code.in_(batch)))).scalars()}
+    known = {r.code: r.path for batch in chunks(sorted({r.values["region_code"] for r in rows}), 5000)
+             for r in (await session.execute(select(Region.code, Region.path).where(Region.code.in_(batch)))).all()}
     errors: list[dict[str, object]] = []
 
     def bad(line: int, field: str, en: str, zh: str) -> None:
@@ -85,6 +86,9 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
         v = r.values
         if v["region_code"] not in known:
             bad(r.line, "region_code", f"unknown region {v['region_code']!r}", f"区划 {v['region_code']!r} 不存在")
+        elif scope_path is not None and not Scope(scope_path).covers(known[v["region_code"]]):
+            bad(r.line, "region_code", f"region {v['region_code']!r} is outside your scope",
+                f"区划 {v['region_code']!r} 不在您的管辖范围内")
         if not v["name"]:
             bad(r.line, "name", "must not be empty", "姓名不能为空")
         role = role_code(v["role"])

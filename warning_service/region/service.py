@@ -161,3 +161,10 @@ async def region_paths(session: AsyncSession, codes: Sequence[str]) -> dict[str,
     all_codes = {c for r in regions.values() for c in ancestor_codes(r.path)}
     names = {c: r.name for c, r in (await _existing(session, all_codes)).items()}
     return {c: "/".join(names.get(a, a) for a in ancestor_codes(r.path)) for c, r in regions.items()}
+
+
+async def search(session: AsyncSession, *, scope_path: str, q: str, limit: int = 20) -> list[Region]:
+    """Regions inside the scope whose Chinese name contains `q`, widest first (a town before its villages)."""
+    stmt = (select(Region).where(Scope(scope_path).predicate(Region.path), Region.name.contains(q, autoescape=True))
+            .order_by(Region.depth, Region.path).limit(limit))
+    return list((await session.execute(stmt)).scalars())

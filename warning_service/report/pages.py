@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from warning_service.auth.service import authenticate, issue_token
-from warning_service.clock import utcnow
-from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
+from warning_service.deps import NowDep, Principal, SessionDep, SettingsDep, get_principal
 from warning_service.errors import DomainError, Forbidden
 from warning_service.region.models import LEVEL_ZH as REGION_LEVEL_ZH
 from warning_service.report import charts, scope, service
@@ -57,39 +55,7 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/console/login?next={quote(here, safe='')}", status_code=303)
 
 
-def _safe_next(target: str | None) -> str:
-    # Only back into the console: never an open redirect to another site.
-    if target and target.startswith("/console/") and not target.startswith("//"):
-        return target
-    return "/console/reports"
-
-
-@page_router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
-    return render(request, "login.html", next=_safe_next(next), error=None)
-
-
-@page_router.post("/login", response_class=HTMLResponse)
-async def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
-                       username: Annotated[str, Form()], password: Annotated[str, Form()],
-                       next: Annotated[str | None, Form()] = None) -> Response:
-    user = await authenticate(session, username=username, password=password)
-    if user is None:
-        return render(request, "login.html", status_code=401, next=_safe_next(next),
-                      error="用户名或密码错误 (wrong username or password)")
-    token = issue_token(user=user, secret=settings.secret_key.get_secret_value(), now=utcnow(),
-                        minutes=settings.access_token_minutes)
-    resp = RedirectResponse(_safe_next(next), status_code=303)
-    resp.set_cookie(TOKEN_COOKIE, token, max_age=settings.access_token_minutes * 60, httponly=True,
-                    samesite="strict", secure=settings.public_base_url.startswith("https://"), path="/")
-    return resp
-
-
-@page_router.post("/logout")
-async def logout() -> RedirectResponse:
-    resp = RedirectResponse("/console/login", status_code=303)
-    resp.delete_cookie(TOKEN_COOKIE, path="/")
-    return resp
+# Login and logout are the console's (warning_service/console/pages.py): one login for every role.
 
 
 @page_router.get("/reports", response_class=HTMLResponse)
