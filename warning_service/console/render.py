@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 
 from warning_service.auth.models import User
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH
 from warning_service.person.models import ROLE_ZH
+from warning_service.templating import page_environment
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 STATUS_ZH = {"actual": "实际", "exercise": "演练", "test": "测试"}
@@ -72,8 +73,7 @@ def tel_href(phone: str | None) -> str:
 
 @lru_cache(maxsize=4)
 def _env(templates_dir: str) -> Environment:
-    env = Environment(loader=FileSystemLoader(templates_dir), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = page_environment(templates_dir).overlay()
     env.filters.update(beijing=beijing, phone=readable_phone, tel=tel_href,
                        hazard_zh=lambda v: HAZARD_ZH.get(v, v), level_zh=lambda v: LEVEL_ZH.get(v, v),
                        level_colour=lambda v: LEVEL_COLOUR.get(v, "#616161"),

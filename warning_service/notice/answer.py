@@ -125,10 +125,10 @@ class LoadedNotice:
     lifted_at: datetime | None
     expires_at: datetime | None
 
-    def ended(self, now: datetime) -> tuple[str, datetime] | None:
+    def ended(self, now: datetime) -> tuple[str, datetime | None] | None:
         """("lifted" | "expired", when) once the warning is over — an expiry counts from `expires_at`,
         before the worker gets round to marking it."""
-        if self.warning_state == WarningState.lifted and self.lifted_at is not None:
+        if self.warning_state == WarningState.lifted:
             return "lifted", self.lifted_at
         if self.expires_at is not None and (self.warning_state == WarningState.expired or self.expires_at <= now):
             return "expired", self.expires_at
@@ -195,7 +195,7 @@ async def load_notice(session: AsyncSession, notice_id: int) -> LoadedNotice | N
 def gone(n: LoadedNotice, *, now: datetime, grace_hours: int) -> bool:
     """Its link has outlived the warning (lifted or expired) by more than the grace period."""
     ended = n.ended(now)
-    return ended is not None and now > ended[1] + timedelta(hours=grace_hours)
+    return ended is not None and ended[1] is not None and now > ended[1] + timedelta(hours=grace_hours)
 
 
 def refusal(n: LoadedNotice, *, now: datetime) -> NotAcknowledgeable | None:
