@@ -144,11 +144,13 @@ async def run(url: str, batch_size: int, redis_url: str | None, fresh: bool, pro
             profiler.start()
         t0 = time.perf_counter()
         done = 0
-        while True:  # the worker's job, tick after tick, until the queue is empty
+        for _ in range(n + 1):  # the worker's job, tick after tick, until the queue is empty (each sends ≥ 1)
             got = await dispatch_tick(rt)
             done += got
             if got == 0:
                 break
+        else:
+            raise SystemExit(f"the queue of {n} messages was not empty after {n + 1} ticks")
         elapsed = time.perf_counter() - t0
         if profiler:
             profiler.stop()

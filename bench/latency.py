@@ -96,7 +96,7 @@ async def run(url: str, mode: str, limit: int, concurrency: int, batch_size: int
     from warning_service.logging import configure_logging
 
     configure_logging("WARNING")
-    await ensure_zhejiang(url, fresh=False)  # with --divisions when the worktree is not beside shared/
+    await ensure_zhejiang(url, fresh=False)  # the repository's divisions file unless --divisions names another
     ctx = multiprocessing.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(target=_serve, args=(mode, q, stop), daemon=True)
@@ -128,11 +128,13 @@ async def run(url: str, mode: str, limit: int, concurrency: int, batch_size: int
               f"Aliyun SendBatchSms ≤100 numbers, 50 ms gather window; 1 worker")
         cpu0, t0 = time.process_time(), time.perf_counter()
         done = 0
-        while True:
+        for _ in range(n + 1):  # tick after tick until the queue is empty (each sends ≥ 1)
             got = await dispatch_tick(rt)
             done += got
             if got == 0:
                 break
+        else:
+            raise SystemExit(f"the queue of {n} messages was not empty after {n + 1} ticks")
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stop.set()
         _, server_in_flight, server_sent, server_calls = q.get(timeout=30)
@@ -157,7 +159,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20_000, help="SMS to dispatch (the warning has ~130,000)")
     ap.add_argument("--concurrency", type=int, default=50, help="CHANNEL_CONCURRENCY (sends in flight per worker)")
     ap.add_argument("--batch-size", type=int, default=2000)
-    ap.add_argument("--divisions", default=None, help="zhejiang-divisions.csv, if not at ../shared/data/")
+    ap.add_argument("--divisions", default=None, help="another divisions CSV than the repository's")
     args = ap.parse_args()
     if args.divisions:
         zhejiang.DIVISIONS = Path(args.divisions)

@@ -20,7 +20,7 @@ from warning_service.db import Database
 from warning_service.demo import generated_people_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-DIVISIONS = ROOT.parent / "shared" / "data" / "zhejiang-divisions.csv"
+DIVISIONS = ROOT / "warning_service" / "data" / "zhejiang-divisions.csv"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/ws_bench"
 GRIDS_PER_VILLAGE = 4
 

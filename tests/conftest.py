@@ -8,31 +8,57 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from channels.console import ConsoleAdapter
 from channels.registry import ChannelRegistry
+from warning_service.acknowledgment.ratelimit import BadTokenLimiter
+from warning_service.auth import service as auth_service
 from warning_service.clock import FakeClock
 from warning_service.config import Settings
 from warning_service.db import Database
+from warning_service.delivery.ratelimit import RateLimiter
 from warning_service.migrate import upgrade
 from warning_service.models import metadata
 from warning_service.runtime import Runtime
 
+# Under pytest-xdist each worker process (gw0, gw1, …) runs its own share of the tests against its own
+# SQLite file, its own PostgreSQL database (TEST_DATABASE_URL's name + "_gw0") and its own Redis keys
+# (REDIS_KEYSPACE); without xdist there is one of each, as before.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+if PG_URL and WORKER:
+    PG_URL = f"{PG_URL}_{WORKER}"
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
+REDIS_KEYSPACE = f"ws-test:{WORKER or 'main'}:"
 REQUIRE = os.environ.get("WS_REQUIRE_SERVICES") == "1"
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 if REQUIRE and not (PG_URL and REDIS_URL):
     raise RuntimeError("WS_REQUIRE_SERVICES=1 but TEST_DATABASE_URL or TEST_REDIS_URL is not set")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "warning_service" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id at its lowest cost while testing, as Django's tests do with a fast hasher.
+
+    Production's cost (64 MiB, 3 passes) takes 0.1–1 s of CPU per hash or login on this machine and was half
+    the suite's time; what the tests prove (hashes are argon2id, salted, verified, wrong passwords refused)
+    does not depend on it.
+    """
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth_service, "_hasher", cheap)
+        mp.setattr(auth_service, "_DUMMY_HASH", cheap.hash("dummy-password-for-timing"))
+        yield
 
 
 def _pg_admin_url(url: str) -> tuple[str, str]:
@@ -99,9 +125,24 @@ async def redis_client() -> AsyncIterator[object | None]:
     import redis.asyncio as aioredis
 
     client = aioredis.from_url(REDIS_URL)
-    await client.flushdb()
+    await _forget_keys(client)
     yield client
     await client.aclose()
+
+
+async def _forget_keys(client) -> None:
+    """Delete this worker's keys, and only those: other workers are using the same Redis database."""
+    keys = [k async for k in client.scan_iter(match=REDIS_KEYSPACE + "*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+
+
+def isolate_redis_keys(rt: Runtime) -> Runtime:
+    """Give a runtime's Redis-backed limiters this worker's key prefix (the app's defaults start "ws:")."""
+    rt.ratelimiter = RateLimiter(rt.redis, prefix=REDIS_KEYSPACE + "ratelimit:")
+    rt.bad_tokens = BadTokenLimiter(per_minute=rt.settings.ack_bad_token_per_minute, redis=rt.redis,
+                                    prefix=REDIS_KEYSPACE + "ack:bad")
+    return rt
 
 
 def make_settings(db: Database, **overrides: object) -> Settings:
@@ -129,7 +170,7 @@ def console() -> ConsoleAdapter:
 def runtime(db: Database, settings: Settings, clock: FakeClock, redis_client: object | None,
             console: ConsoleAdapter) -> Runtime:
     channels = ChannelRegistry({c: console for c in ("sms", "voice", "email", "broadcast")})
-    return Runtime(settings=settings, db=db, clock=clock, redis=redis_client, channels=channels)
+    return isolate_redis_keys(Runtime(settings=settings, db=db, clock=clock, redis=redis_client, channels=channels))
 
 
 @pytest.fixture
@@ -171,7 +212,7 @@ async def duty(client, tree) -> dict[str, str]:
 
 @pytest.fixture
 async def fake_twilio():
-    """A local HTTP server speaking Twilio's REST API (shaped after shared/data/twilio_api_v2010.json)."""
+    """A local HTTP server speaking Twilio's REST API (shaped after tests/data/twilio_api_v2010.slice.json)."""
     from tests.delivery.fake_twilio import FakeTwilio, start
 
     fake = FakeTwilio()

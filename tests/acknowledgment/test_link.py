@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.acknowledgment.conftest import acks, issue, ledger_actions, lift, notice_of, reload, token_for
+from tests.conftest import REDIS_KEYSPACE
 from warning_service.acknowledgment.models import Feedback
 from warning_service.acknowledgment.ratelimit import BadTokenLimiter
 from warning_service.notice.models import Notice
@@ -162,7 +163,7 @@ async def test_bad_token_limiter_counts_per_address_per_minute(backend, redis_cl
     if backend == "redis" and redis_client is None:
         pytest.skip("TEST_REDIS_URL not set")
     lim = BadTokenLimiter(per_minute=3, redis=redis_client if backend == "redis" else None,
-                          prefix=f"test:{backend}")
+                          prefix=f"{REDIS_KEYSPACE}test:{backend}")
     now = clock.now()
     assert [await lim.hit("198.51.100.1", now) for _ in range(4)] == [False, False, False, True]
     assert await lim.hit("198.51.100.2", now) is False

@@ -18,14 +18,15 @@ GRID = "33108100100101"
 
 async def _blocked_on_a_lock(db, pid_of_holder: int) -> None:
     """Wait until some other backend waits for a lock the holder has (no sleeping on a timer)."""
-    while True:
-        async with db.engine.connect() as c:
-            n = (await c.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND :holder = ANY (pg_blocking_pids(pid))"), {"holder": pid_of_holder})).scalar_one()
-        if n:
-            return
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(20):
+        while True:
+            async with db.engine.connect() as c:
+                n = (await c.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND :holder = ANY (pg_blocking_pids(pid))"), {"holder": pid_of_holder})).scalar_one()
+            if n:
+                return
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ TEXT = "【温岭市防汛防台抗旱指挥部】温岭市发布台风红色预
 
 def adapter(fake: FakeTwilio, **overrides) -> TwilioAdapter:
     values = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": "+15005550006",
-              "api_base_url": fake.base_url, "public_base_url": "https://ws.example.cn", "timeout": 2.0}
+              "api_base_url": fake.base_url, "public_base_url": "https://ws.example.cn", "timeout": 15.0}
     values.update(overrides)
     return TwilioAdapter(TwilioConfig(**values))
 

@@ -31,9 +31,13 @@ def settings(db: Database):
 
 @pytest.fixture
 async def twilio(runtime: Runtime, fake_twilio: FakeTwilio) -> AsyncIterator[TwilioAdapter]:
-    """The real Twilio adapter serving sms and voice, pointed at the local Twilio-speaking server."""
+    """The real Twilio adapter serving sms and voice, pointed at the local Twilio-speaking server.
+
+    Its timeout is generous: on a loaded machine the local server can take seconds to answer, and a test that
+    means to time out says so with its own adapter.
+    """
     adapter = TwilioAdapter(TwilioConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=FROM_NUMBER,
-                                         api_base_url=fake_twilio.base_url, timeout=2.0))
+                                         api_base_url=fake_twilio.base_url, timeout=15.0))
     use(runtime, adapter, ("sms", "voice"))
     yield adapter
     await adapter.aclose()

@@ -1,6 +1,7 @@
 """A local HTTP server that speaks the slice of Twilio's REST API v2010 the adapters use.
 
-Shaped after ../shared/data/twilio_api_v2010.json: POST /2010-04-01/Accounts/{AccountSid}/Messages.json and
+Shaped after Twilio's OpenAPI description (tests/data/twilio_api_v2010.slice.json, the Messages and Calls part
+of twilio-oai's twilio_api_v2010.json): POST /2010-04-01/Accounts/{AccountSid}/Messages.json and
 /Calls.json take form parameters under HTTP basic auth (account sid : auth token) and answer 201 with the
 resource as JSON (sid, status, to, from, …); errors answer Twilio's error JSON {code, message, more_info,
 status}. Tests can script faults (HTTP errors, a hang) that the next requests get, in order.
@@ -20,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "data" / "twilio_api_v2010.json"
+SPEC = Path(__file__).resolve().parents[1] / "data" / "twilio_api_v2010.slice.json"
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -28,7 +29,7 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 def spec_parameters() -> dict[str, tuple[set[str], set[str]]]:
     """resource → (every form parameter Twilio's spec allows, those it requires)."""
-    spec = json.loads(SPEC.read_text())
+    spec = json.loads(SPEC.read_text(encoding="utf-8"))
     out = {}
     for resource in ("Messages", "Calls"):
         post = spec["paths"][f"/2010-04-01/Accounts/{{AccountSid}}/{resource}.json"]["post"]

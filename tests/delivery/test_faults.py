@@ -9,6 +9,7 @@ from datetime import timedelta
 from channels.base import Message, SendResult
 from channels.console import ConsoleAdapter
 from channels.registry import ChannelRegistry
+from tests.conftest import isolate_redis_keys
 from tests.delivery.conftest import attempts, issue, outbox, status_counts, use
 from warning_service.delivery import store
 from warning_service.delivery.dispatcher import dispatch_once, dispatch_tick
@@ -45,8 +46,9 @@ async def test_dispatcher_cancelled_mid_batch_resumes_without_losing_or_doubling
     gate = Gate(free=6)
     use(runtime, gate)
     task = asyncio.create_task(dispatch_once(runtime, batch_size=1000))
-    while gate.waiting < 3:  # noqa: ASYNC110 — polling the adapter: three channels with sends in flight
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while gate.waiting < 3:  # noqa: ASYNC110 — polling the adapter: three channels with sends in flight
+            await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     in_flight = {m.idempotency_key for m in gate.sent[6:]}
@@ -121,8 +123,8 @@ async def test_two_dispatchers_at_once_send_each_message_exactly_once(client, du
     wid = await issue(client, duty, targets=["331081"])
     total = len(await outbox(db, warning_id=wid))
     a, b = ConsoleAdapter(echo=False), ConsoleAdapter(echo=False)
-    other = Runtime(settings=settings, db=db, clock=clock, redis=runtime.redis,
-                    channels=ChannelRegistry({c: b for c in ("sms", "voice", "email", "broadcast")}))
+    other = isolate_redis_keys(Runtime(settings=settings, db=db, clock=clock, redis=runtime.redis,
+                               channels=ChannelRegistry({c: b for c in ("sms", "voice", "email", "broadcast")})))
     use(runtime, a)
     await asyncio.gather(*(dispatch_once(rt, batch_size=3) for rt in (runtime, other) for _ in range(8)))
     await dispatch_tick(runtime)
@@ -149,8 +151,9 @@ async def test_a_stopped_tick_hands_back_the_batch_it_had_claimed_ahead(client, 
     use(runtime, gate)
     task = asyncio.create_task(dispatch_tick(runtime))
     # wait for a send under way and, on PostgreSQL, for the next batch claimed ahead of it
-    while gate.waiting == 0 or (not db.is_sqlite and (await status_counts(db, wid)).get("sending", 0) < 8):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while gate.waiting == 0 or (not db.is_sqlite and (await status_counts(db, wid)).get("sending", 0) < 8):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     counts = await status_counts(db, wid)

@@ -8,7 +8,7 @@ import pytest
 
 from channels.fake import FakeAdapter
 from channels.registry import ChannelRegistry
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import REDIS_KEYSPACE, REDIS_URL, make_settings
 from tests.delivery.conftest import issue, outbox, status_counts, use
 from warning_service.delivery.dispatcher import dispatch_once
 from warning_service.delivery.ratelimit import RateLimiter
@@ -36,7 +36,8 @@ async def test_two_limiters_on_separate_connections_share_one_bucket(redis_clien
     now = FrozenTime()
     other = await _redis()
     try:
-        a, b = RateLimiter(redis_client, now=now), RateLimiter(other, now=now)
+        prefix = REDIS_KEYSPACE + "ratelimit:"
+        a, b = RateLimiter(redis_client, now=now, prefix=prefix), RateLimiter(other, now=now, prefix=prefix)
         got = [await lim.take("sms", 4, rate=10, burst=10) for lim in (a, b, a)]
         assert [g for g, _ in got] == [4, 4, 2]
         granted, wait = await b.take("sms", 5, rate=10, burst=10)
@@ -83,7 +84,7 @@ async def test_two_dispatchers_together_send_no_more_than_the_shared_rate(client
         fake = FakeAdapter(keep=True)
         rt = Runtime(settings=settings, db=db, clock=clock, redis=conn,
                      channels=ChannelRegistry({c: fake for c in ("sms", "voice", "email", "broadcast")}),
-                     ratelimiter=RateLimiter(conn, now=now))
+                     ratelimiter=RateLimiter(conn, now=now, prefix=REDIS_KEYSPACE + "ratelimit:"))
         fakes.append(fake)
         runtimes.append(rt)
         conns.append(conn)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,12 +94,13 @@ class Totals:
 async def run_sweeps(db: Database, now: datetime, *, batch_size: int = 100) -> Totals:
     """What one escalation tick does after expiry: sweep batches until the due set is drained."""
     t = Totals()
-    while True:
-        async with db.session() as s:
-            r = await sweep(s, now=now, batch_size=batch_size)
-        t.add(r)
-        if r.claimed < batch_size or r.advanced == 0:
-            return t
+    async with asyncio.timeout(120):  # a sweep that kept claiming would be a bug, not a long queue
+        while True:
+            async with db.session() as s:
+                r = await sweep(s, now=now, batch_size=batch_size)
+            t.add(r)
+            if r.claimed < batch_size or r.advanced == 0:
+                return t
 
 
 async def notice_for(db: Database, warning_id: int, person_id: int, reason: str = "primary") -> Notice:

@@ -68,7 +68,8 @@ async def test_two_workers_on_postgresql_act_on_each_of_10000_due_notices_exactl
                 return claimed
 
     try:
-        a, b = await asyncio.gather(worker(db), worker(other))
+        async with asyncio.timeout(120):
+            a, b = await asyncio.gather(worker(db), worker(other))
     finally:
         await other.dispose()
     assert a + b == 10_000 and a > 0 and b > 0

@@ -90,11 +90,9 @@ async def test_descendants_at_every_level(db, root, level, expected):
 
 
 async def test_zhejiang_file_imports_whole(db, request):
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import PROJECT_DATA
 
-    path = SHARED_DATA / "zhejiang-divisions.csv"
-    if not path.exists():
-        pytest.fail(f"{path} missing: CI has ../shared beside the clone")
+    path = PROJECT_DATA / "zhejiang-divisions.csv"
     async with db.session() as s:
         result = await service.import_csv(s, path=path)
     assert result.rows == 27_036
