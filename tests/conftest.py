@@ -91,7 +91,9 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     await asyncio.to_thread(upgrade, url)
     from warning_service.config import async_database_url
 
-    db = Database(async_database_url(url), pool_size=20)
+    # Each xdist worker holds its own pools: kept small so that two workers stay well inside PostgreSQL's
+    # default 100 connections (pool 8 + overflow 20 + the raw pool's 10 each).
+    db = Database(async_database_url(url), pool_size=8)
     db.plain_url = url  # type: ignore[attr-defined]
     yield db
     await db.dispose()
