@@ -208,16 +208,17 @@ class EvacuationTask(SQLModel, table=True):
     """转移任务: one household to move for one warning, sent to its 包户责任人 as a notice of reason evacuation."""
 
     __tablename__ = "evacuation_task"
-    __table_args__ = (UniqueConstraint("warning_id", "household_id", name="uq_evacuation_task_household"),
-                      Index("ix_evacuation_task_warning_status", "warning_id", "status"))
+    # Few indexes: a county opens 20,000 of these inside the warning's transaction, and every index is paid
+    # for by each row. The board reads a warning's tasks through the (warning_id, household_id) key.
+    __table_args__ = (UniqueConstraint("warning_id", "household_id", name="uq_evacuation_task_household"),)
 
     id: int | None = Field(default=None, primary_key=True)
     notice_id: int = Field(sa_column=Column(Integer, deferred_notice_fk(), nullable=False, unique=True))
     warning_id: int = Field(foreign_key="early_warning.id")
-    household_id: int = Field(foreign_key="evac_household.id", index=True)
-    zone_id: int = Field(foreign_key="danger_zone.id", index=True)
+    household_id: int = Field(foreign_key="evac_household.id")
+    zone_id: int = Field(foreign_key="danger_zone.id")
     status: str = Field(max_length=16, default=TaskStatus.pending)
-    shelter_id: int | None = Field(default=None, foreign_key="shelter.id", index=True)
+    shelter_id: int | None = Field(default=None, foreign_key="shelter.id")
     people_moved: int | None = None
     note: str | None = Field(default=None, max_length=500)
     arrived_people: int | None = None  # recorded by the shelter's manager

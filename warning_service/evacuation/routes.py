@@ -49,8 +49,9 @@ async def task_in_scope(task_id: int, principal: Reader, session: SessionDep) ->
 
 ScopedWarning = Annotated[EarlyWarning, Depends(warning_in_scope)]
 ScopedTask = Annotated[service.TaskView, Depends(task_in_scope)]
-def register_of(register: str) -> registers.Register:
-    """The register named in the path (zones, households, shelters, special_people, special_places)."""
+def register_of(register: str, principal: Reader) -> registers.Register:
+    """The register named in the path (zones, households, shelters, special_people, special_places); the
+    caller is authenticated first, so an unknown name tells a stranger nothing."""
     return registers.register(register)
 
 

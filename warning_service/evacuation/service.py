@@ -84,7 +84,7 @@ async def open_for_warning(session: AsyncSession, *, warning: EarlyWarning, targ
     task_floor = await _max(session, T.c.id)
     floor = await notices.max_id(session)
     src = (
-        select(notices.reserved_ids(session, floor=floor, order_by=H.c.id), literal(warning.id, Integer), H.c.id,
+        select(await notices.reserved_ids(session, floor=floor, order_by=H.c.id), literal(warning.id, Integer), H.c.id,
                Z.c.id, literal(TaskStatus.pending.value), literal(False), literal(now, UTCDateTime),
                literal(now, UTCDateTime))
         .select_from(H.join(Z, Z.c.id == H.c.zone_id).join(R, R.c.code == Z.c.region_code)
@@ -123,7 +123,7 @@ async def _open_special(session: AsyncSession, *, warning: EarlyWarning, inside:
     for subject, table, who in ((Subject.person, SP, SP.c.helper_id), (Subject.place, SPL, SPL.c.contact_id)):
         floor = await notices.max_id(session)
         src = (
-            select(notices.reserved_ids(session, floor=floor, order_by=table.c.id), literal(warning.id, Integer),
+            select(await notices.reserved_ids(session, floor=floor, order_by=table.c.id), literal(warning.id, Integer),
                    literal(subject.value), table.c.id)
             .select_from(table.join(R, R.c.code == table.c.region_code).join(P, P.c.id == who))
             .where(table.c.active.is_(True), P.c.active.is_(True), inside, _meets(subject, table.c.id, warning),

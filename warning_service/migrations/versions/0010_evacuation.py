@@ -172,12 +172,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('notice_id'),
     sa.UniqueConstraint('warning_id', 'household_id', name='uq_evacuation_task_household')
     )
-    with op.batch_alter_table('evacuation_task', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_evacuation_task_household_id'), ['household_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_evacuation_task_shelter_id'), ['shelter_id'], unique=False)
-        batch_op.create_index('ix_evacuation_task_warning_status', ['warning_id', 'status'], unique=False)
-        batch_op.create_index(batch_op.f('ix_evacuation_task_zone_id'), ['zone_id'], unique=False)
-
     op.create_table('special_notice',
     sa.Column('notice_id', sa.Integer(), nullable=False),
     sa.Column('warning_id', sa.Integer(), nullable=False),
@@ -198,12 +192,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_special_notice_warning_id'))
 
     op.drop_table('special_notice')
-    with op.batch_alter_table('evacuation_task', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_evacuation_task_zone_id'))
-        batch_op.drop_index('ix_evacuation_task_warning_status')
-        batch_op.drop_index(batch_op.f('ix_evacuation_task_shelter_id'))
-        batch_op.drop_index(batch_op.f('ix_evacuation_task_household_id'))
-
     op.drop_table('evacuation_task')
     with op.batch_alter_table('evacuation_release', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_evacuation_release_warning_id'))
