@@ -57,8 +57,11 @@ class Town:
 @pytest.fixture
 async def tree(db, clock):
     t = await build_tree(db, now=clock.now())
-    for username, role, region in (("wl_duty", "duty_officer", "331081"), ("lh_duty", "duty_officer", "331082"),
-                                   ("wl_audit", "auditor", "331081")):
+    for username, role, region in (
+        ("wl_duty", "duty_officer", "331081"),
+        ("lh_duty", "duty_officer", "331082"),
+        ("wl_audit", "auditor", "331081"),
+    ):
         await make_user(db, username=username, role=role, region=region, now=clock.now())
     return t
 
@@ -69,58 +72,94 @@ async def duty(client, tree):
 
 
 async def upload(client, headers, register: str, name: str, data: bytes):
-    return await client.post(f"/api/v1/evacuation/registers/{register}/import", headers=headers,
-                             files={"file": (name, data)})
+    return await client.post(
+        f"/api/v1/evacuation/registers/{register}/import", headers=headers, files={"file": (name, data)}
+    )
 
 
 @pytest.fixture
 async def town(client, duty, tree) -> Town:
     """The registers imported through the API, as a county office would."""
-    keepers = (tree.person(HENGHU, "village_responsible"), tree.person(XIMEN, "village_responsible"),
-               tree.person(DONGHUI, "village_responsible"))
+    keepers = (
+        tree.person(HENGHU, "village_responsible"),
+        tree.person(XIMEN, "village_responsible"),
+        tree.person(DONGHUI, "village_responsible"),
+    )
     r = await upload(client, duty, "zones", "zones.csv", ZONES_CSV.encode())
     assert r.status_code == 200, r.text
     r = await upload(client, duty, "households", "households.csv", households_csv(*keepers).encode())
     assert r.status_code == 200, r.text
     manager = tree.person(TOWN, "town_responsible")
-    r = await upload(client, duty, "shelters", "shelters.xlsx", xlsx([
-        ["code", "name", "region_code", "capacity", "manager", "address"],
-        ["S1", "太平街道中心小学避灾安置点", TOWN, 6, manager, "太平街道学前路1号"]]))
+    r = await upload(
+        client,
+        duty,
+        "shelters",
+        "shelters.xlsx",
+        xlsx(
+            [
+                ["code", "name", "region_code", "capacity", "manager", "address"],
+                ["S1", "太平街道中心小学避灾安置点", TOWN, 6, manager, "太平街道学前路1号"],
+            ]
+        ),
+    )
     assert r.status_code == 200, r.text
-    r = await upload(client, duty, "special_people", "special_people.csv", (
-        "code,name,category,region_code,phone,helper,thresholds,note\n"
-        f"P1,周奶奶,独居老人,{XIMEN},,{keepers[1]},山洪:橙,行动不便\n").encode())
+    r = await upload(
+        client,
+        duty,
+        "special_people",
+        "special_people.csv",
+        (
+            "code,name,category,region_code,phone,helper,thresholds,note\n"
+            f"P1,周奶奶,独居老人,{XIMEN},,{keepers[1]},山洪:橙,行动不便\n"
+        ).encode(),
+    )
     assert r.status_code == 200, r.text
-    r = await upload(client, duty, "special_places", "special_places.csv", (
-        "code,name,category,region_code,contact,thresholds,note\n"
-        f"L1,太平中心小学,学校,{TOWN},{manager},山洪:红;暴雨:橙,\n"
-        f"L2,东辉养老院,养老院,{DONGHUI},{keepers[2]},山洪:黄,\n").encode())
+    r = await upload(
+        client,
+        duty,
+        "special_places",
+        "special_places.csv",
+        (
+            "code,name,category,region_code,contact,thresholds,note\n"
+            f"L1,太平中心小学,学校,{TOWN},{manager},山洪:红;暴雨:橙,\n"
+            f"L2,东辉养老院,养老院,{DONGHUI},{keepers[2]},山洪:黄,\n"
+        ).encode(),
+    )
     assert r.status_code == 200, r.text
     listed = await client.get("/api/v1/evacuation/registers/shelters", headers=duty)
-    return Town(people={"henghu": keepers[0], "ximen": keepers[1], "donghui": keepers[2], "manager": manager},
-                shelter_id=listed.json()["items"][0]["id"])
+    return Town(
+        people={"henghu": keepers[0], "ximen": keepers[1], "donghui": keepers[2], "manager": manager},
+        shelter_id=listed.json()["items"][0]["id"],
+    )
 
 
 async def issue(runtime, *, targets: list[str], hazard: str = "mountain_torrent", level: str = "red") -> int:
-    data = WarningCreate(hazard=hazard, level=level, description="预计未来3小时山区降雨100毫米以上,山洪风险极高。",
-                         targets=targets)
+    data = WarningCreate(
+        hazard=hazard, level=level, description="预计未来3小时山区降雨100毫米以上,山洪风险极高。", targets=targets
+    )
     async with runtime.db.session() as s:
-        result = await warnings.issue_warning(s, data=data, actor=PROVINCE, policy=runtime.policy,
-                                              settings=runtime.settings, now=runtime.clock.now())
+        result = await warnings.issue_warning(
+            s, data=data, actor=PROVINCE, policy=runtime.policy, settings=runtime.settings, now=runtime.clock.now()
+        )
         return result.warning.id  # type: ignore[return-value]
 
 
 async def lift(runtime, warning_id: int) -> None:
     async with runtime.db.session() as s:
-        await warnings.lift_warning(s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE,
-                                    now=runtime.clock.now())
+        await warnings.lift_warning(
+            s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE, now=runtime.clock.now()
+        )
 
 
 async def tasks_by_household(db, warning_id: int) -> dict[str, EvacuationTask]:
     async with db.session() as s:
-        rows = (await s.execute(select(Household.code, EvacuationTask).join(
-            EvacuationTask, EvacuationTask.household_id == Household.id).where(
-            EvacuationTask.warning_id == warning_id))).all()
+        rows = (
+            await s.execute(
+                select(Household.code, EvacuationTask)
+                .join(EvacuationTask, EvacuationTask.household_id == Household.id)
+                .where(EvacuationTask.warning_id == warning_id)
+            )
+        ).all()
         return {code: t for code, t in rows}
 
 

@@ -16,8 +16,15 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists() or os.environ.get("WS_REQUIRE_SERVICES") == "1"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -54,8 +61,13 @@ async def test_task_page_at_390px_records_a_move_to_a_shelter(served, runtime, d
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            ctx = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                            is_mobile=True, has_touch=True, locale="zh-CN")
+            ctx = await browser.new_context(
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+                locale="zh-CN",
+            )
             page = await ctx.new_page()
             page.on("request", lambda r: requests.append(r.url))
             await page.goto(url)

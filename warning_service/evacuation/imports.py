@@ -48,8 +48,13 @@ HEADERS = {
     "special_places": ["code", "name", "category", "region_code", "contact", "thresholds", "note"],
 }
 _HAZARD_BY_NAME = {**{v: k for k, v in HAZARD_ZH.items()}, **{k: k for k in HAZARD_ZH}}
-_LEVEL_BY_NAME = {**{v: k for k, v in LEVEL_ZH.items()}, **{v[0]: k for k, v in LEVEL_ZH.items()},
-                  **{k: k for k in LEVEL_ZH}, "立即转移": "red", "准备转移": "orange"}
+_LEVEL_BY_NAME = {
+    **{v: k for k, v in LEVEL_ZH.items()},
+    **{v[0]: k for k, v in LEVEL_ZH.items()},
+    **{k: k for k in LEVEL_ZH},
+    "立即转移": "red",
+    "准备转移": "orange",
+}
 
 
 def _by_name(zh: dict[str, str]) -> dict[str, str]:
@@ -92,13 +97,20 @@ class _Check:
             return
         n = len(self.problems)
         lines = len({p.line for p in self.problems})
-        raise Invalid(f"{self.name}: {n} problems in {lines} rows; nothing was imported",
-                      f"{self.name}:{lines} 行共 {n} 处错误,未导入任何数据", field="file",
-                      errors=[{"line": p.line, "field": p.field, "message": p.message, "message_zh": p.message_zh}
-                              for p in self.problems[:MAX_REPORTED]], error_count=n)
+        raise Invalid(
+            f"{self.name}: {n} problems in {lines} rows; nothing was imported",
+            f"{self.name}:{lines} 行共 {n} 处错误,未导入任何数据",
+            field="file",
+            errors=[
+                {"line": p.line, "field": p.field, "message": p.message, "message_zh": p.message_zh}
+                for p in self.problems[:MAX_REPORTED]
+            ],
+            error_count=n,
+        )
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
+
 
 def _cell(v: Any) -> str:
     if v is None:
@@ -115,8 +127,9 @@ def read_table(name: str, raw: bytes, *, header: list[str]) -> list[CsvRow]:
     try:
         wb = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 — any unreadable workbook is the caller's bad input
-        raise Invalid(f"{name}: not a readable .xlsx ({type(exc).__name__})", f"{name}:无法读取的 Excel 文件",
-                      field="file") from None
+        raise Invalid(
+            f"{name}: not a readable .xlsx ({type(exc).__name__})", f"{name}:无法读取的 Excel 文件", field="file"
+        ) from None
     rows = list(wb.worksheets[0].iter_rows(values_only=True))
     if not rows:
         raise Invalid(f"{name}: the file is empty", f"{name}:文件为空", field="file")
@@ -124,11 +137,14 @@ def read_table(name: str, raw: bytes, *, header: list[str]) -> list[CsvRow]:
     while got and not got[-1]:
         got.pop()
     if got != header:
-        raise Invalid(f"{name}, line 1: header must be {','.join(header)} (got {','.join(got)})",
-                      f"{name} 第 1 行:表头应为 {','.join(header)}(实际为 {','.join(got)})", field="header")
+        raise Invalid(
+            f"{name}, line 1: header must be {','.join(header)} (got {','.join(got)})",
+            f"{name} 第 1 行:表头应为 {','.join(header)}(实际为 {','.join(got)})",
+            field="header",
+        )
     out = []
     for i, values in enumerate(rows[1:], start=2):
-        cells = [_cell(v) for v in values][:len(header)]
+        cells = [_cell(v) for v in values][: len(header)]
         cells += [""] * (len(header) - len(cells))
         if any(cells):
             out.append(CsvRow(i, dict(zip(header, cells, strict=True))))
@@ -158,6 +174,7 @@ def thresholds_from_api(values: dict[str, str]) -> dict[str, int]:
 
 # --- references -------------------------------------------------------------------------------------------------
 
+
 async def _regions(session: AsyncSession, codes: set[str]) -> dict[str, Region]:
     out: dict[str, Region] = {}
     for part in chunks(sorted(codes), 5000):
@@ -179,18 +196,34 @@ async def _persons(session: AsyncSession, refs: set[str]) -> tuple[dict[int, Any
     by_id: dict[int, Any] = {}
     by_phone: dict[str, list[Any]] = {}
     for part in chunks(ids, 5000):
-        for p in (await session.execute(select(*cols).join(Region, Region.code == Person.region_code)
-                                        .where(Person.id.in_(part)))).all():
+        for p in (
+            await session.execute(
+                select(*cols).join(Region, Region.code == Person.region_code).where(Person.id.in_(part))
+            )
+        ).all():
             by_id[p.id] = p
     for part in chunks(sorted(phones), 5000):
-        for p in (await session.execute(select(*cols).join(Region, Region.code == Person.region_code)
-                                        .where(Person.phone.in_(part), Person.active.is_(True)))).all():
+        for p in (
+            await session.execute(
+                select(*cols)
+                .join(Region, Region.code == Person.region_code)
+                .where(Person.phone.in_(part), Person.active.is_(True))
+            )
+        ).all():
             by_phone.setdefault(p.phone, []).append(p)
     return by_id, by_phone
 
 
-def _person(check: _Check, line: int, field_: str, ref: str, people: tuple[dict[int, Any], dict[str, list[Any]]],
-            scope: Scope, *, required: bool = True) -> int | None:
+def _person(
+    check: _Check,
+    line: int,
+    field_: str,
+    ref: str,
+    people: tuple[dict[int, Any], dict[str, list[Any]]],
+    scope: Scope,
+    *,
+    required: bool = True,
+) -> int | None:
     """The person a row names (id or phone), active and inside the importer's scope; None after a problem."""
     if not ref:
         if required:
@@ -203,15 +236,23 @@ def _person(check: _Check, line: int, field_: str, ref: str, people: tuple[dict[
         try:
             found = by_phone.get(normalize_phone(ref), [])
         except PhoneError:
-            check.bad(line, field_, f"{ref!r} is neither a person id nor a phone number",
-                      f"{ref!r} 既不是人员编号也不是手机号")
+            check.bad(
+                line,
+                field_,
+                f"{ref!r} is neither a person id nor a phone number",
+                f"{ref!r} 既不是人员编号也不是手机号",
+            )
             return None
     if not found:
         check.bad(line, field_, f"no active person {ref!r} in the roster", f"人员名册中没有在岗人员 {ref!r}")
         return None
     if len({p.id for p in found}) > 1:
-        check.bad(line, field_, f"phone {ref!r} belongs to several persons; use the person id",
-                  f"手机号 {ref!r} 对应多名人员,请填写人员编号")
+        check.bad(
+            line,
+            field_,
+            f"phone {ref!r} belongs to several persons; use the person id",
+            f"手机号 {ref!r} 对应多名人员,请填写人员编号",
+        )
         return None
     p = found[0]
     if not p.active:
@@ -236,7 +277,12 @@ def _region(check: _Check, line: int, code: str, regions: dict[str, Region], sco
 def _choice(check: _Check, line: int, field_: str, value: str, names: dict[str, str], zh: dict[str, str]) -> str:
     got = names.get(value)
     if got is None:
-        check.bad(line, field_, f"{value!r} is not one of {', '.join(zh)}", f"{value!r} 不是有效取值({'、'.join(zh.values())})")
+        check.bad(
+            line,
+            field_,
+            f"{value!r} is not one of {', '.join(zh)}",
+            f"{value!r} 不是有效取值({'、'.join(zh.values())})",
+        )
         return ""
     return got
 
@@ -245,8 +291,12 @@ def _thresholds(check: _Check, line: int, value: str) -> dict[str, int]:
     try:
         return parse_thresholds(value)
     except ValueError as bad:
-        check.bad(line, "thresholds", f"{str(bad)!r} is not hazard:level (e.g. 山洪:红;台风:橙)",
-                  f"{str(bad)!r} 不是“灾种:级别”格式(如 山洪:红;台风:橙)")
+        check.bad(
+            line,
+            "thresholds",
+            f"{str(bad)!r} is not hazard:level (e.g. 山洪:红;台风:橙)",
+            f"{str(bad)!r} 不是“灾种:级别”格式(如 山洪:红;台风:橙)",
+        )
         return {}
 
 
@@ -289,8 +339,10 @@ def _count(check: _Check, line: int, field_: str, value: str, *, low: int, high:
 
 # --- the registers ----------------------------------------------------------------------------------------------
 
-async def import_register(session: AsyncSession, *, register: str, name: str, raw: bytes, scope_path: str,
-                          now: datetime) -> ImportResult:
+
+async def import_register(
+    session: AsyncSession, *, register: str, name: str, raw: bytes, scope_path: str, now: datetime
+) -> ImportResult:
     """Import one register file (see HEADERS); all or nothing."""
     if register not in HEADERS:
         raise Invalid(f"unknown register {register!r}", f"未知的台账 {register!r}", field="register")
@@ -301,7 +353,9 @@ async def import_register(session: AsyncSession, *, register: str, name: str, ra
     return await build(session, rows=rows, check=check, scope=scope, now=now)
 
 
-async def _upsert(session: AsyncSession, table: Any, values: list[dict[str, Any]], update: list[str]) -> tuple[int, int]:
+async def _upsert(
+    session: AsyncSession, table: Any, values: list[dict[str, Any]], update: list[str]
+) -> tuple[int, int]:
     before = (await session.execute(select(func.count()).select_from(table))).scalar_one()
     await bulk_upsert(session, table, values, index_elements=["code"], update_columns=update)
     inserted = (await session.execute(select(func.count()).select_from(table))).scalar_one() - before
@@ -321,8 +375,11 @@ async def replace_thresholds(session: AsyncSession, *, subject: Subject, by_id: 
     t = EvacThreshold.__table__
     for part in chunks(ids, 5000):
         await session.execute(delete(t).where(t.c.subject == subject.value, t.c.subject_id.in_(part)))
-    rows = [{"subject": subject.value, "subject_id": i, "hazard": h, "min_rank": rank}
-            for i in ids for h, rank in by_id[i].items()]
+    rows = [
+        {"subject": subject.value, "subject_id": i, "hazard": h, "min_rank": rank}
+        for i in ids
+        for h, rank in by_id[i].items()
+    ]
     for part in chunks(rows, 2000):
         await session.execute(insert(session, t), part)
 
@@ -330,8 +387,11 @@ async def replace_thresholds(session: AsyncSession, *, subject: Subject, by_id: 
 async def ancestors(session: AsyncSession, regions: Sequence[Region]) -> dict[str, tuple[str | None, str | None]]:
     """Region code → (its village, its town), either None when the region is above that level."""
     codes = {c for r in regions for c in r.path.strip("/").split("/")}
-    levels = dict((await session.execute(select(Region.code, Region.level).where(Region.code.in_(sorted(codes))))).all()) \
-        if len(codes) < 30_000 else {}
+    levels = (
+        dict((await session.execute(select(Region.code, Region.level).where(Region.code.in_(sorted(codes))))).all())
+        if len(codes) < 30_000
+        else {}
+    )
     out = {}
     for r in regions:
         chain = r.path.strip("/").split("/")
@@ -341,7 +401,9 @@ async def ancestors(session: AsyncSession, regions: Sequence[Region]) -> dict[st
     return out
 
 
-async def _zones(session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime) -> ImportResult:
+async def _zones(
+    session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime
+) -> ImportResult:
     regions = await _regions(session, {r.values["region_code"] for r in rows})
     values, thresholds = [], {}
     for r in rows:
@@ -351,29 +413,48 @@ async def _zones(session: AsyncSession, *, rows: list[CsvRow], check: _Check, sc
         region = _region(check, r.line, v["region_code"], regions, scope)
         t = _thresholds(check, r.line, v["thresholds"])
         if region is not None and kind and t and v["name"]:
-            values.append({"code": v["code"], "name": v["name"][:200], "kind": kind, "region_code": region.code,
-                           "note": v["note"][:500] or None, "active": True, "created_at": now, "updated_at": now})
+            values.append(
+                {
+                    "code": v["code"],
+                    "name": v["name"][:200],
+                    "kind": kind,
+                    "region_code": region.code,
+                    "note": v["note"][:500] or None,
+                    "active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             thresholds[v["code"]] = t
     check.raise_if_any()
     up = await ancestors(session, [regions[v["region_code"]] for v in values])
     for v in values:
         v["village_code"], v["town_code"] = up[v["region_code"]]
     table = DangerZone.__table__
-    inserted, updated = await _upsert(session, table, values, ["name", "kind", "region_code", "village_code",
-                                                                "town_code", "note", "active", "updated_at"])
+    inserted, updated = await _upsert(
+        session,
+        table,
+        values,
+        ["name", "kind", "region_code", "village_code", "town_code", "note", "active", "updated_at"],
+    )
     ids = await _ids(session, table, list(thresholds))
     await replace_thresholds(session, subject=Subject.zone, by_id={ids[c]: t for c, t in thresholds.items()})
     return ImportResult(rows=len(values), inserted=inserted, updated=updated)
 
 
-async def _households(session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope,
-                      now: datetime) -> ImportResult:
+async def _households(
+    session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime
+) -> ImportResult:
     zt = DangerZone.__table__
     zones: dict[str, Any] = {}
     for part in chunks(sorted({r.values["zone_code"] for r in rows}), 5000):
-        for z in (await session.execute(select(zt.c.code, zt.c.id, zt.c.region_code, zt.c.active, Region.path)
-                                        .join(Region, Region.code == zt.c.region_code)
-                                        .where(zt.c.code.in_(part)))).all():
+        for z in (
+            await session.execute(
+                select(zt.c.code, zt.c.id, zt.c.region_code, zt.c.active, Region.path)
+                .join(Region, Region.code == zt.c.region_code)
+                .where(zt.c.code.in_(part))
+            )
+        ).all():
             zones[z.code] = z
     people = await _persons(session, {r.values["keeper"] for r in rows})
     values = []
@@ -382,10 +463,16 @@ async def _households(session: AsyncSession, *, rows: list[CsvRow], check: _Chec
         _required(check, r, "name")
         z = zones.get(v["zone_code"])
         if z is None:
-            check.bad(r.line, "zone_code", f"unknown danger zone {v['zone_code']!r}", f"危险区 {v['zone_code']!r} 不存在")
+            check.bad(
+                r.line, "zone_code", f"unknown danger zone {v['zone_code']!r}", f"危险区 {v['zone_code']!r} 不存在"
+            )
         elif not scope.covers(z.path):
-            check.bad(r.line, "zone_code", f"zone {v['zone_code']} is outside your scope",
-                      f"危险区 {v['zone_code']} 不在您的管辖范围内")
+            check.bad(
+                r.line,
+                "zone_code",
+                f"zone {v['zone_code']} is outside your scope",
+                f"危险区 {v['zone_code']} 不在您的管辖范围内",
+            )
             z = None
         n = _count(check, r.line, "people", v["people"], low=1, high=200)
         phone = _phone(check, r.line, v["phone"])
@@ -396,18 +483,34 @@ async def _households(session: AsyncSession, *, rows: list[CsvRow], check: _Chec
                 flags.append(got)
         keeper = _person(check, r.line, "keeper", v["keeper"], people, scope)
         if z is not None and n and keeper is not None and v["name"]:
-            values.append({"code": v["code"], "zone_id": z.id, "region_code": z.region_code, "name": v["name"][:100],
-                           "people": n, "phone": phone, "vulnerable": ",".join(sorted(set(flags))),
-                           "keeper_id": keeper, "active": True, "created_at": now, "updated_at": now})
+            values.append(
+                {
+                    "code": v["code"],
+                    "zone_id": z.id,
+                    "region_code": z.region_code,
+                    "name": v["name"][:100],
+                    "people": n,
+                    "phone": phone,
+                    "vulnerable": ",".join(sorted(set(flags))),
+                    "keeper_id": keeper,
+                    "active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
     check.raise_if_any()
-    inserted, updated = await _upsert(session, Household.__table__, values,
-                                      ["zone_id", "region_code", "name", "people", "phone", "vulnerable",
-                                       "keeper_id", "active", "updated_at"])
+    inserted, updated = await _upsert(
+        session,
+        Household.__table__,
+        values,
+        ["zone_id", "region_code", "name", "people", "phone", "vulnerable", "keeper_id", "active", "updated_at"],
+    )
     return ImportResult(rows=len(values), inserted=inserted, updated=updated)
 
 
-async def _shelters(session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope,
-                    now: datetime) -> ImportResult:
+async def _shelters(
+    session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime
+) -> ImportResult:
     regions = await _regions(session, {r.values["region_code"] for r in rows})
     people = await _persons(session, {r.values["manager"] for r in rows if r.values["manager"]})
     values = []
@@ -418,18 +521,32 @@ async def _shelters(session: AsyncSession, *, rows: list[CsvRow], check: _Check,
         cap = _count(check, r.line, "capacity", v["capacity"], low=1, high=100_000)
         manager = _person(check, r.line, "manager", v["manager"], people, scope, required=False)
         if region is not None and cap and v["name"] and (manager is not None or not v["manager"]):
-            values.append({"code": v["code"], "name": v["name"][:200], "region_code": region.code, "capacity": cap,
-                           "manager_id": manager, "address": v["address"][:300] or None, "active": True,
-                           "created_at": now, "updated_at": now})
+            values.append(
+                {
+                    "code": v["code"],
+                    "name": v["name"][:200],
+                    "region_code": region.code,
+                    "capacity": cap,
+                    "manager_id": manager,
+                    "address": v["address"][:300] or None,
+                    "active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
     check.raise_if_any()
-    inserted, updated = await _upsert(session, Shelter.__table__, values,
-                                      ["name", "region_code", "capacity", "manager_id", "address", "active",
-                                       "updated_at"])
+    inserted, updated = await _upsert(
+        session,
+        Shelter.__table__,
+        values,
+        ["name", "region_code", "capacity", "manager_id", "address", "active", "updated_at"],
+    )
     return ImportResult(rows=len(values), inserted=inserted, updated=updated)
 
 
-async def _specials(session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime,
-                    place: bool) -> ImportResult:
+async def _specials(
+    session: AsyncSession, *, rows: list[CsvRow], check: _Check, scope: Scope, now: datetime, place: bool
+) -> ImportResult:
     regions = await _regions(session, {r.values["region_code"] for r in rows})
     who = "contact" if place else "helper"
     people = await _persons(session, {r.values[who] for r in rows})
@@ -444,20 +561,31 @@ async def _specials(session: AsyncSession, *, rows: list[CsvRow], check: _Check,
         t = _thresholds(check, r.line, v["thresholds"])
         phone = None if place else _phone(check, r.line, v["phone"])
         if cat and region is not None and person is not None and t and v["name"]:
-            row = {"code": v["code"], "name": v["name"][:200], "category": cat, "region_code": region.code,
-                   f"{who}_id": person, "note": v["note"][:500] or None, "active": True, "created_at": now,
-                   "updated_at": now}
+            row = {
+                "code": v["code"],
+                "name": v["name"][:200],
+                "category": cat,
+                "region_code": region.code,
+                f"{who}_id": person,
+                "note": v["note"][:500] or None,
+                "active": True,
+                "created_at": now,
+                "updated_at": now,
+            }
             if not place:
                 row["phone"] = phone
             values.append(row)
             thresholds[v["code"]] = t
     check.raise_if_any()
     table = (SpecialPlace if place else SpecialPerson).__table__
-    update = ["name", "category", "region_code", f"{who}_id", "note", "active", "updated_at"] + ([] if place else ["phone"])
+    update = ["name", "category", "region_code", f"{who}_id", "note", "active", "updated_at"] + (
+        [] if place else ["phone"]
+    )
     inserted, updated = await _upsert(session, table, values, update)
     ids = await _ids(session, table, list(thresholds))
-    await replace_thresholds(session, subject=Subject.place if place else Subject.person,
-                             by_id={ids[c]: t for c, t in thresholds.items()})
+    await replace_thresholds(
+        session, subject=Subject.place if place else Subject.person, by_id={ids[c]: t for c, t in thresholds.items()}
+    )
     return ImportResult(rows=len(values), inserted=inserted, updated=updated)
 
 
@@ -469,5 +597,10 @@ async def _special_places(session: AsyncSession, **kw: Any) -> ImportResult:
     return await _specials(session, place=True, **kw)
 
 
-_BUILDERS: dict[str, Callable[..., Any]] = {"zones": _zones, "households": _households, "shelters": _shelters,
-                                            "special_people": _special_people, "special_places": _special_places}
+_BUILDERS: dict[str, Callable[..., Any]] = {
+    "zones": _zones,
+    "households": _households,
+    "shelters": _shelters,
+    "special_people": _special_people,
+    "special_places": _special_places,
+}

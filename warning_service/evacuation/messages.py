@@ -46,9 +46,9 @@ class Topic:
 
 @dataclass
 class Loaded:
-    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)    # notice id → household
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)  # notice id → household
     special: dict[int, dict[str, Any]] = field(default_factory=dict)  # notice id → special person or place
-    areas: dict[str, str] = field(default_factory=dict)               # released region code → name
+    areas: dict[str, str] = field(default_factory=dict)  # released region code → name
 
 
 async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int, Any]) -> Loaded:
@@ -57,40 +57,88 @@ async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int,
     task_ids = [nid for nid, n in notices.items() if n.reason == NoticeReason.evacuation]
     if task_ids:
         village = Region.__table__.alias("village")
-        for r in (await session.execute(
-                select(EvacuationTask.notice_id, EvacuationTask.released_at, Household.name, Household.people,
-                       Household.phone, Household.vulnerable, DangerZone.name, DangerZone.kind, village.c.name)
+        for r in (
+            await session.execute(
+                select(
+                    EvacuationTask.notice_id,
+                    EvacuationTask.released_at,
+                    Household.name,
+                    Household.people,
+                    Household.phone,
+                    Household.vulnerable,
+                    DangerZone.name,
+                    DangerZone.kind,
+                    village.c.name,
+                )
                 .join(Household, Household.id == EvacuationTask.household_id)
                 .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
                 .outerjoin(village, village.c.code == DangerZone.village_code)
-                .where(EvacuationTask.notice_id.in_(task_ids)))).all():
+                .where(EvacuationTask.notice_id.in_(task_ids))
+            )
+        ).all():
             out.tasks[r[0]] = {
-                "released": r[1] is not None, "household": r[2], "people": r[3], "phone": r[4] or "",
+                "released": r[1] is not None,
+                "household": r[2],
+                "people": r[3],
+                "phone": r[4] or "",
                 "vulnerable": "、".join(VULNERABLE_ZH.get(v, v) for v in (r[5] or "").split(",") if v),
-                "zone": r[6], "zone_kind": ZONE_KIND_ZH.get(r[7], r[7]), "village": r[8] or ""}
+                "zone": r[6],
+                "zone_kind": ZONE_KIND_ZH.get(r[7], r[7]),
+                "village": r[8] or "",
+            }
     special_ids = [nid for nid, n in notices.items() if n.reason == NoticeReason.special]
     if special_ids:
-        links = (await session.execute(select(SpecialNotice.notice_id, SpecialNotice.subject, SpecialNotice.subject_id)
-                                       .where(SpecialNotice.notice_id.in_(special_ids)))).all()
-        persons = {p.id: p for p in (await session.execute(select(SpecialPerson).where(SpecialPerson.id.in_(
-            [s for _, kind, s in links if kind == Subject.person])))).scalars()}
-        places = {p.id: p for p in (await session.execute(select(SpecialPlace).where(SpecialPlace.id.in_(
-            [s for _, kind, s in links if kind == Subject.place])))).scalars()}
+        links = (
+            await session.execute(
+                select(SpecialNotice.notice_id, SpecialNotice.subject, SpecialNotice.subject_id).where(
+                    SpecialNotice.notice_id.in_(special_ids)
+                )
+            )
+        ).all()
+        persons = {
+            p.id: p
+            for p in (
+                await session.execute(
+                    select(SpecialPerson).where(
+                        SpecialPerson.id.in_([s for _, kind, s in links if kind == Subject.person])
+                    )
+                )
+            ).scalars()
+        }
+        places = {
+            p.id: p
+            for p in (
+                await session.execute(
+                    select(SpecialPlace).where(
+                        SpecialPlace.id.in_([s for _, kind, s in links if kind == Subject.place])
+                    )
+                )
+            ).scalars()
+        }
         for nid, kind, sid in links:
             if kind == Subject.person and sid in persons:
                 p = persons[sid]
-                out.special[nid] = {"kind": "person", "name": p.name, "phone": p.phone or "",
-                                    "category": SPECIAL_PERSON_ZH.get(p.category, p.category),
-                                    "action": SPECIAL_PERSON_ACTION}
+                out.special[nid] = {
+                    "kind": "person",
+                    "name": p.name,
+                    "phone": p.phone or "",
+                    "category": SPECIAL_PERSON_ZH.get(p.category, p.category),
+                    "action": SPECIAL_PERSON_ACTION,
+                }
             elif kind == Subject.place and sid in places:
                 p = places[sid]
-                out.special[nid] = {"kind": "place", "name": p.name, "phone": "",
-                                    "category": SPECIAL_PLACE_ZH.get(p.category, p.category),
-                                    "action": SPECIAL_PLACE_ACTION.get(p.category, SPECIAL_PLACE_ACTION["other"])}
+                out.special[nid] = {
+                    "kind": "place",
+                    "name": p.name,
+                    "phone": "",
+                    "category": SPECIAL_PLACE_ZH.get(p.category, p.category),
+                    "action": SPECIAL_PLACE_ACTION.get(p.category, SPECIAL_PLACE_ACTION["other"]),
+                }
     areas = {r.region_code for r in rows if r.kind == MessageKind.evac_release and r.region_code}
     if areas:
-        out.areas = dict((await session.execute(select(Region.code, Region.name).where(
-            Region.code.in_(sorted(areas))))).all())
+        out.areas = dict(
+            (await session.execute(select(Region.code, Region.name).where(Region.code.in_(sorted(areas))))).all()
+        )
     return out
 
 

@@ -21,16 +21,23 @@ from warning_service.db import UTCDateTime
 
 class ZoneKind(StrEnum):
     mountain_torrent = "mountain_torrent"  # 山洪危险区
-    geo_hazard = "geo_hazard"              # 地质灾害隐患点
+    geo_hazard = "geo_hazard"  # 地质灾害隐患点
     dilapidated_house = "dilapidated_house"  # 危旧房
-    low_lying = "low_lying"                # 低洼易涝区
-    seawall_outside = "seawall_outside"    # 海塘外/沿海
-    work_shed = "work_shed"                # 工棚
+    low_lying = "low_lying"  # 低洼易涝区
+    seawall_outside = "seawall_outside"  # 海塘外/沿海
+    work_shed = "work_shed"  # 工棚
     other = "other"
 
 
-ZONE_KIND_ZH = {"mountain_torrent": "山洪危险区", "geo_hazard": "地质灾害隐患点", "dilapidated_house": "危旧房",
-                "low_lying": "低洼易涝区", "seawall_outside": "海塘外/沿海", "work_shed": "工棚", "other": "其他"}
+ZONE_KIND_ZH = {
+    "mountain_torrent": "山洪危险区",
+    "geo_hazard": "地质灾害隐患点",
+    "dilapidated_house": "危旧房",
+    "low_lying": "低洼易涝区",
+    "seawall_outside": "海塘外/沿海",
+    "work_shed": "工棚",
+    "other": "其他",
+}
 
 
 class Vulnerable(StrEnum):
@@ -42,8 +49,14 @@ class Vulnerable(StrEnum):
     alone = "alone"
 
 
-VULNERABLE_ZH = {"elderly": "老人", "disabled": "残疾", "pregnant": "孕产妇", "ill": "重病", "child": "儿童",
-                 "alone": "独居"}
+VULNERABLE_ZH = {
+    "elderly": "老人",
+    "disabled": "残疾",
+    "pregnant": "孕产妇",
+    "ill": "重病",
+    "child": "儿童",
+    "alone": "独居",
+}
 
 
 class SpecialPersonCategory(StrEnum):
@@ -54,8 +67,13 @@ class SpecialPersonCategory(StrEnum):
     other = "other"
 
 
-SPECIAL_PERSON_ZH = {"elderly_alone": "独居老人", "disabled": "残疾人", "pregnant": "孕产妇",
-                     "seriously_ill": "重病患者", "other": "其他特殊人员"}
+SPECIAL_PERSON_ZH = {
+    "elderly_alone": "独居老人",
+    "disabled": "残疾人",
+    "pregnant": "孕产妇",
+    "seriously_ill": "重病患者",
+    "other": "其他特殊人员",
+}
 
 
 class SpecialPlaceCategory(StrEnum):
@@ -68,8 +86,15 @@ class SpecialPlaceCategory(StrEnum):
     other = "other"
 
 
-SPECIAL_PLACE_ZH = {"school": "学校", "nursing_home": "养老院", "hospital": "医院", "construction_site": "在建工地",
-                    "enterprise": "园区企业", "scenic_area": "景区", "other": "其他特殊场所"}
+SPECIAL_PLACE_ZH = {
+    "school": "学校",
+    "nursing_home": "养老院",
+    "hospital": "医院",
+    "construction_site": "在建工地",
+    "enterprise": "园区企业",
+    "scenic_area": "景区",
+    "other": "其他特殊场所",
+}
 # What the contact of each kind of place is told to do (the 姜堰 plan's 特殊场所传递机制).
 SPECIAL_PLACE_ACTION = {
     "school": "学校立即停课,组织师生就地避险或安全转移,严禁学生冒险返家",
@@ -84,16 +109,22 @@ SPECIAL_PERSON_ACTION = "请立即上门,帮扶其转移至安全场所并确认
 
 
 class TaskStatus(StrEnum):
-    pending = "pending"                # 待转移
-    moved = "moved"                    # 已转移(安置场所)
+    pending = "pending"  # 待转移
+    moved = "moved"  # 已转移(安置场所)
     with_relatives = "with_relatives"  # 投亲靠友
-    refused = "refused"                # 拒绝转移
-    unreachable = "unreachable"        # 不在家/联系不上
-    returned = "returned"              # 已返回
+    refused = "refused"  # 拒绝转移
+    unreachable = "unreachable"  # 不在家/联系不上
+    returned = "returned"  # 已返回
 
 
-TASK_STATUS_ZH = {"pending": "待转移", "moved": "已转移", "with_relatives": "投亲靠友", "refused": "拒绝转移",
-                  "unreachable": "不在家/联系不上", "returned": "已返回"}
+TASK_STATUS_ZH = {
+    "pending": "待转移",
+    "moved": "已转移",
+    "with_relatives": "投亲靠友",
+    "refused": "拒绝转移",
+    "unreachable": "不在家/联系不上",
+    "returned": "已返回",
+}
 # Out of harm's way: counted as 已转移 on the board.
 MOVED_STATUSES: tuple[str, ...] = (TaskStatus.moved, TaskStatus.with_relatives)
 # Still where the danger is: counted as 未转移.
@@ -256,6 +287,7 @@ class EvacuationRelease(SQLModel, table=True):
 
 
 # --- API shapes ----------------------------------------------------------------------------------------------
+
 
 class ZoneIn(BaseModel):
     code: str = PField(min_length=1, max_length=40)

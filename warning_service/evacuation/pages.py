@@ -40,10 +40,24 @@ from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
 page_router = APIRouter(include_in_schema=False)
-CHOICES = [(s.value, TASK_STATUS_ZH[s]) for s in (TaskStatus.moved, TaskStatus.with_relatives, TaskStatus.refused,
-                                                  TaskStatus.unreachable, TaskStatus.returned)]
-STATE_CLASS = {"moved": "ok", "with_relatives": "ok", "refused": "warn", "unreachable": "warn", "returned": "warn",
-               "pending": "off"}
+CHOICES = [
+    (s.value, TASK_STATUS_ZH[s])
+    for s in (
+        TaskStatus.moved,
+        TaskStatus.with_relatives,
+        TaskStatus.refused,
+        TaskStatus.unreachable,
+        TaskStatus.returned,
+    )
+]
+STATE_CLASS = {
+    "moved": "ok",
+    "with_relatives": "ok",
+    "refused": "warn",
+    "unreachable": "warn",
+    "returned": "warn",
+    "pending": "off",
+}
 
 
 def gone(view: service.TaskView, *, now: datetime, grace_hours: int) -> bool:
@@ -60,14 +74,28 @@ async def _shelters_near(session: AsyncSession, view: service.TaskView) -> list[
     area = county or town or await session.get(Region, view.zone.region_code)
     assert area is not None
     same_town = Scope(town.path).predicate(Region.path) if town else Region.path.is_(None)
-    return list((await session.execute(
-        select(Shelter.id, Shelter.name, Shelter.capacity).join(Region, Region.code == Shelter.region_code)
-        .where(Shelter.active.is_(True), Scope(area.path).predicate(Region.path))
-        .order_by(case((same_town, 0), else_=1), Shelter.name).limit(100))).all())
+    return list(
+        (
+            await session.execute(
+                select(Shelter.id, Shelter.name, Shelter.capacity)
+                .join(Region, Region.code == Shelter.region_code)
+                .where(Shelter.active.is_(True), Scope(area.path).predicate(Region.path))
+                .order_by(case((same_town, 0), else_=1), Shelter.name)
+                .limit(100)
+            )
+        ).all()
+    )
 
 
-async def _context(session: AsyncSession, view: service.TaskView, *, token: str, request: Request,
-                   flash: str | None = None, error: str | None = None) -> dict[str, Any]:
+async def _context(
+    session: AsyncSession,
+    view: service.TaskView,
+    *,
+    token: str,
+    request: Request,
+    flash: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
     t, h, z, w = view.task, view.household, view.zone, view.warning
     notice = await session.get(Notice, t.notice_id)
     assert notice is not None
@@ -76,19 +104,34 @@ async def _context(session: AsyncSession, view: service.TaskView, *, token: str,
     wctx = ack_pages._warning_context(w)
     wctx["state"] = w.state
     return {
-        "w": wctx, "flash": flash, "error": error,
+        "w": wctx,
+        "flash": flash,
+        "error": error,
         "base": f"{request.scope.get('root_path', '')}/e/{token}",
-        "t": {"status": t.status, "status_zh": TASK_STATUS_ZH.get(t.status, t.status), "household": h.name,
-              "people": h.people, "phone": h.phone or "", "people_moved": t.people_moved,
-              "vulnerable": "、".join(VULNERABLE_ZH.get(v, v) for v in h.vulnerable.split(",") if v),
-              "zone": z.name, "zone_kind": ZONE_KIND_ZH.get(z.kind, z.kind), "village": village.name if village else "",
-              "keeper": view.keeper.name, "shelter": shelter.name if shelter else "", "shelter_id": t.shelter_id,
-              "arrived_people": t.arrived_people, "note": t.note, "returned_early": t.returned_early,
-              "released": t.released_at is not None},
+        "t": {
+            "status": t.status,
+            "status_zh": TASK_STATUS_ZH.get(t.status, t.status),
+            "household": h.name,
+            "people": h.people,
+            "phone": h.phone or "",
+            "people_moved": t.people_moved,
+            "vulnerable": "、".join(VULNERABLE_ZH.get(v, v) for v in h.vulnerable.split(",") if v),
+            "zone": z.name,
+            "zone_kind": ZONE_KIND_ZH.get(z.kind, z.kind),
+            "village": village.name if village else "",
+            "keeper": view.keeper.name,
+            "shelter": shelter.name if shelter else "",
+            "shelter_id": t.shelter_id,
+            "arrived_people": t.arrived_people,
+            "note": t.note,
+            "returned_early": t.returned_early,
+            "released": t.released_at is not None,
+        },
         "state_class": STATE_CLASS.get(t.status, "off"),
         "ack_open": notice.state in ANSWERABLE_STATES and w.state == "active",
         "deadline": local_minute(notice.deadline),
-        "choices": CHOICES, "shelters": await _shelters_near(session, view),
+        "choices": CHOICES,
+        "shelters": await _shelters_near(session, view),
     }
 
 
@@ -110,15 +153,23 @@ def _render(settings: Settings, context: dict[str, Any], status_code: int = 200)
 
 async def _acknowledge(session: AsyncSession, view: service.TaskView, request: Request, now: datetime) -> None:
     try:
-        await answer.acknowledge(session, notice_id=view.task.notice_id, path="link", now=now,
-                                 source=client_ip(request))
+        await answer.acknowledge(
+            session, notice_id=view.task.notice_id, path="link", now=now, source=client_ip(request)
+        )
     except NotAcknowledgeable:
         pass  # the warning was lifted or the round closed: the decision still counts, the 叫应 is over
 
 
 @page_router.get("/e/{token}", response_model=None)
-async def task_page(token: str, request: Request, settings: SettingsDep, session: SessionDep, now: NowDep,
-                    saved: int = 0, acked: int = 0) -> Response:
+async def task_page(
+    token: str,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    now: NowDep,
+    saved: int = 0,
+    acked: int = 0,
+) -> Response:
     """转移任务: the household, 确认收到, and where the family went."""
     view = await _view(session, token, settings)
     if view is None:
@@ -142,8 +193,9 @@ async def task_ack(token: str, request: Request, settings: SettingsDep, session:
 
 
 @page_router.post("/e/{token}", response_model=None)
-async def task_decision(token: str, request: Request, settings: SettingsDep, session: SessionDep,
-                        now: NowDep) -> Response:
+async def task_decision(
+    token: str, request: Request, settings: SettingsDep, session: SessionDep, now: NowDep
+) -> Response:
     """The 包户责任人 reports 已转移 / 投亲靠友 / 拒绝转移 / 不在家 / 已返回."""
     view = await _view(session, token, settings)
     if view is None:
@@ -154,9 +206,12 @@ async def task_decision(token: str, request: Request, settings: SettingsDep, ses
     try:
         people = str(form.get("people_moved") or "").strip()
         shelter = str(form.get("shelter_id") or "").strip()
-        data = TaskDecision(status=str(form.get("status") or ""), shelter_id=int(shelter) if shelter.isdigit() else None,
-                            people_moved=int(people) if people.isdigit() else None,
-                            note=str(form.get("note") or "") or None)
+        data = TaskDecision(
+            status=str(form.get("status") or ""),
+            shelter_id=int(shelter) if shelter.isdigit() else None,
+            people_moved=int(people) if people.isdigit() else None,
+            note=str(form.get("note") or "") or None,
+        )
         if data.status != TaskStatus.moved:
             data.shelter_id = None
         await service.decide(session, view=view, data=data, actor=f"person:{view.keeper.id}", now=now)
@@ -172,19 +227,28 @@ async def task_decision(token: str, request: Request, settings: SettingsDep, ses
 
 # --- the board page ---------------------------------------------------------------------------------------------
 
+
 @lru_cache
 def _env(templates_dir: str) -> Environment:
-    return Environment(loader=FileSystemLoader(templates_dir), autoescape=select_autoescape(["html", "j2"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(templates_dir),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 @page_router.get("/console/evacuation/{warning_id}", response_class=HTMLResponse)
-async def board_page(warning_id: int, principal: Reader, session: SessionDep, settings: SettingsDep,
-                     now: NowDep) -> HTMLResponse:
+async def board_page(
+    warning_id: int, principal: Reader, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> HTMLResponse:
     """转移避险一张图: the board as a table by region, worst first (cookie or bearer login)."""
     warning = await service.warning_in_scope(session, warning_id=warning_id, scope_path=principal.scope.path)
     b = await report.board(session, warning=warning, scope_path=principal.scope.path, now=now)
-    html = _env(str(settings.templates_dir)).get_template("evacuation/board.html.j2").render(
-        b=b, generated=local_minute(now))
+    html = (
+        _env(str(settings.templates_dir))
+        .get_template("evacuation/board.html.j2")
+        .render(b=b, generated=local_minute(now))
+    )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
-

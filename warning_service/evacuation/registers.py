@@ -47,13 +47,16 @@ class Register:
     optional_persons: tuple[str, ...] = ()
 
 
-REGISTERS = {r.name: r for r in (
-    Register("zones", "危险区", DangerZone, ZoneIn, Subject.zone, ()),
-    Register("households", "转移对象", Household, HouseholdIn, None, ("keeper_id",)),
-    Register("shelters", "避灾安置场所", Shelter, ShelterIn, None, ("manager_id",), ("manager_id",)),
-    Register("special_people", "特殊人群", SpecialPerson, SpecialPersonIn, Subject.person, ("helper_id",)),
-    Register("special_places", "特殊场所", SpecialPlace, SpecialPlaceIn, Subject.place, ("contact_id",)),
-)}
+REGISTERS = {
+    r.name: r
+    for r in (
+        Register("zones", "危险区", DangerZone, ZoneIn, Subject.zone, ()),
+        Register("households", "转移对象", Household, HouseholdIn, None, ("keeper_id",)),
+        Register("shelters", "避灾安置场所", Shelter, ShelterIn, None, ("manager_id",), ("manager_id",)),
+        Register("special_people", "特殊人群", SpecialPerson, SpecialPersonIn, Subject.person, ("helper_id",)),
+        Register("special_places", "特殊场所", SpecialPlace, SpecialPlaceIn, Subject.place, ("contact_id",)),
+    )
+}
 
 
 def register(name: str) -> Register:
@@ -72,11 +75,17 @@ async def _region_in_scope(session: AsyncSession, code: str, scope: Scope) -> Re
 
 
 async def _person_in_scope(session: AsyncSession, field: str, person_id: int, scope: Scope) -> None:
-    row = (await session.execute(select(Person.active, Region.path).join(Region, Region.code == Person.region_code)
-                                 .where(Person.id == person_id))).first()
+    row = (
+        await session.execute(
+            select(Person.active, Region.path)
+            .join(Region, Region.code == Person.region_code)
+            .where(Person.id == person_id)
+        )
+    ).first()
     if row is None or not row.active or not scope.covers(row.path):
-        raise Invalid(f"no active person {person_id} in your scope", f"您的管辖范围内没有在岗人员 {person_id}",
-                      field=field)
+        raise Invalid(
+            f"no active person {person_id} in your scope", f"您的管辖范围内没有在岗人员 {person_id}", field=field
+        )
 
 
 async def _values(session: AsyncSession, reg: Register, data: BaseModel, scope: Scope) -> dict[str, Any]:
@@ -88,7 +97,9 @@ async def _values(session: AsyncSession, reg: Register, data: BaseModel, scope: 
     if reg.model is Household:
         zone = await session.get(DangerZone, values["zone_id"])
         if zone is None:
-            raise Invalid(f"unknown danger zone {values['zone_id']}", f"危险区 {values['zone_id']} 不存在", field="zone_id")
+            raise Invalid(
+                f"unknown danger zone {values['zone_id']}", f"危险区 {values['zone_id']} 不存在", field="zone_id"
+            )
         await _region_in_scope(session, zone.region_code, scope)
         values["region_code"] = zone.region_code
         values["vulnerable"] = ",".join(sorted({v.value for v in values["vulnerable"]}))
@@ -98,8 +109,9 @@ async def _values(session: AsyncSession, reg: Register, data: BaseModel, scope: 
             values["village_code"], values["town_code"] = (await imports.ancestors(session, [region]))[region.code]
     for enum_field in ("kind", "category"):
         if enum_field in values:
-            values[enum_field] = str(values[enum_field].value if hasattr(values[enum_field], "value")
-                                     else values[enum_field])
+            values[enum_field] = str(
+                values[enum_field].value if hasattr(values[enum_field], "value") else values[enum_field]
+            )
     if "phone" in values and values["phone"]:
         try:
             values["phone"] = normalize_phone(values["phone"])
@@ -112,8 +124,9 @@ def _thresholds(data: BaseModel) -> dict[str, int]:
     try:
         return imports.thresholds_from_api(data.thresholds)  # type: ignore[attr-defined]
     except ValueError as bad:
-        raise Invalid(f"{str(bad)!r} is not hazard:level", f"{str(bad)!r} 不是有效的“灾种:级别”",
-                      field="thresholds") from None
+        raise Invalid(
+            f"{str(bad)!r} is not hazard:level", f"{str(bad)!r} 不是有效的“灾种:级别”", field="thresholds"
+        ) from None
 
 
 async def create(session: AsyncSession, *, reg: Register, data: BaseModel, scope_path: str, now: datetime) -> Any:
@@ -122,7 +135,9 @@ async def create(session: AsyncSession, *, reg: Register, data: BaseModel, scope
     values = await _values(session, reg, data, scope)
     thresholds = _thresholds(data) if reg.subject else None
     if (await session.execute(select(reg.model.id).where(reg.model.code == values["code"]))).first():
-        raise Conflict(f"{reg.name} code {values['code']} exists", f"{reg.zh}编号 {values['code']} 已存在", field="code")
+        raise Conflict(
+            f"{reg.name} code {values['code']} exists", f"{reg.zh}编号 {values['code']} 已存在", field="code"
+        )
     row = reg.model(**values, created_at=now, updated_at=now)
     session.add(row)
     await session.flush()
@@ -140,16 +155,20 @@ async def get(session: AsyncSession, *, reg: Register, record_id: int, scope_pat
     raise NotFound(f"{reg.name} {record_id} not found", f"{reg.zh} {record_id} 不存在", field="id")
 
 
-async def replace(session: AsyncSession, *, reg: Register, record_id: int, data: BaseModel, scope_path: str,
-                  now: datetime) -> Any:
+async def replace(
+    session: AsyncSession, *, reg: Register, record_id: int, data: BaseModel, scope_path: str, now: datetime
+) -> Any:
     """Overwrite a record with new values (its code may not collide with another's)."""
     row = await get(session, reg=reg, record_id=record_id, scope_path=scope_path)
     values = await _values(session, reg, data, Scope(scope_path))
     thresholds = _thresholds(data) if reg.subject else None
-    clash = (await session.execute(select(reg.model.id).where(reg.model.code == values["code"],
-                                                              reg.model.id != record_id))).first()
+    clash = (
+        await session.execute(select(reg.model.id).where(reg.model.code == values["code"], reg.model.id != record_id))
+    ).first()
     if clash:
-        raise Conflict(f"{reg.name} code {values['code']} exists", f"{reg.zh}编号 {values['code']} 已存在", field="code")
+        raise Conflict(
+            f"{reg.name} code {values['code']} exists", f"{reg.zh}编号 {values['code']} 已存在", field="code"
+        )
     for k, v in values.items():
         setattr(row, k, v)
     row.active, row.updated_at = True, now
@@ -167,13 +186,21 @@ async def deactivate(session: AsyncSession, *, reg: Register, record_id: int, sc
     return row
 
 
-async def list_records(session: AsyncSession, *, reg: Register, scope_path: str, region_code: str | None = None,
-                       offset: int = 0, limit: int = 100) -> tuple[int, list[Any]]:
+async def list_records(
+    session: AsyncSession,
+    *,
+    reg: Register,
+    scope_path: str,
+    region_code: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[int, list[Any]]:
     path = scope_path
     if region_code:
         path = (await _region_in_scope(session, region_code, Scope(scope_path))).path
-    base = (select(reg.model).join(Region, Region.code == reg.model.region_code)
-            .where(Scope(path).predicate(Region.path)))
+    base = (
+        select(reg.model).join(Region, Region.code == reg.model.region_code).where(Scope(path).predicate(Region.path))
+    )
     total = (await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
     rows = (await session.execute(base.order_by(reg.model.id).offset(offset).limit(limit))).scalars().all()
     return total, list(rows)
@@ -184,9 +211,13 @@ async def public(session: AsyncSession, *, reg: Register, rows: Sequence[Any]) -
     out = [r.model_dump(mode="json") for r in rows]
     if reg.subject and rows:
         th: dict[int, dict[str, str]] = {}
-        for sid, hazard, rank in (await session.execute(select(
-                EvacThreshold.subject_id, EvacThreshold.hazard, EvacThreshold.min_rank).where(
-                EvacThreshold.subject == reg.subject.value, EvacThreshold.subject_id.in_([r.id for r in rows])))).all():
+        for sid, hazard, rank in (
+            await session.execute(
+                select(EvacThreshold.subject_id, EvacThreshold.hazard, EvacThreshold.min_rank).where(
+                    EvacThreshold.subject == reg.subject.value, EvacThreshold.subject_id.in_([r.id for r in rows])
+                )
+            )
+        ).all():
             th.setdefault(sid, {})[hazard] = RANK_LEVEL[rank]
         for o in out:
             o["thresholds"] = th.get(o["id"], {})

@@ -23,7 +23,7 @@ from warning_service.evacuation.models import (
     ZONE_KIND_ZH,
     TaskStatus,
 )
-from warning_service.evacuation.service import SH, T, H, Z
+from warning_service.evacuation.service import SH, H, T, Z
 from warning_service.notice.models import NOTICE_STATE_ZH, Notice
 from warning_service.person.models import Person
 from warning_service.region.models import Region
@@ -45,9 +45,12 @@ def _measures() -> list[Any]:
     moved = T.c.status.in_(MOVED_STATUSES)
     not_moved = T.c.status.in_(NOT_MOVED_STATUSES)
     return [
-        func.count().label("households"), func.coalesce(func.sum(H.c.people), 0).label("people"),
-        _n(moved).label("moved"), _people(moved, func.coalesce(T.c.people_moved, H.c.people)).label("people_moved"),
-        _n(not_moved).label("not_moved"), _people(not_moved, H.c.people).label("people_not_moved"),
+        func.count().label("households"),
+        func.coalesce(func.sum(H.c.people), 0).label("people"),
+        _n(moved).label("moved"),
+        _people(moved, func.coalesce(T.c.people_moved, H.c.people)).label("people_moved"),
+        _n(not_moved).label("not_moved"),
+        _people(not_moved, H.c.people).label("people_not_moved"),
         _n(T.c.status == TaskStatus.refused).label("refused"),
         _people(T.c.status == TaskStatus.refused, H.c.people).label("people_refused"),
         _n(T.c.status == TaskStatus.unreachable).label("unreachable"),
@@ -57,13 +60,26 @@ def _measures() -> list[Any]:
     ]
 
 
-MEASURES = ["households", "people", "moved", "people_moved", "not_moved", "people_not_moved", "refused",
-            "people_refused", "unreachable", "returned", "returned_early", "released"]
+MEASURES = [
+    "households",
+    "people",
+    "moved",
+    "people_moved",
+    "not_moved",
+    "people_not_moved",
+    "refused",
+    "people_refused",
+    "unreachable",
+    "returned",
+    "returned_early",
+    "released",
+]
 
 
 def _scoped(warning_id: int, scope_path: str) -> Any:
-    return (T.join(H, H.c.id == T.c.household_id).join(Z, Z.c.id == T.c.zone_id)
-            .join(R, R.c.code == Z.c.region_code)), [T.c.warning_id == warning_id, Scope(scope_path).predicate(R.c.path)]
+    return (
+        T.join(H, H.c.id == T.c.household_id).join(Z, Z.c.id == T.c.zone_id).join(R, R.c.code == Z.c.region_code)
+    ), [T.c.warning_id == warning_id, Scope(scope_path).predicate(R.c.path)]
 
 
 def _worst_first(row: dict[str, Any]) -> tuple[int, int, int]:
@@ -79,21 +95,32 @@ async def board(session: AsyncSession, *, warning: EarlyWarning, scope_path: str
     groups: dict[str, list[dict[str, Any]]] = {}
     for by, col in GROUPS.items():
         extra = [Z.c.name, Z.c.kind, Z.c.code, Z.c.region_code] if by == "zone" else []
-        rows = (await session.execute(select(col.label("key"), *extra, *_measures()).select_from(joined)
-                                      .where(*where).group_by(col, *extra))).all()
+        rows = (
+            await session.execute(
+                select(col.label("key"), *extra, *_measures()).select_from(joined).where(*where).group_by(col, *extra)
+            )
+        ).all()
         out = []
         for r in rows:
             m = r._mapping
             item = {"key": m["key"], **{k: int(m[k]) for k in MEASURES}}
             if by == "zone":
-                item.update(name=m["name"], kind=m["kind"], kind_zh=ZONE_KIND_ZH.get(m["kind"], m["kind"]),
-                            code=m["code"], region_code=m["region_code"])
+                item.update(
+                    name=m["name"],
+                    kind=m["kind"],
+                    kind_zh=ZONE_KIND_ZH.get(m["kind"], m["kind"]),
+                    code=m["code"],
+                    region_code=m["region_code"],
+                )
             out.append(item)
         groups[by] = out
     codes = {g["key"] for by in ("village", "town") for g in groups[by] if g["key"]}
     codes |= {g["region_code"] for g in groups["zone"]}
-    names = dict((await session.execute(select(R.c.code, R.c.name).where(R.c.code.in_(sorted(codes))))).all()) \
-        if codes else {}
+    names = (
+        dict((await session.execute(select(R.c.code, R.c.name).where(R.c.code.in_(sorted(codes))))).all())
+        if codes
+        else {}
+    )
     for by in ("village", "town"):
         for g in groups[by]:
             g["name"] = names.get(g["key"], g["key"] or "(未归属)")
@@ -102,12 +129,20 @@ async def board(session: AsyncSession, *, warning: EarlyWarning, scope_path: str
     for by in groups:
         groups[by].sort(key=_worst_first)
     return {
-        "warning": {"id": warning.id, "title": warning.title, "hazard": warning.hazard, "level": warning.level,
-                    "hazard_zh": HAZARD_ZH.get(warning.hazard, warning.hazard),
-                    "level_zh": LEVEL_ZH.get(warning.level, warning.level), "state": warning.state},
+        "warning": {
+            "id": warning.id,
+            "title": warning.title,
+            "hazard": warning.hazard,
+            "level": warning.level,
+            "hazard_zh": HAZARD_ZH.get(warning.hazard, warning.hazard),
+            "level_zh": LEVEL_ZH.get(warning.level, warning.level),
+            "state": warning.state,
+        },
         "generated_at": now.isoformat(),
         "totals": totals,
-        "by_town": groups["town"], "by_village": groups["village"], "by_zone": groups["zone"],
+        "by_town": groups["town"],
+        "by_village": groups["village"],
+        "by_zone": groups["zone"],
         "shelters": await shelters(session, warning_id=warning.id, scope_path=scope_path),
         "returned_early": await _flagged(session, warning_id=warning.id, scope_path=scope_path),
     }
@@ -116,38 +151,117 @@ async def board(session: AsyncSession, *, warning: EarlyWarning, scope_path: str
 async def shelters(session: AsyncSession, *, warning_id: int, scope_path: str) -> list[dict[str, Any]]:
     """Occupancy of each shelter in scope: people reported moved there (not yet released) against capacity."""
     here = (T.c.warning_id == warning_id) & (T.c.status == TaskStatus.moved) & T.c.released_at.is_(None)
-    occ = (select(T.c.shelter_id, func.sum(T.c.people_moved).label("reported"),
-                  func.sum(func.coalesce(T.c.arrived_people, 0)).label("arrived"),
-                  func.count().label("households"))
-           .where(here).group_by(T.c.shelter_id).subquery())
-    rows = (await session.execute(
-        select(SH.c.id, SH.c.code, SH.c.name, SH.c.capacity, SH.c.region_code,
-               func.coalesce(occ.c.reported, 0), func.coalesce(occ.c.arrived, 0), func.coalesce(occ.c.households, 0))
-        .select_from(SH.outerjoin(occ, occ.c.shelter_id == SH.c.id).join(R, R.c.code == SH.c.region_code))
-        .where(Scope(scope_path).predicate(R.c.path), (SH.c.active.is_(True)) | (occ.c.reported.is_not(None))))).all()
-    out = [{"id": r[0], "code": r[1], "name": r[2], "capacity": r[3], "region_code": r[4], "reported": int(r[5]),
-            "arrived": int(r[6]), "households": int(r[7]),
-            "occupancy": round(int(r[5]) / r[3], 3) if r[3] else None, "over_capacity": int(r[5]) > r[3]}
-           for r in rows]
+    occ = (
+        select(
+            T.c.shelter_id,
+            func.sum(T.c.people_moved).label("reported"),
+            func.sum(func.coalesce(T.c.arrived_people, 0)).label("arrived"),
+            func.count().label("households"),
+        )
+        .where(here)
+        .group_by(T.c.shelter_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                SH.c.id,
+                SH.c.code,
+                SH.c.name,
+                SH.c.capacity,
+                SH.c.region_code,
+                func.coalesce(occ.c.reported, 0),
+                func.coalesce(occ.c.arrived, 0),
+                func.coalesce(occ.c.households, 0),
+            )
+            .select_from(SH.outerjoin(occ, occ.c.shelter_id == SH.c.id).join(R, R.c.code == SH.c.region_code))
+            .where(Scope(scope_path).predicate(R.c.path), (SH.c.active.is_(True)) | (occ.c.reported.is_not(None)))
+        )
+    ).all()
+    out = [
+        {
+            "id": r[0],
+            "code": r[1],
+            "name": r[2],
+            "capacity": r[3],
+            "region_code": r[4],
+            "reported": int(r[5]),
+            "arrived": int(r[6]),
+            "households": int(r[7]),
+            "occupancy": round(int(r[5]) / r[3], 3) if r[3] else None,
+            "over_capacity": int(r[5]) > r[3],
+        }
+        for r in rows
+    ]
     out.sort(key=lambda s: (-(s["occupancy"] or 0), s["id"]))
     return out
 
 
-async def _flagged(session: AsyncSession, *, warning_id: int, scope_path: str, limit: int = 500) -> list[dict[str, Any]]:
+async def _flagged(
+    session: AsyncSession, *, warning_id: int, scope_path: str, limit: int = 500
+) -> list[dict[str, Any]]:
     joined, where = _scoped(warning_id, scope_path)
-    rows = (await session.execute(select(T.c.id, H.c.name, H.c.people, Z.c.name, T.c.updated_at).select_from(joined)
-                                  .where(*where, T.c.returned_early.is_(True)).order_by(T.c.id).limit(limit))).all()
+    rows = (
+        await session.execute(
+            select(T.c.id, H.c.name, H.c.people, Z.c.name, T.c.updated_at)
+            .select_from(joined)
+            .where(*where, T.c.returned_early.is_(True))
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+    ).all()
     return [{"task_id": r[0], "household": r[1], "people": r[2], "zone": r[3], "at": r[4].isoformat()} for r in rows]
 
 
 # --- exports ----------------------------------------------------------------------------------------------------
 
-DETAIL_HEADER = ["任务编号", "乡镇", "村(社区)", "危险区", "危险区类型", "户主", "人数", "脆弱人群", "包户责任人",
-                 "责任人电话", "叫应状态", "转移状态", "安置场所", "转移人数", "到达人数", "说明", "提前返回", "已解除转移"]
-GROUP_HEADER = ["名称", "应转移户数", "应转移人数", "已转移户数", "已转移人数", "未转移户数", "未转移人数", "拒绝户数",
-                "拒绝人数", "联系不上户数", "已返回户数", "提前返回户数"]
-GROUP_KEYS = ["households", "people", "moved", "people_moved", "not_moved", "people_not_moved", "refused",
-              "people_refused", "unreachable", "returned", "returned_early"]
+DETAIL_HEADER = [
+    "任务编号",
+    "乡镇",
+    "村(社区)",
+    "危险区",
+    "危险区类型",
+    "户主",
+    "人数",
+    "脆弱人群",
+    "包户责任人",
+    "责任人电话",
+    "叫应状态",
+    "转移状态",
+    "安置场所",
+    "转移人数",
+    "到达人数",
+    "说明",
+    "提前返回",
+    "已解除转移",
+]
+GROUP_HEADER = [
+    "名称",
+    "应转移户数",
+    "应转移人数",
+    "已转移户数",
+    "已转移人数",
+    "未转移户数",
+    "未转移人数",
+    "拒绝户数",
+    "拒绝人数",
+    "联系不上户数",
+    "已返回户数",
+    "提前返回户数",
+]
+GROUP_KEYS = [
+    "households",
+    "people",
+    "moved",
+    "people_moved",
+    "not_moved",
+    "people_not_moved",
+    "refused",
+    "people_refused",
+    "unreachable",
+    "returned",
+    "returned_early",
+]
 
 
 def _local(t: datetime | None) -> str:
@@ -164,20 +278,62 @@ def _safe(v: Any) -> Any:
 async def detail_rows(session: AsyncSession, *, warning_id: int, scope_path: str) -> list[list[Any]]:
     joined, where = _scoped(warning_id, scope_path)
     village, town = R.alias("village"), R.alias("town")
-    rows = (await session.execute(
-        select(T.c.id, town.c.name, village.c.name, Z.c.name, Z.c.kind, H.c.name, H.c.people, H.c.vulnerable,
-               Person.name, Person.phone, Notice.state, T.c.status, SH.c.name, T.c.people_moved, T.c.arrived_people,
-               T.c.note, T.c.returned_early, T.c.released_at)
-        .select_from(joined.join(Person, Person.id == H.c.keeper_id).join(Notice, Notice.id == T.c.notice_id)
-                     .outerjoin(SH, SH.c.id == T.c.shelter_id)
-                     .outerjoin(village, village.c.code == Z.c.village_code)
-                     .outerjoin(town, town.c.code == Z.c.town_code))
-        .where(*where).order_by(town.c.name, village.c.name, Z.c.id, T.c.id))).all()
-    return [[r[0], r[1] or "", r[2] or "", r[3], ZONE_KIND_ZH.get(r[4], r[4]), r[5], r[6],
-             "、".join(VULNERABLE_ZH.get(v, v) for v in (r[7] or "").split(",") if v), r[8], r[9] or "",
-             NOTICE_STATE_ZH.get(r[10], r[10]), TASK_STATUS_ZH.get(r[11], r[11]), r[12] or "",
-             r[13] if r[13] is not None else "", r[14] if r[14] is not None else "", r[15] or "",
-             "是" if r[16] else "", _local(r[17])] for r in rows]
+    rows = (
+        await session.execute(
+            select(
+                T.c.id,
+                town.c.name,
+                village.c.name,
+                Z.c.name,
+                Z.c.kind,
+                H.c.name,
+                H.c.people,
+                H.c.vulnerable,
+                Person.name,
+                Person.phone,
+                Notice.state,
+                T.c.status,
+                SH.c.name,
+                T.c.people_moved,
+                T.c.arrived_people,
+                T.c.note,
+                T.c.returned_early,
+                T.c.released_at,
+            )
+            .select_from(
+                joined.join(Person, Person.id == H.c.keeper_id)
+                .join(Notice, Notice.id == T.c.notice_id)
+                .outerjoin(SH, SH.c.id == T.c.shelter_id)
+                .outerjoin(village, village.c.code == Z.c.village_code)
+                .outerjoin(town, town.c.code == Z.c.town_code)
+            )
+            .where(*where)
+            .order_by(town.c.name, village.c.name, Z.c.id, T.c.id)
+        )
+    ).all()
+    return [
+        [
+            r[0],
+            r[1] or "",
+            r[2] or "",
+            r[3],
+            ZONE_KIND_ZH.get(r[4], r[4]),
+            r[5],
+            r[6],
+            "、".join(VULNERABLE_ZH.get(v, v) for v in (r[7] or "").split(",") if v),
+            r[8],
+            r[9] or "",
+            NOTICE_STATE_ZH.get(r[10], r[10]),
+            TASK_STATUS_ZH.get(r[11], r[11]),
+            r[12] or "",
+            r[13] if r[13] is not None else "",
+            r[14] if r[14] is not None else "",
+            r[15] or "",
+            "是" if r[16] else "",
+            _local(r[17]),
+        ]
+        for r in rows
+    ]
 
 
 def group_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
@@ -214,8 +370,17 @@ async def xlsx_export(session: AsyncSession, *, warning: EarlyWarning, scope_pat
         sheet = wb.create_sheet("安置场所")
         sheet.append(["安置场所", "容量", "登记转入人数", "到达人数", "户数", "使用率", "超容"])
         for s in b["shelters"]:
-            sheet.append([_safe(s["name"]), s["capacity"], s["reported"], s["arrived"], s["households"],
-                          s["occupancy"], "是" if s["over_capacity"] else ""])
+            sheet.append(
+                [
+                    _safe(s["name"]),
+                    s["capacity"],
+                    s["reported"],
+                    s["arrived"],
+                    s["households"],
+                    s["occupancy"],
+                    "是" if s["over_capacity"] else "",
+                ]
+            )
         sheet = wb.create_sheet("提前返回")
         sheet.append(["任务编号", "户主", "人数", "危险区", "时间"])
         for f in b["returned_early"]:
@@ -229,4 +394,3 @@ async def xlsx_export(session: AsyncSession, *, warning: EarlyWarning, scope_pat
         return bio.getvalue()
 
     return await asyncio.to_thread(build)
-
