@@ -166,8 +166,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['household_id'], ['evac_household.id'], ),
     sa.ForeignKeyConstraint(['notice_id'], ['notice.id'], initially='DEFERRED', deferrable=True),
     sa.ForeignKeyConstraint(['shelter_id'], ['shelter.id'], ),
-    sa.ForeignKeyConstraint(['warning_id'], ['early_warning.id'], ),
-    sa.ForeignKeyConstraint(['zone_id'], ['danger_zone.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('notice_id'),
     sa.UniqueConstraint('warning_id', 'household_id', name='uq_evacuation_task_household')
