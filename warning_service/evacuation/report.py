@@ -30,7 +30,6 @@ from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
 R = Region.__table__
-GROUPS = {"zone": Z.c.id, "village": Z.c.village_code, "town": Z.c.town_code}
 
 
 def _n(cond: Any) -> Any:
@@ -90,30 +89,35 @@ def _worst_first(row: dict[str, Any]) -> tuple[int, int, int]:
 async def board(session: AsyncSession, *, warning: EarlyWarning, scope_path: str, now: datetime) -> dict[str, Any]:
     """The whole board for one warning inside a scope."""
     joined, where = _scoped(warning.id, scope_path)
-    totals_row = (await session.execute(select(*_measures()).select_from(joined).where(*where))).one()
-    totals = {k: int(v) for k, v in zip(MEASURES, totals_row, strict=True)}
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for by, col in GROUPS.items():
-        extra = [Z.c.name, Z.c.kind, Z.c.code, Z.c.region_code] if by == "zone" else []
-        rows = (
-            await session.execute(
-                select(col.label("key"), *extra, *_measures()).select_from(joined).where(*where).group_by(col, *extra)
-            )
-        ).all()
-        out = []
-        for r in rows:
-            m = r._mapping
-            item = {"key": m["key"], **{k: int(m[k]) for k in MEASURES}}
-            if by == "zone":
-                item.update(
-                    name=m["name"],
-                    kind=m["kind"],
-                    kind_zh=ZONE_KIND_ZH.get(m["kind"], m["kind"]),
-                    code=m["code"],
-                    region_code=m["region_code"],
-                )
-            out.append(item)
-        groups[by] = out
+    # One pass over the tasks, grouped by zone; villages, towns and the totals are sums of zones.
+    extra = [Z.c.id, Z.c.name, Z.c.kind, Z.c.code, Z.c.region_code, Z.c.village_code, Z.c.town_code]
+    rows = (
+        await session.execute(select(*extra, *_measures()).select_from(joined).where(*where).group_by(*extra))
+    ).all()
+    zones: list[dict[str, Any]] = []
+    rollup: dict[str, dict[str | None, dict[str, Any]]] = {"village": {}, "town": {}}
+    totals = dict.fromkeys(MEASURES, 0)
+    for r in rows:
+        m = r._mapping
+        counts = {k: int(m[k]) for k in MEASURES}
+        zones.append(
+            {
+                "key": m["id"],
+                **counts,
+                "name": m["name"],
+                "kind": m["kind"],
+                "kind_zh": ZONE_KIND_ZH.get(m["kind"], m["kind"]),
+                "code": m["code"],
+                "region_code": m["region_code"],
+            }
+        )
+        for by, key in (("village", m["village_code"]), ("town", m["town_code"])):
+            g = rollup[by].setdefault(key, {"key": key, **dict.fromkeys(MEASURES, 0)})
+            for k in MEASURES:
+                g[k] += counts[k]
+        for k in MEASURES:
+            totals[k] += counts[k]
+    groups = {"zone": zones, "village": list(rollup["village"].values()), "town": list(rollup["town"].values())}
     codes = {g["key"] for by in ("village", "town") for g in groups[by] if g["key"]}
     codes |= {g["region_code"] for g in groups["zone"]}
     names = (
