@@ -6,6 +6,17 @@ from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
+from warning_service.evacuation.models import (
+    DangerZone,
+    EvacThreshold,
+    EvacuationRelease,
+    EvacuationTask,
+    Household,
+    Shelter,
+    SpecialNotice,
+    SpecialPerson,
+    SpecialPlace,
+)
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
@@ -16,3 +27,6 @@ metadata = SQLModel.metadata
 __all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "IssueRequest", "LedgerEntry",
            "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision",
            "WarningTarget", "metadata"]
+# 转移避险 (evacuation/)
+__all__ += ["DangerZone", "EvacThreshold", "EvacuationRelease", "EvacuationTask", "Household", "Shelter",
+            "SpecialNotice", "SpecialPerson", "SpecialPlace"]

@@ -9,6 +9,8 @@ from warning_service.auth import routes as auth
 from warning_service.console import routes as console
 from warning_service.delivery import routes as delivery
 from warning_service.early_warning import routes as early_warning
+from warning_service.evacuation import pages as evacuation_pages
+from warning_service.evacuation import routes as evacuation
 from warning_service.ledger import routes as ledger
 from warning_service.notice import routes as notice
 from warning_service.person import routes as person
@@ -23,7 +25,6 @@ def include_routers(app: FastAPI) -> None:
         auth.router,
         console.page_router,  # 值班台: login, menu, warning list, issue form, board, roster, audit
         console.docs_router,  # /docs and /redoc with assets served here
-
         region.router,
         person.router,
         early_warning.router,
@@ -36,6 +37,8 @@ def include_routers(app: FastAPI) -> None:
         report.router,
         report_pages.page_router,  # the auditors' console
         ledger.router,
+        evacuation.router,  # 转移避险 registers, tasks, board
+        evacuation_pages.page_router,  # the task page and the evacuation board
     ):
         app.include_router(router)
     console.mount_static(app)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from channels.base import Message
 from warning_service.delivery import store
 from warning_service.delivery.adapters import adapter_names
+from warning_service.delivery.models import AFTER_END_KINDS
 from warning_service.delivery.ratelimit import bucket_for, burst_for
 from warning_service.delivery.sending import Item, Outcome, send_all
 from warning_service.early_warning.models import EarlyWarning
@@ -178,7 +179,7 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
                 settled[n.id] = f"silent_notice_{subject_state[n.escalation_of]}"
     out: dict[int, str] = {}
     for r in rows:
-        if r.warning_id in ended and r.kind != "cancel":
+        if r.warning_id in ended and r.kind not in AFTER_END_KINDS:
             out[r.id] = ended[r.warning_id]
         elif r.kind in CHASE_KINDS and r.notice_id in settled:
             out[r.id] = settled[r.notice_id]

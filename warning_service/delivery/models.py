@@ -28,6 +28,12 @@ class MessageKind(StrEnum):
     recall = "recall"          # a primary notice called again
     deputy = "deputy"          # the B post called for a silent A post
     escalation = "escalation"  # the level above told about silence below
+    evacuation = "evacuation"  # a 转移任务 or a special person/place, to whoever must act (evacuation/)
+    evac_release = "evac_release"  # 解除转移: people of an area may go home (evacuation/)
+
+
+# Kinds that must still go after their warning ended: the lift itself, and the release of evacuees.
+AFTER_END_KINDS: tuple[str, ...] = (MessageKind.cancel, MessageKind.evac_release)
 
 
 # Statuses only move forward; a receipt that would move one backwards is ignored.

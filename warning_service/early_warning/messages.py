@@ -36,6 +36,7 @@ from warning_service.early_warning.models import (
     EarlyWarning,
     WarningRevision,
 )
+from warning_service.evacuation import messages as evacuation
 from warning_service.logging import get_logger
 from warning_service.notice.models import OPEN_STATES, Notice
 from warning_service.notice.tokens import link_key, make_token
@@ -69,8 +70,10 @@ def local_minute(t: datetime | None) -> str:
     return t.astimezone(CHINA_TZ).strftime("%Y年%m月%d日%H时%M分") if t else ""
 
 
-def _template_names(channel: str, kind: str, hazard: str, part: str = "") -> list[str]:
+def _template_names(channel: str, kind: str, hazard: str, part: str = "", topic: str | None = None) -> list[str]:
     suffix = f".{part}.j2" if part else ".j2"
+    if topic:  # 转移避险: a household, special person/place or release has its own text
+        return [f"{channel}/{topic}{suffix}", f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
     if kind in ("escalation", "deputy", "recall"):
         return [f"{channel}/{kind}{suffix}", f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
     return [f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
@@ -133,7 +136,8 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         w.sender_code[:6] for w in warnings.values()}
     regions_by_code = await _regions_with_ancestors(session, codes)
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,
-            "open_counts": open_counts, "regions": regions_by_code}
+            "open_counts": open_counts, "regions": regions_by_code,
+            "evacuation": await evacuation.load(session, rows=rows, notices=notices)}
 
 
 async def _regions_with_ancestors(session: AsyncSession, codes: set[str]) -> dict[str, Any]:
@@ -175,7 +179,7 @@ class _Renderer:
         self.env, self.ctx, self.key, self.base, self.settings, self.now = env, ctx, key, base, settings, now
         self._hazard_names = {**HAZARD_ZH, **settings.hazard_name_overrides()}
         self._warning_ctx: dict[tuple[int, int, str], dict[str, Any]] = {}
-        self._templates: dict[tuple[str, str, str], tuple[list[Any], frozenset[str]]] = {}
+        self._templates: dict[tuple[str, str, str, str | None], tuple[list[Any], frozenset[str]]] = {}
         self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, int | None, dict[str, str]]] = {}
         # Links all have one length (ids are five bytes), so a text's SMS segment count is known before its link.
         self._sample_link = f"{base}/a/{make_token(1, key=key)}"
@@ -226,11 +230,12 @@ class _Renderer:
         }
         return w
 
-    def _templates_for(self, channel: str, kind: str, hazard: str) -> tuple[list[Any], frozenset[str]]:
-        k = (channel, kind, hazard)
+    def _templates_for(self, channel: str, kind: str, hazard: str, topic: str | None = None
+                       ) -> tuple[list[Any], frozenset[str]]:
+        k = (channel, kind, hazard, topic)
         if k not in self._templates:
             parts = ("subject", "txt", "html") if channel == "email" else ("",)
-            templates = [self.env.select_template(_template_names(channel, kind, hazard, p)) for p in parts]
+            templates = [self.env.select_template(_template_names(channel, kind, hazard, p, topic)) for p in parts]
             used = frozenset().union(*(_variables(self.env, t.name) for t in templates))
             self._templates[k] = (templates, used)
         return self._templates[k]
@@ -248,25 +253,28 @@ class _Renderer:
         only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
         reply_code = "1" if only_one else str(warning.reply_code)
         deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
+        topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice)
         try:
-            templates, used = self._templates_for(row.channel, kind, warning.hazard)
+            templates, used = self._templates_for(row.channel, kind, warning.hazard, topic.template if topic else None)
             failure = None
         except Exception as exc:  # noqa: BLE001 — a missing or broken template falls back to plain text
             templates, used, failure = [], frozenset(("person", "subject")), exc
         key = (row.channel, kind, row.warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
                (person.name, person.role) if person is not None and "person" in used else None,
                notice.escalation_of if notice is not None and "subject" in used else None,
-               row.region_code if row.channel == "broadcast" else None)
+               row.region_code if row.channel == "broadcast" else None,
+               (row.notice_id, row.region_code) if topic else None)
         entry = self._texts.get(key)
         if entry is None:
             context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),
                                     reply_code=reply_code, deadline=deadline)
+            context["evac"] = topic.values if topic else {}
             entry = self._texts[key] = self._texts_for(row, templates, context, failure)
         body, subject, html, segments, parts = entry
         metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
                     "outbox_id": str(row.id), **parts}
         if token:
-            link = f"{self.base}/a/{token}"
+            link = f"{self.base}/{topic.path if topic else 'a'}/{token}"
             body = body.replace(_LINK, link)
             html = html.replace(_LINK, link) if html else html
             if metadata.get("part.link"):

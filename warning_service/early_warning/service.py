@@ -37,6 +37,7 @@ from warning_service.early_warning.models import (
 )
 from warning_service.early_warning.policy import PolicyBook
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
+from warning_service.evacuation import service as evacuation
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
@@ -178,6 +179,8 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
         {"at": now, "actor": actor.name, "action": "messages.queued", "subject_type": "warning",
          "subject_id": warning.id, "details": {"kind": "alert", "revision": 1, "by_channel": by_channel}},
     ])
+    # 转移避险: households in zones this hazard × level must clear, and special people/places (evacuation/).
+    await evacuation.open_for_warning(session, warning=warning, target_paths=[r.path for r in regions], now=now)
     log.info("warning_issued", warning_id=warning.id, identifier=identifier, hazard=warning.hazard,
              level=warning.level, recipients=count, messages=queued)
     return IssueResult(warning=warning, recipient_count=count, messages_queued=queued)
@@ -315,6 +318,8 @@ async def update_warning(session: AsyncSession, *, warning_id: int, data: Warnin
         {"at": now, "actor": actor.name, "action": "messages.queued", "subject_type": "warning",
          "subject_id": warning.id, "details": {"kind": "update", "revision": warning.revision, "count": queued}},
     ])
+    # 转移避险: an upgrade or a wider area may reach zones the warning did not reach before (evacuation/).
+    await evacuation.open_for_warning(session, warning=warning, target_paths=[r.path for r in regions], now=now)
     log.info("warning_updated", warning_id=warning.id, revision=warning.revision, upgraded=upgraded,
              new_recipients=new_count, messages=queued)
     return UpdateResult(warning=warning, new_recipients=new_count, upgraded=upgraded, messages_queued=queued)

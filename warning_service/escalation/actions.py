@@ -12,7 +12,7 @@ from warning_service.db import UTCDateTime
 from warning_service.delivery.models import MessageKind, OutboxMessage
 from warning_service.dialect import chunks, in_ids, insert
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
-from warning_service.notice.models import Notice, NoticeReason
+from warning_service.notice.models import ROOT_REASONS, Notice
 from warning_service.person.models import Person
 
 N, OUTBOX, P, W = Notice.__table__, OutboxMessage.__table__, Person.__table__, EarlyWarning.__table__
@@ -34,7 +34,8 @@ async def queue_messages(session: AsyncSession, *, notice_ids: Sequence[int], ch
     no_phone = or_(P.c.phone.is_(None), P.c.phone == "")
     kind = N.c.reason
     if recall:
-        kind = case((N.c.reason == NoticeReason.primary, literal(MessageKind.recall.value)), else_=N.c.reason)
+        # A task or a special notice is re-called like a primary one (its text names the household or place).
+        kind = case((N.c.reason.in_(ROOT_REASONS), literal(MessageKind.recall.value)), else_=N.c.reason)
     tag = (literal(":a") + cast(N.c.attempt_count, String)) if recall else literal(":first")
     key = (literal("n") + cast(N.c.id, String) + literal(":") + kind + literal(":rd")
            + cast(N.c.round, String) + tag + literal(f":{channel}"))

@@ -32,7 +32,7 @@ from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
 from warning_service.notice.claim import claim, lock_roots, lock_warnings
-from warning_service.notice.models import OPEN_STATES, NoticeReason
+from warning_service.notice.models import OPEN_STATES, ROOT_REASONS, NoticeReason
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
@@ -98,7 +98,7 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
     exhausted: list[Any] = []
     for r in live:
         policy = warnings[r.warning_id].policy
-        if (r.root_id or r.id, r.round) in answered and r.reason == NoticeReason.primary:
+        if (r.root_id or r.id, r.round) in answered and r.reason in ROOT_REASONS:
             plan.covered.append(r)
         elif (r.root_id or r.id, r.round) in answered:
             plan.closed.append(r)

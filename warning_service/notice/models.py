@@ -29,6 +29,8 @@ class NoticeReason(StrEnum):
     primary = "primary"        # reached because the warning targets their region
     deputy = "deputy"          # B post, called because the A post did not answer
     escalation = "escalation"  # level above, told that someone below did not answer
+    evacuation = "evacuation"  # 转移任务: a 包户责任人 told to move one household (evacuation/)
+    special = "special"        # a special person's helper or a special place's contact (evacuation/)
 
 
 class NoticeStep(StrEnum):
@@ -49,6 +51,9 @@ ANSWERABLE_STATES: tuple[str, ...] = (*OPEN_STATES, NoticeState.timed_out)
 SETTLED_STATES: tuple[str, ...] = (NoticeState.acknowledged, NoticeState.timed_out, NoticeState.closed)
 # Messages that only exist to chase silence; an answer (or a new round) makes them pointless.
 CHASE_KINDS: tuple[str, ...] = (MessageKind.recall, MessageKind.deputy, MessageKind.escalation)
+# Reasons that start a chain of their own (re-call, deputy, level above), as a primary notice does: someone was
+# asked to act, not told about someone else's silence.
+ROOT_REASONS: tuple[str, ...] = (NoticeReason.primary, NoticeReason.evacuation, NoticeReason.special)
 
 
 PRIMARY_PREDICATE = "reason = 'primary'"

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, func, literal, null, select, text, update
+from sqlalchemy import Integer, func, literal, literal_column, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
 from warning_service.delivery.models import OutboxMessage, OutboxStatus
-from warning_service.dialect import chunks, in_ids, insert
+from warning_service.dialect import chunks, in_ids, insert, is_postgresql
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.notice.models import (
     CHASE_KINDS,
@@ -125,6 +125,46 @@ async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[
     # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
     # compilation, RETURNING included — as long as the ON CONFLICT clause has no bound parameters.
     return list((await session.execute(stmt, rows)).all())
+
+
+async def reserved_ids(session: AsyncSession, *, floor: int, order_by: Any) -> Any:
+    """SQL: a fresh notice id per selected row, so rows of another table can name their notice before it is
+    written (evacuation tasks: one INSERT … SELECT links each household to its own notice).
+
+    PostgreSQL draws them from the table's own sequence, safe beside concurrent inserts. SQLite has one
+    writer at a time, and this transaction already writes: ids above `floor` (the current maximum) are free.
+    """
+    if is_postgresql(session):
+        # The sequence is named once, as a constant the planner resolves: pg_get_serial_sequence() per row
+        # costs a catalog look-up for each of 20,000 households.
+        seq = (await session.execute(select(func.pg_get_serial_sequence("notice", "id")))).scalar_one()
+        return literal_column(f"nextval('{seq}'::regclass)", Integer)
+    return literal(floor, Integer) + func.row_number().over(order_by=order_by)
+
+
+async def max_id(session: AsyncSession) -> int:
+    """The highest notice id so far (0 for none)."""
+    return int((await session.execute(select(func.coalesce(func.max(Notice.id), 0)))).scalar_one())
+
+
+async def open_reserved(session: AsyncSession, *, warning: EarlyWarning, source: Any, reason: NoticeReason,
+                        now: datetime) -> int:
+    """Open notices with ids reserved by `reserved_ids`: `source` selects (id, person_id, role, region_code).
+
+    They follow the warning's policy as primary notices do (answer deadline, the chase), so an 包户责任人
+    or a helper is held to the same 叫应 rules. Returns how many were opened.
+    """
+    policy = warning.policy
+    ack = bool(policy["ack_required"])
+    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
+    sub = source.subquery()
+    src = select(
+        sub.c[0], literal(warning.id, Integer), sub.c[1], sub.c[2], sub.c[3], literal(reason.value),
+        literal(NoticeState.pending.value), literal(ack), literal(warning.ack_round, Integer),
+        literal(deadline, UTCDateTime), literal(deadline, UTCDateTime), literal(0, Integer),
+        literal(NoticeStep.initial.value), literal(now, UTCDateTime))
+    res = await session.execute(insert(session, N).from_select(["id", *NOTICE_COLUMNS], src))
+    return res.rowcount or 0
 
 
 # --- the sweep's steps -----------------------------------------------------------------------------------------
@@ -254,6 +294,19 @@ async def end_warning(session: AsyncSession, *, warning_id: int, now: datetime) 
     await session.execute(update(N).where(N.c.warning_id == warning_id, N.c.next_action_at.is_not(None))
                           .values(next_action_at=None))
     return closed
+
+
+async def close_if_open(session: AsyncSession, ids: Sequence[int], *, now: datetime) -> int:
+    """Close those of these notices still waiting for an answer, and cancel their chase (what they asked for
+    is over — evacuees released); answered and timed-out notices keep their state. Returns how many closed."""
+    total = 0
+    for part in chunks(sorted(set(ids)), PART):
+        res = await session.execute(update(N).where(in_ids(session, N.c.id, part), N.c.state.in_(OPEN_STATES))
+                                    .values(state=NoticeState.closed.value, closed_at=now, next_action_at=None,
+                                            step=NoticeStep.done.value))
+        total += res.rowcount or 0
+    await cancel_chase(session, notice_ids=ids, now=now)
+    return total
 
 
 # --- the chase ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Done-when, end to end: a red 山洪 warning on a town opens exactly the households in zones whose threshold it
+meets; decisions update the board; the lift keeps them out until 解除转移; an early return is flagged; special
+places and people are reached by name."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import select
+
+from tests.evacuation.conftest import TOWN, count, issue, lift, tasks_by_household, token_for
+from warning_service.delivery.dispatcher import dispatch_once
+from warning_service.delivery.models import OutboxMessage
+from warning_service.evacuation.models import EvacuationTask, SpecialNotice
+from warning_service.ledger.models import LedgerPending
+from warning_service.notice.models import Notice
+
+
+async def sent_texts(runtime, console) -> list:
+    console.sent.clear()
+    while await dispatch_once(runtime, batch_size=200):
+        pass
+    return list(console.sent)
+
+
+async def board(client, headers, wid):
+    r = await client.get(f"/api/v1/evacuation/warnings/{wid}/board", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_red_torrent_on_a_town_opens_exactly_the_zones_whose_threshold_it_meets(runtime, db, town, tree, console):
+    wid = await issue(runtime, targets=[TOWN])
+    tasks = await tasks_by_household(db, wid)
+    # Z1 (山洪:红) and Z2 (山洪:橙 ≤ red) are in the town; Z3 clears only for 暴雨; Z4 lies in another town.
+    assert sorted(tasks) == ["H1", "H2", "H3"]
+    async with db.session() as s:
+        ns = {
+            n.id: n
+            for n in (
+                await s.execute(select(Notice).where(Notice.warning_id == wid, Notice.reason == "evacuation"))
+            ).scalars()
+        }
+    assert {t.notice_id for t in tasks.values()} == set(ns)
+    assert ns[tasks["H1"].notice_id].person_id == town.people["henghu"]
+    assert ns[tasks["H2"].notice_id].person_id == town.people["henghu"]  # two tasks for one 包户责任人
+    assert ns[tasks["H3"].notice_id].person_id == town.people["ximen"]
+    assert all(n.deadline is not None and n.state == "pending" for n in ns.values())
+    texts = await sent_texts(runtime, console)
+    evac = [m for m in texts if m.metadata["kind"] == "evacuation"]
+    assert len(evac) == 5  # three households, 周奶奶's helper, the school's contact
+    by_notice = {int(m.metadata["notice_id"]): m.body for m in evac}
+    body = by_notice[tasks["H1"].notice_id]
+    assert "王大伯户3人" in body and "横湖村后山山洪危险区" in body and "(含老人)" in body
+    assert f"/e/{token_for(runtime.settings, tasks['H1'].notice_id)}" in body
+    special = [b for nid, b in by_notice.items() if nid not in ns]
+    assert any("太平中心小学" in b and "停课" in b for b in special)
+    assert any("周奶奶" in b and "独居老人" in b for b in special)
+    assert not any("东辉养老院" in b for b in special)  # outside the warning's area
+    assert await count(db, SpecialNotice, SpecialNotice.warning_id == wid) == 2
+
+
+async def test_decisions_update_the_board_and_lift_keeps_evacuees_out_until_release(
+    runtime, db, town, tree, client, duty, console
+):
+    wid = await issue(runtime, targets=[TOWN])
+    tasks = await tasks_by_household(db, wid)
+    page = f"/e/{token_for(runtime.settings, tasks['H1'].notice_id)}"
+    r = await client.get(page)
+    assert r.status_code == 200 and "王大伯" in r.text and "太平街道中心小学避灾安置点" in r.text
+    r = await client.post(page, data={"status": "moved", "shelter_id": str(town.shelter_id), "people_moved": "3"})
+    assert r.status_code == 303
+    # A decision from the page also answers the notice (叫应).
+    async with db.session() as s:
+        assert (await s.get(Notice, tasks["H1"].notice_id)).state == "acknowledged"  # type: ignore[union-attr]
+    refuse = f"/e/{token_for(runtime.settings, tasks['H2'].notice_id)}"
+    r = await client.post(refuse, data={"status": "refused", "note": ""})
+    assert r.status_code == 422 and "拒绝转移须填写情况说明" in r.text
+    r = await client.post(refuse, data={"status": "refused", "note": "老人不愿离家,已报村委会强制转移"})
+    assert r.status_code == 303
+    r = await client.post(
+        f"/api/v1/evacuation/tasks/{tasks['H3'].id}/decision", headers=duty, json={"status": "unreachable"}
+    )
+    assert r.status_code == 200, r.text
+    b = await board(client, duty, wid)
+    assert b["totals"] | {} == b["totals"]
+    t = b["totals"]
+    assert (t["households"], t["people"], t["moved"], t["people_moved"], t["refused"], t["not_moved"]) == (
+        3,
+        8,
+        1,
+        3,
+        1,
+        1,
+    )
+    assert [v["name"] for v in b["by_village"]] == ["西门村", "横湖村"]  # 4 people not moved first
+    assert b["shelters"][0]["reported"] == 3 and b["shelters"][0]["capacity"] == 6
+    r = await client.post(
+        f"/api/v1/evacuation/shelters/{town.shelter_id}/arrivals",
+        headers=duty,
+        json={"task_id": tasks["H1"].id, "people": 3},
+    )
+    assert r.status_code == 200, r.text
+    await sent_texts(runtime, console)
+
+    await lift(runtime, wid)
+    texts = await sent_texts(runtime, console)
+    lifted = {
+        int(m.metadata["notice_id"]): m.body
+        for m in texts
+        if m.metadata["kind"] == "cancel" and m.metadata["notice_id"]
+    }
+    assert "暂不返回" in lifted[tasks["H1"].notice_id]
+    assert (await client.get(page)).status_code == 200  # the task page outlives the lift
+    r = await client.post(page, data={"status": "returned"})
+    assert r.status_code == 303
+    b = await board(client, duty, wid)
+    assert b["totals"]["returned_early"] == 1 and b["returned_early"][0]["household"] == "王大伯"
+    csv_text = (await client.get(f"/api/v1/evacuation/warnings/{wid}/report.csv", headers=duty)).content.decode(
+        "utf-8-sig"
+    )
+    rows = {r["户主"]: r for r in csv.DictReader(io.StringIO(csv_text))}
+    assert rows["王大伯"]["提前返回"] == "是" and rows["李阿婆"]["转移状态"] == "拒绝转移"
+    assert (await client.get(f"/api/v1/evacuation/warnings/{wid}/report.xlsx", headers=duty)).status_code == 200
+
+    r = await client.post(
+        f"/api/v1/evacuation/tasks/{tasks['H3'].id}/decision",
+        headers=duty,
+        json={"status": "moved", "shelter_id": town.shelter_id, "people_moved": 4},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(f"/api/v1/evacuation/warnings/{wid}/release", headers=duty, json={"region_code": TOWN})
+    assert r.status_code == 200, r.text
+    assert r.json()["tasks"] == 3
+    texts = await sent_texts(runtime, console)
+    released = [m for m in texts if m.metadata["kind"] == "evac_release"]
+    # Each 包户责任人 and the shelter's manager once, though the warning was already lifted.
+    assert sorted(m.address for m in released) == sorted({m.address for m in released}) and len(released) == 3
+    assert all("解除转移" in m.body and "太平街道" in m.body for m in released)
+    r = await client.post(page, data={"status": "returned"})
+    assert (await tasks_by_household(db, wid))["H1"].released_at is not None
+    again = await client.post(f"/api/v1/evacuation/warnings/{wid}/release", headers=duty, json={"region_code": TOWN})
+    assert again.status_code == 409
+    async with db.session() as s:
+        actions = [
+            e.action
+            for e in (await s.execute(select(LedgerPending).where(LedgerPending.action.like("evacuation.%")))).scalars()
+        ]
+    assert (
+        actions.count("evacuation.task_decided") == 6
+    )  # the return after release is no early one and "evacuation.released" in actions
+    assert (
+        await count(db, OutboxMessage, OutboxMessage.kind == "evac_release", OutboxMessage.status == "cancelled") == 0
+    )
+    assert await count(db, EvacuationTask, EvacuationTask.returned_early.is_(True)) == 1
