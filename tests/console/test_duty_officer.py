@@ -61,7 +61,8 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     preview = await (await resp_info.value).json()
     await page.wait_for_selector("#preview:not([hidden])")
     shown = int(await page.locator("#preview-count").inner_text())
-    assert shown == preview["recipient_count"] == 4  # 太平街道: town + 2 villages; 东辉村: its village
+    # Orange reaches village and grid persons: 太平街道's 2 villages and 4 grids; 东辉村 and its 2 grids.
+    assert shown == preview["recipient_count"] == 9
     assert "条计费短信" in await page.locator("#sms-meta").inner_text()
     shot = await chromium.shot(page, f"{viewport}-issue-preview")
     if viewport == "desktop":
@@ -93,7 +94,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
 
     # The board: phones as people read them, tap to call, all visible on a phone.
     rows = page.locator("#missing tr")
-    await page.wait_for_function("document.querySelectorAll('#missing tr').length === 4")
+    await page.wait_for_function("document.querySelectorAll('#missing tr').length === 9")
     tel = page.locator("#missing a.tel").first
     assert re.fullmatch(r"1\d\d \d{4} \d{4}", await tel.inner_text())
     assert (await tel.get_attribute("href")).startswith("tel:")
@@ -113,7 +114,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     assert "说明" in await page.locator("#err-note").inner_text()
     await page.fill("#proxy-note", "上门找到本人,已到岗")
     await page.click("#proxy-save")
-    await page.wait_for_function("document.querySelectorAll('#missing tr').length === 3")
+    await page.wait_for_function("document.querySelectorAll('#missing tr').length === 8")
     assert await page.locator("#k-acked").inner_text() == "1"
     async with db.session() as s:
         acks = (await s.execute(select(Acknowledgment))).scalars().all()

@@ -147,7 +147,7 @@ async def issue(runtime, *, targets: list[str], hazard: str = "mountain_torrent"
 async def lift(runtime, warning_id: int) -> None:
     async with runtime.db.session() as s:
         await warnings.lift_warning(
-            s, warning_id=warning_id, data=WarningLift(), actor=PROVINCE, now=runtime.clock.now()
+            s, warning_id=warning_id, data=WarningLift(reason="山洪风险解除"), actor=PROVINCE, now=runtime.clock.now()
         )
 
 

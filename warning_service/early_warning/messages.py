@@ -443,7 +443,8 @@ def render_preview(*, settings: Settings, warning: EarlyWarning, revision: Warni
         state=notice_state)
     ctx = {"revs": revs, "warnings": {wid: warning}, "notices": {1: notice} if notice else {}, "subjects": {},
            "persons": {1: _PreviewPerson(1, person_name, person_role, "13900000000")},
-           "open_counts": {} if reply_code == "1" else {1: 2}, "regions": {p.code: p for p in places}}
+           "open_counts": {} if reply_code == "1" else {1: 2}, "regions": {p.code: p for p in places},
+           "evacuation": evacuation.Loaded()}
     renderer = _Renderer(env, ctx, key=link_key(settings.secret_key.get_secret_value()),
                          base=settings.public_base_url, settings=settings, now=now)
     row = _PreviewRow(id=0, warning_id=wid, notice_id=None if broadcast else 1, revision=revision.revision,

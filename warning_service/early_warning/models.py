@@ -191,10 +191,9 @@ class WarningUpdate(BaseModel):
 class WarningLift(BaseModel):
     """解除: the reason is required (in `reason`, or `description` as older clients send it)."""
 
-    reason: str | None = PField(default=None, max_length=4000)
-    description: str | None = PField(default=None, max_length=4000)
-    # Why it is lifted (e.g. 降雨已减弱): recorded in the ledger; messages may quote it.
+    # Why it is lifted (e.g. 降雨已减弱): every lift message says it, and the ledger records it.
     reason: str | None = PField(default=None, max_length=500)
+    description: str | None = PField(default=None, max_length=4000)
 
 
 class IssueResponse(BaseModel):
