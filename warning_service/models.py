@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from warning_service.acknowledgment.models import Acknowledgment, Feedback
+from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, Notice, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
@@ -12,5 +12,6 @@ from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
-           "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "InboundEvent", "LedgerEntry",
+           "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget",
+           "metadata"]
