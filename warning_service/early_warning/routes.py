@@ -12,6 +12,7 @@ from warning_service.early_warning import cap, queries, relay, service
 from warning_service.early_warning.models import (
     IssueResponse,
     WarningCreate,
+    WarningIssue,
     WarningLift,
     WarningUpdate,
 )
@@ -35,10 +36,10 @@ def _summary(w: Any) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=IssueResponse)
-async def issue(body: WarningCreate, request: Request, principal: DutyOfficer, session: SessionDep,
+async def issue(body: WarningIssue, request: Request, principal: DutyOfficer, session: SessionDep,
                 settings: SettingsDep, now: NowDep) -> IssueResponse:
     """Issue a warning to every responsible person under the targets (one transaction)."""
-    result = await service.issue_warning(session, data=body, actor=principal.as_actor(), policy=_policy(request),
+    result = await service.issue_warning(session, data=WarningCreate.model_validate(body.model_dump()), actor=principal.as_actor(), policy=_policy(request),
                                          settings=settings, now=now)
     return IssueResponse(id=result.warning.id, identifier=result.warning.identifier,  # type: ignore[arg-type]
                          recipient_count=result.recipient_count)
