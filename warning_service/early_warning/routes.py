@@ -39,7 +39,8 @@ def _summary(w: Any) -> dict[str, Any]:
 async def issue(body: WarningIssue, request: Request, principal: DutyOfficer, session: SessionDep,
                 settings: SettingsDep, now: NowDep) -> IssueResponse:
     """Issue a warning to every responsible person under the targets (one transaction)."""
-    result = await service.issue_warning(session, data=WarningCreate.model_validate(body.model_dump()), actor=principal.as_actor(), policy=_policy(request),
+    data = WarningCreate.model_validate(body.model_dump())
+    result = await service.issue_warning(session, data=data, actor=principal.as_actor(), policy=_policy(request),
                                          settings=settings, now=now)
     return IssueResponse(id=result.warning.id, identifier=result.warning.identifier,  # type: ignore[arg-type]
                          recipient_count=result.recipient_count)
