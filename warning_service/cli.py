@@ -224,10 +224,13 @@ def worker_cmd() -> None:
 def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the server afterwards")) -> None:
     """Set up a demo (温岭市 with grids, people and users) on the embedded default and serve it."""
-    from warning_service.demo import prepare_demo
+    from warning_service.demo import DemoRefused, prepare_demo
 
     settings = get_settings()
-    info = prepare_demo(settings)
+    try:
+        info = prepare_demo(settings)
+    except DemoRefused as exc:
+        raise SystemExit(f"refused: {exc}") from None
     out = Console()
     base = settings.public_base_url
     out.print(f"\n[bold]warning-service demo[/bold] — {info['county']}: {info['regions']} regions, "

@@ -13,6 +13,10 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +29,24 @@ KB, MB = 1024, 1024 * 1024
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 DOCS_CDN = "https://cdn.jsdelivr.net"
 _SCRIPT_TAG = re.compile(rb"<script(?=[\s>])")
+INT64_MAX = 2**63 - 1
+_BIG_INT = re.compile(r"^[+-]?\d{19,}$")
+# NUL in a JSON string or a form field: no text column stores it (PostgreSQL refuses it outright).
+_NUL_IN_BODY = (b"\\u0000", b"%00", b"\x00")
+_TEXT_BODIES = (b"application/json", b"application/x-www-form-urlencoded")
+
+
+def refused_address(path: str, query: bytes) -> tuple[str, str, str] | None:
+    """(field, reason en, reason zh) when the path or query holds NUL or an integer beyond 64 bits."""
+    if "\x00" in path or b"%00" in query or b"\x00" in query:
+        return "path" if "\x00" in path else "query", "NUL characters are not allowed", "不允许出现空字符 (NUL)"
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if _BIG_INT.match(value.strip()) and abs(int(value)) > INT64_MAX:
+            return name, f"{name} is beyond the 64-bit integer range", f"参数 {name} 超出 64 位整数范围"
+    for segment in path.split("/"):
+        if _BIG_INT.match(segment) and abs(int(segment)) > INT64_MAX:
+            return "path", f"id {segment[:30]} is beyond the 64-bit integer range", "地址中的编号超出 64 位整数范围"
+    return None
 
 
 def csp(nonce: str, *, docs: bool = False) -> str:
@@ -66,8 +88,22 @@ async def send_error(send: Send, status: int, code: str, field: str | None, en: 
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLarge(Exception):
-    pass
+def _detail(field: str, en: str, zh: str) -> dict[str, str]:
+    return {"code": "invalid", "field": field, "message": en, "message_zh": zh}
+
+
+# HTTPException, because FastAPI passes those through when they surface while it reads a body (anything
+# else it reports as a generic 400), and the app's handler turns them into the usual error shape.
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        shown = f"{limit // MB} MB" if limit >= MB else f"{limit // KB} KB"
+        super().__init__(413, {**_detail("body", f"request body larger than {shown}", f"请求内容超过 {shown} 上限"),
+                               "code": "too_large"}, headers={"Connection": "close"})
+
+
+class NulInBody(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422, _detail("body", "NUL characters are not allowed", "请求内容中不允许出现空字符 (NUL)"))
 
 
 class SecurityMiddleware:
@@ -83,12 +119,15 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if "\x00" in path or "\x00" in scope.get("query_string", b"").decode("latin-1"):
-            await send_error(send, 400, "invalid", "path", "NUL bytes are not allowed in the address",
-                             "地址中不允许出现空字符 (NUL)")
+        refused = refused_address(path, scope.get("query_string", b""))
+        if refused is not None:
+            field, en, zh = refused
+            await send_error(send, 422, "invalid", field, en, zh)
             return
         limit = body_limit(path, **self.limits)
-        declared = dict(scope.get("headers", ())).get(b"content-length")
+        headers = dict(scope.get("headers", ()))
+        declared = headers.get(b"content-length")
+        scan_nul = headers.get(b"content-type", b"").startswith(_TEXT_BODIES)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(send, limit)
             return
@@ -97,14 +136,21 @@ class SecurityMiddleware:
         docs = path in DOCS_PATHS
         received = 0
         started = False
+        tail = b""  # the end of the previous chunk, so a NUL escape split across chunks is still seen
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
+                if scan_nul:
+                    window = tail + chunk
+                    if any(marker in window for marker in _NUL_IN_BODY):
+                        raise NulInBody()
+                    tail = window[-5:]
             return message
 
         held: Message | None = None  # the docs page's start, held until its body gets the nonce
@@ -135,14 +181,22 @@ class SecurityMiddleware:
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, NulInBody) as exc:  # read outside FastAPI's body parsing
             if not started:
-                await self._too_large(send, limit)
+                await send_error(send, exc.status_code, exc.detail["code"], "body", exc.detail["message"],
+                                 exc.detail["message_zh"], headers=[(b"connection", b"close")])
         except RecursionError:
             # A JSON body nested thousands deep: the parser gives up, the request was never valid.
             if not started:
                 await send_error(send, 400, "invalid", "body", "the JSON body is nested too deeply",
                                  "JSON 请求体嵌套层数过多")
+        except (DataError, OverflowError) as exc:
+            # Last line: a value the database cannot hold (a number past 64 bits in a JSON body, text past a
+            # column's width) is the caller's error, and nothing was written.
+            if not started:
+                reason = type(getattr(exc, "orig", exc)).__name__
+                await send_error(send, 422, "invalid", "body", f"a value cannot be stored ({reason})",
+                                 "请求中有数值或文本超出允许范围,未写入任何数据")
 
     @staticmethod
     async def _too_large(send: Send, limit: int) -> None:

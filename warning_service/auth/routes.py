@@ -10,39 +10,24 @@ from pydantic import BaseModel
 
 from warning_service.auth import service
 from warning_service.auth.models import Token, UserPublic
-from warning_service.auth.throttle import throttle_for
+from warning_service.auth.throttle import throttle_for, throttled_authenticate
 from warning_service.clock import utcnow
 from warning_service.deps import Admin, CurrentPrincipal, NowDep, SessionDep, SettingsDep, Unauthorized
-from warning_service.errors import DomainError
 from warning_service.ledger import service as ledger
 from warning_service.region import service as regions
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
-class TooManyAttempts(DomainError):
-    status_code = 429
-    code = "rate_limited"
-
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.extra["retry_after"])}
-
-
 @router.post("/auth/token", response_model=Token, responses={429: {"description": "too many failed logins"}})
 async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
                 session: SessionDep, settings: SettingsDep) -> Token:
     """Exchange username and password for a bearer token (failed attempts are throttled per address and user)."""
-    throttle = throttle_for(request.app.state.runtime)
-    address, now = request.client.host if request.client else "unknown", utcnow()
-    verdict = await throttle.check(address=address, username=form.username, now=now)
-    if not verdict.allowed:
-        raise TooManyAttempts(f"too many failed logins; try again in {verdict.retry_after} seconds",
-                              f"登录失败次数过多,请 {verdict.retry_after} 秒后再试", retry_after=verdict.retry_after)
-    user = await service.authenticate(session, username=form.username, password=form.password)
+    user = await throttled_authenticate(session, throttle=throttle_for(request.app.state.runtime),
+                                        address=request.client.host if request.client else "unknown",
+                                        username=form.username, password=form.password, now=utcnow())
     if user is None:
-        await throttle.failed(address=address, username=form.username, now=now)
         raise Unauthorized("wrong username or password", "用户名或密码错误")
-    await throttle.succeeded(address=address, username=form.username, now=now)
     # Tokens live in wall-clock time even when the service runs on a simulated clock.
     token = service.issue_token(user=user, secret=settings.secret_key.get_secret_value(), now=utcnow(),
                                 minutes=settings.access_token_minutes)

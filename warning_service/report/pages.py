@@ -12,7 +12,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from warning_service.auth.service import authenticate, issue_token
+from warning_service.auth.service import issue_token, revoke_tokens
+from warning_service.auth.throttle import TooManyAttempts, throttle_for, throttled_authenticate
 from warning_service.clock import utcnow
 from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
 from warning_service.errors import DomainError
@@ -73,7 +74,13 @@ async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 async def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
                        username: Annotated[str, Form()], password: Annotated[str, Form()],
                        next: Annotated[str | None, Form()] = None) -> Response:
-    user = await authenticate(session, username=username, password=password)
+    try:
+        user = await throttled_authenticate(session, throttle=throttle_for(request.app.state.runtime),
+                                            address=request.client.host if request.client else "unknown",
+                                            username=username, password=password, now=utcnow())
+    except TooManyAttempts as exc:
+        return render(request, "login.html", status_code=429, next=_safe_next(next),
+                      error=f"{exc.message_zh} ({exc.message_en})")
     if user is None:
         return render(request, "login.html", status_code=401, next=_safe_next(next),
                       error="用户名或密码错误 (wrong username or password)")
@@ -86,7 +93,11 @@ async def login_submit(request: Request, session: SessionDep, settings: Settings
 
 
 @page_router.post("/logout")
-async def logout() -> RedirectResponse:
+async def logout(request: Request, session: SessionDep, settings: SettingsDep) -> RedirectResponse:
+    try:  # the cookie dies with the page; the token itself must die too, or a copy of it stays valid for hours
+        await revoke_tokens(session, user=(await get_principal(request, session, settings, None)).user)
+    except DomainError:
+        pass  # not logged in (or a cross-site post): nothing to revoke
     resp = RedirectResponse("/console/login", status_code=303)
     resp.delete_cookie(TOKEN_COOKIE, path="/")
     return resp
