@@ -36,5 +36,6 @@ async def live(warning_id: int, request: Request, session: SessionDep, settings:
     html = _env(str(settings.templates_dir)).get_template("console/warning_live.html").render(
         w=warning, hazard_zh=HAZARD_ZH.get(warning.hazard, warning.hazard), level_zh=LEVEL_ZH[warning.level],
         colour=LEVEL_COLOUR[warning.level], user=principal.user,
-        can_act=principal.user.role in ("duty_officer", "admin"))
+        can_act=principal.user.role in ("duty_officer", "admin"),
+        csp_nonce=getattr(request.state, "csp_nonce", ""))  # the page's one inline script (security.py)
     return HTMLResponse(html)
