@@ -21,9 +21,9 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 @router.post("/auth/token", response_model=Token, responses={429: {"description": "too many failed logins"}})
 async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
-                session: SessionDep, settings: SettingsDep) -> Token:
+                settings: SettingsDep) -> Token:
     """Exchange username and password for a bearer token (failed attempts are throttled per address and user)."""
-    user = await throttled_authenticate(session, throttle=throttle_for(request.app.state.runtime),
+    user = await throttled_authenticate(request.app.state.db, throttle=throttle_for(request.app.state.runtime),
                                         address=request.client.host if request.client else "unknown",
                                         username=form.username, password=form.password, now=utcnow())
     if user is None:

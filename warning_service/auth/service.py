@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.auth.models import User, UserRole
+from warning_service.db import Database
 from warning_service.errors import Conflict, Invalid
 from warning_service.region import service as regions
 
@@ -23,7 +26,16 @@ _DUMMY_HASH = _hasher.hash("dummy-password-for-timing")
 ALGORITHM = "HS256"
 # argon2 is deliberately slow (~50 ms of CPU); run on the event loop it stalls every answer being recorded.
 # Two threads bound what a flood of logins can take from the machine; the throttle refuses the rest early.
-_verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+_verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2",
+                                  initializer=lambda: _lower_priority())
+
+
+def _lower_priority() -> None:
+    """Hash threads (and the lane threads argon2 starts from them) yield the CPU to the event loop first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: bounded pool still applies
+        pass
 
 
 def hash_password(password: str) -> str:
@@ -41,8 +53,11 @@ async def verify_password_off_loop(password: str, password_hash: str) -> bool:
     return await asyncio.get_running_loop().run_in_executor(_verify_pool, verify_password, password, password_hash)
 
 
-async def authenticate(session: AsyncSession, *, username: str, password: str) -> User | None:
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+async def authenticate(db: Database, *, username: str, password: str) -> User | None:
+    """The active user with this password, or None. The look-up's connection is handed back before hashing:
+    a flood of slow logins must not hold the pool that answers are recorded through."""
+    async with db.session() as session:
+        user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     if user is None:
         await verify_password_off_loop(password, _DUMMY_HASH)
         return None

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from warning_service.auth.models import User
 from warning_service.auth.service import authenticate
+from warning_service.db import Database
 from warning_service.errors import DomainError
 from warning_service.logging import get_logger
 
@@ -110,14 +109,14 @@ class TooManyAttempts(DomainError):
         return {"Retry-After": str(self.extra["retry_after"])}
 
 
-async def throttled_authenticate(session: AsyncSession, *, throttle: LoginThrottle, address: str, username: str,
+async def throttled_authenticate(db: Database, *, throttle: LoginThrottle, address: str, username: str,
                                  password: str, now: datetime) -> User | None:
     """The user for a right password, None for a wrong one; TooManyAttempts (429) while throttled."""
     verdict = await throttle.check(address=address, username=username, now=now)
     if not verdict.allowed:
         raise TooManyAttempts(f"too many failed logins; try again in {verdict.retry_after} seconds",
                               f"登录失败次数过多,请 {verdict.retry_after} 秒后再试", retry_after=verdict.retry_after)
-    user = await authenticate(session, username=username, password=password)
+    user = await authenticate(db, username=username, password=password)
     if user is None:
         await throttle.failed(address=address, username=username, now=now)
     else:

@@ -71,11 +71,11 @@ async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 
 
 @page_router.post("/login", response_class=HTMLResponse)
-async def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
+async def login_submit(request: Request, settings: SettingsDep,
                        username: Annotated[str, Form()], password: Annotated[str, Form()],
                        next: Annotated[str | None, Form()] = None) -> Response:
     try:
-        user = await throttled_authenticate(session, throttle=throttle_for(request.app.state.runtime),
+        user = await throttled_authenticate(request.app.state.db, throttle=throttle_for(request.app.state.runtime),
                                             address=request.client.host if request.client else "unknown",
                                             username=username, password=password, now=utcnow())
     except TooManyAttempts as exc:
