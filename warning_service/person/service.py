@@ -49,7 +49,9 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
                             f"区划 {v['region_code']!r} 不存在")
         if not v["name"]:
             raise row_error(name, r.line, "name", "must not be empty", "姓名不能为空")
-        if not _valid_role(v["role"]):
+        if len(v["name"]) > 100:
+            raise row_error(name, r.line, "name", "longer than 100 characters", "姓名超过 100 个字符")
+        if not _valid_role(v["role"]) or len(v["role"]) > 40:
             raise row_error(name, r.line, "role", f"{v['role']!r} is not a role name (lowercase_with_underscores)",
                             f"{v['role']!r} 不是有效的角色名")
         try:
