@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
@@ -106,6 +106,19 @@ class NulInBody(HTTPException):
         super().__init__(422, _detail("body", "NUL characters are not allowed", "请求内容中不允许出现空字符 (NUL)"))
 
 
+def _data_error(exc: BaseException) -> str | None:
+    """The name of the value error behind a database exception (asyncpg DataError, sqlite OverflowError)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        name = type(seen).__name__
+        if isinstance(seen, OverflowError) or name.endswith("DataError") or name == "StringDataRightTruncationError":
+            return name
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
 class SecurityMiddleware:
     """Adds the security headers to every HTML response and refuses bodies over the route class's limit (413)."""
 
@@ -190,13 +203,14 @@ class SecurityMiddleware:
             if not started:
                 await send_error(send, 400, "invalid", "body", "the JSON body is nested too deeply",
                                  "JSON 请求体嵌套层数过多")
-        except (DataError, OverflowError) as exc:
-            # Last line: a value the database cannot hold (a number past 64 bits in a JSON body, text past a
-            # column's width) is the caller's error, and nothing was written.
-            if not started:
-                reason = type(getattr(exc, "orig", exc)).__name__
-                await send_error(send, 422, "invalid", "body", f"a value cannot be stored ({reason})",
-                                 "请求中有数值或文本超出允许范围,未写入任何数据")
+        except (DBAPIError, OverflowError) as exc:
+            # Last line: a value the database cannot hold (an id past 32 bits, text past a column's width) is
+            # the caller's error, and nothing was written. Anything else is ours, and stays a 500.
+            reason = _data_error(exc)
+            if reason is None or started:
+                raise
+            await send_error(send, 422, "invalid", "body", f"a value cannot be stored ({reason})",
+                             "请求中有数值或文本超出允许范围,未写入任何数据")
 
     @staticmethod
     async def _too_large(send: Send, limit: int) -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tests.acknowledgment.conftest import acks, issue, lift, notice_of, phone_of, post_signed, token_for
+from tests.acknowledgment.conftest import (
+    acks,
+    issue,
+    lift,
+    notice_of,
+    phone_of,
+    post_signed,
+    set_notice,
+    token_for,
+)
 
 GRID = "33108100100101"
 SMS = "/webhooks/twilio/sms"
@@ -22,13 +31,14 @@ async def test_a_replayed_sms_reply_does_not_answer_a_new_warning(client, settin
     assert await acks(db, (await notice_of(db, second, pid)).id) == []
 
 
-async def test_a_replayed_key_press_is_ignored(client, settings, runtime, db, tree):
+async def test_a_replayed_key_press_does_not_answer_a_reopened_notice(client, settings, runtime, db, tree):
     pid = tree.person(GRID, "grid_responsible")
     wid = await issue(runtime, targets=[GRID])
     notice = await notice_of(db, wid, pid)
     path = f"/webhooks/twilio/voice/gather?t={token_for(settings, notice.id)}&r=0"
     form = {"CallSid": "CA" + "b" * 32, "Digits": "1", "Called": "+8613900000003"}
     assert "已确认" in (await post_signed(client, settings, path, form)).text
-    replay = await post_signed(client, settings, path, form)
-    assert "已确认" not in replay.text
-    assert len(await acks(db, notice.id)) == 1
+    # The warning is re-issued to the same notice (a new round): only a new call's key press may answer it.
+    await set_notice(db, notice.id, state="delivered", round=2, acknowledged_at=None)
+    await post_signed(client, settings, path, form)
+    assert [a.round for a in await acks(db, notice.id)] == [1]

@@ -213,10 +213,11 @@ async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, 
     callee = form.get("Called") or form.get("To") or None
     if digits == "1":
         call_sid = form.get("CallSid", "")
-        # One key press per prompt of a call: a replayed press (same call, same prompt) changes nothing.
+        # One key press per prompt of a call: a repeat of the same press (Twilio retrying, or a captured request
+        # replayed after the notice was re-opened) records nothing; the first one was already confirmed.
         if call_sid and not await inbound.first_receipt(request.app.state.db, sid=f"{call_sid}/{r}",
                                                         kind="voice_key", now=now):
-            return _twiml(voice.unknown())
+            return _twiml(voice.confirmed())
         try:
             await service.answer(request.app.state.db, notice_id=notice_id, path="voice_key", now=now,
                                  raw_input=digits, source=callee)
