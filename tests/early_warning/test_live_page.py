@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from playwright.async_api import expect
 from sqlalchemy import select
 
 from tests.early_warning.conftest import red_typhoon
@@ -21,7 +22,8 @@ async def test_live_page_lists_the_unanswered_and_records_a_proxy_answer(page, s
     await page.screenshot(path=str(ARTIFACTS / "live-warning.png"), full_page=True)
     page.on("dialog", lambda d: d.accept("电话联系,已到岗"))
     await rows.first.locator("button").click()
-    await page.wait_for_function("document.querySelectorAll('#missing tr').length === 2")
+    # A locator wait, not wait_for_function: the page's CSP (rightly) forbids the eval that one needs.
+    await expect(rows).to_have_count(2)
     assert await page.locator("#k-acked").text_content() == "1"
     async with db.session() as s:
         acks = (await s.execute(select(Acknowledgment))).scalars().all()
