@@ -18,7 +18,7 @@ from warning_service.auth.service import create_user
 from warning_service.clock import utcnow
 from warning_service.config import Settings, get_settings
 from warning_service.db import Database
-from warning_service.demo import prepare_demo
+from warning_service.demo import DemoRefused, prepare_demo
 from warning_service.errors import DomainError
 from warning_service.ledger import service as ledger
 from warning_service.logging import configure_logging
@@ -222,7 +222,10 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the server afterwards")) -> None:
     """Set up a demo (温岭市 with grids, people and users) on the embedded default and serve it."""
     settings = _follow_port(get_settings(), host=host, port=port)
-    info = prepare_demo(settings)
+    try:
+        info = prepare_demo(settings)
+    except DemoRefused as exc:
+        raise SystemExit(f"refused: {exc}") from None
     out = Console()
     base = settings.public_base_url
     out.print(f"\n[bold]warning-service demo[/bold] — {info['county']}: {info['regions']} regions, "

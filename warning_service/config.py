@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     # Bad acknowledgment tokens tolerated per address per minute before answering 429.
     ack_bad_token_per_minute: int = 20
 
+    # Failed logins tolerated per window before 429, per username and per client address (issue 11).
+    login_failures_per_username: int = Field(10, ge=1)
+    login_failures_per_address: int = Field(100, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    # Request body limits by route class (issue 11): JSON and forms, CAP documents, roster imports.
+    max_json_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_cap_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_import_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    # CAP <sender> values whose identifiers and sender codes the relay keeps (comma separated); alerts from
+    # any other sender are refused, so no caller can publish under another issuer's name.
+    cap_trusted_senders: str = ""
+
     # Channels (issue 4).
     channel_adapters: str = "sms=console,voice=console,email=console,broadcast=console"
     twilio_account_sid: str | None = None
@@ -130,6 +142,10 @@ class Settings(BaseSettings):
             )
         if len(self.secret_key.get_secret_value()) < 8:
             raise ValueError("SECRET_KEY must be at least 8 characters")
+        if self.environment == "production" and len(self.secret_key.get_secret_value()) < 32:
+            # It signs login tokens and acknowledgment links: short keys can be searched offline.
+            raise ValueError("SECRET_KEY must be at least 32 characters when ENVIRONMENT=production "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
         return self
 
     @property
@@ -161,6 +177,9 @@ class Settings(BaseSettings):
     def hazard_name_overrides(self) -> dict[str, str]:
         """HAZARD_NAMES parsed: hazard code -> the Chinese name this deployment uses."""
         return _parse_pairs(self.hazard_names, "HAZARD_NAMES")
+
+    def trusted_cap_senders(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.cap_trusted_senders.split(",") if p.strip())
 
     def rate_limits(self) -> dict[str, float]:
         return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}

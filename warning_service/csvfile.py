@@ -19,13 +19,47 @@ class CsvRow:
     values: dict[str, str]
 
 
+# Longest value any roster or region column holds (person.name is the widest text column at 100).
+MAX_FIELD_CHARS = 254
+
+
+def _looks_big5(raw: bytes, text: str) -> bool:
+    """Big5 (Traditional Chinese, Taiwan/HK Excel) bytes nearly always decode as GB18030 too, into rare
+    characters: when most Han characters fall outside GB2312's common set and the bytes are valid Big5,
+    the file is Big5 and its names would be garbage."""
+    han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    if len(han) < 4:
+        return False
+    rare = 0
+    for c in han:
+        try:
+            c.encode("gb2312")
+        except UnicodeEncodeError:
+            rare += 1
+    if rare / len(han) < 0.3:
+        return False
+    try:
+        raw.decode("big5")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decode(raw: bytes, *, filename: str) -> str:
     """UTF-8 (with or without BOM) first, then GB18030 (a superset of GBK), as Excel in China saves it."""
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not _looks_big5(raw, text):
+        return text
+    if text is not None:
+        raise Invalid(f"{filename}: looks like Big5 (Traditional Chinese); save it as UTF-8 or GBK",
+                      f"{filename}:文件似为繁体 Big5 编码,请另存为 UTF-8 或 GBK 后再导入", field="encoding")
     raise Invalid(f"{filename}: not UTF-8 or GB18030 text", f"{filename}:文件编码既不是 UTF-8 也不是 GB18030")
 
 
@@ -55,6 +89,12 @@ def read_rows(path: Path | str, *, header: list[str], raw: bytes | None = None) 
                 f"{name} 第 {line} 行:应有 {len(header)} 列,实际 {len(values)} 列",
                 line=line,
             )
+        for h, v in zip(header, values, strict=True):
+            if "\x00" in v:
+                raise row_error(name, line, h, "NUL character", "含有空字符 (NUL)")
+            if len(v) > MAX_FIELD_CHARS:
+                raise row_error(name, line, h, f"longer than {MAX_FIELD_CHARS} characters",
+                                f"超过 {MAX_FIELD_CHARS} 个字符")
         yield CsvRow(line, {h: v.strip() for h, v in zip(header, values, strict=True)})
 
 

@@ -42,8 +42,9 @@ PathString = String(255).with_variant(String(255, collation="C"), "postgresql")
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    # hide_parameters: a failed statement's traceback must not put names and phone numbers into the logs.
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -55,7 +56,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
             cur.close()
 
         return engine
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+                               hide_parameters=True)
 
 
 # Connections of the raw pool only ever run single autocommit statements: nothing to reset between uses.

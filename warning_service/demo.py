@@ -75,7 +75,15 @@ async def _prepare(settings: Settings) -> dict[str, Any]:
             "auditor": "auditor", "password": DEMO_PASSWORD, "database": settings.database_url}
 
 
+class DemoRefused(RuntimeError):
+    """The demo's users share a published password: never in production."""
+
+
 def prepare_demo(settings: Settings) -> dict[str, Any]:
     """Migrate, then load the demo data unless it is already there (running twice reuses it)."""
+    if settings.environment == "production":
+        raise DemoRefused("warning-service demo refuses ENVIRONMENT=production: it creates admin, duty and "
+                          f"auditor users with the published password {DEMO_PASSWORD!r}. "
+                          "生产环境禁止运行演示(演示账号使用公开密码)。")
     upgrade(settings.database_url)
     return asyncio.run(_prepare(settings))

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import jwt
 from fastapi import Depends, Request
@@ -74,19 +75,49 @@ class Principal:
                             f"区划 {region.code} 不在您的管辖范围 {self.scope.code} 内", field="region")
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_same_origin(request: Request, settings: Settings) -> None:
+    """CSRF: a cookie-authenticated write must come from our own pages (Origin, else Referer, names us).
+
+    The cookie is sent by the browser whatever page started the request; a bearer token is not, so bearer
+    requests need no such check. Our own origin is PUBLIC_BASE_URL, or the host the browser addressed.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    ours = {_origin(settings.public_base_url), _origin(str(request.base_url))}
+    if not claimed or claimed == "null" or _origin(claimed) not in ours:
+        raise Forbidden("cross-site request refused: a cookie-authenticated change must come from this "
+                        "service's own pages (Origin or Referer), or use a bearer token",
+                        "已拒绝跨站请求:使用登录 Cookie 的修改操作必须来自本系统页面,或改用 Bearer 令牌",
+                        field="origin")
+
+
 async def get_principal(request: Request, session: SessionDep, settings: SettingsDep,
                         token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
     # Browser pages (the auditors' console) carry the same token in an HttpOnly cookie.
-    token = token or request.cookies.get(TOKEN_COOKIE)
+    if not token and request.cookies.get(TOKEN_COOKIE):
+        token = request.cookies[TOKEN_COOKIE]
+        check_same_origin(request, settings)
     if not token:
         raise Unauthorized("missing bearer token", "缺少登录令牌")
     try:
         claims = decode_token(token, secret=settings.secret_key.get_secret_value())
-    except jwt.PyJWTError:
+        user_id = int(claims["sub"])
+    except (jwt.PyJWTError, ValueError):
         raise Unauthorized("invalid or expired token", "令牌无效或已过期") from None
-    user = await session.get(User, int(claims["sub"]))
+    user = await session.get(User, user_id)
     if user is None or not user.active:
         raise Unauthorized("user disabled or removed", "用户已停用或不存在")
+    if claims.get("ver", 0) != user.token_version:
+        raise Unauthorized("token revoked (logged out)", "令牌已注销,请重新登录")
     scope = await session.get(Region, user.region_code)
     if scope is None:
         raise Forbidden("your scope region no longer exists", "您的管辖区划已不存在")

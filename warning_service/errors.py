@@ -16,6 +16,10 @@ class DomainError(Exception):
         self.field = field
         self.extra = extra
 
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers the answer needs (Retry-After on a 429)."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message_en, "message_zh": self.message_zh}
         if self.field:

@@ -12,6 +12,10 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     # APScheduler reports every tick at INFO; the jobs log what they did themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The twilio library logs every request (~11 lines, with phone numbers and bodies) at INFO; HTTP clients
+    # log URLs, which for webhooks and links carry tokens.
+    for name in ("twilio", "twilio.http_client", "aiohttp", "aiohttp.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer(
         colors=False
     )

@@ -20,6 +20,7 @@ from warning_service.logging import configure_logging, get_logger
 from warning_service.ops import lag_figures, render_metrics
 from warning_service.routers import include_routers
 from warning_service.runtime import Runtime, build_runtime
+from warning_service.security import SecurityMiddleware
 from warning_service.worker import Worker
 
 log = get_logger(__name__)
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                   redoc_url=None,
                   description="Issue early warnings down to every grid's responsible person and prove each "
                               "one answered.")
+    app.add_middleware(SecurityMiddleware, json_bytes=settings.max_json_body_bytes,
+                       cap_bytes=settings.max_cap_body_bytes, import_bytes=settings.max_import_body_bytes)
     if runtime is not None:
         # Tests drive the app without the lifespan when they use an ASGI transport.
         app.state.runtime, app.state.db, app.state.clock = runtime, runtime.db, runtime.clock
@@ -66,7 +69,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.to_dict()})
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.to_dict()}, headers=exc.headers())
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

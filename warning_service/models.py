@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from warning_service.acknowledgment.models import Acknowledgment, Feedback
+from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
@@ -24,8 +24,8 @@ from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "IssueRequest", "LedgerEntry",
-           "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision",
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "InboundEvent", "IssueRequest",
+           "LedgerEntry", "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision",
            "WarningTarget", "metadata"]
 # 转移避险 (evacuation/)
 __all__ += ["DangerZone", "EvacThreshold", "EvacuationRelease", "EvacuationTask", "Household", "Shelter",

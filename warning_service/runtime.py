@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import Message
 from channels.registry import ChannelRegistry
 from warning_service.acknowledgment.ratelimit import BadTokenLimiter
+from warning_service.auth.throttle import LoginThrottle
 from warning_service.clock import Clock
 from warning_service.config import Settings
 from warning_service.db import Database
@@ -57,6 +58,10 @@ class Runtime:
         self.render_outbox: RenderOutbox = render_outbox if render_outbox is not None else messages.render_outbox
         # This process's dispatch totals, rendered by /metrics.
         self.counters = DispatchCounters()
+        # Failed logins per username and per address, shared through Redis.
+        self.login_throttle = LoginThrottle(
+            per_username=settings.login_failures_per_username, per_address=settings.login_failures_per_address,
+            window_seconds=settings.login_window_seconds, redis=redis)
         # Set while the worker stops, so a long tick ends after its current batch.
         self.stopping = asyncio.Event()
 

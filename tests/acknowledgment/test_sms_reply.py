@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from xml.etree import ElementTree
 
 import pytest
@@ -48,7 +49,8 @@ def message_text(xml: str) -> str:
 
 
 async def reply(client, settings, phone: str, body: str, **extra) -> str:
-    form = {"From": phone, "To": "+15005550006", "Body": body, "MessageSid": "SM" + "0" * 32, **extra}
+    # Every SMS Twilio receives has its own sid; a repeated sid is a replay (tests/acknowledgment/test_replay.py).
+    form = {"From": phone, "To": "+15005550006", "Body": body, "MessageSid": "SM" + uuid.uuid4().hex, **extra}
     r = await post_signed(client, settings, SMS, form)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/xml")

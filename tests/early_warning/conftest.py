@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import make_settings
 from tests.factories import build_tree, login, make_user
+
+# The provincial observatory's sender code used by the CAP fixtures; the relay keeps only trusted senders.
+TRUSTED_UPSTREAM = "33000041600000"
+
+
+@pytest.fixture
+def settings(db):
+    return make_settings(db, cap_trusted_senders=TRUSTED_UPSTREAM)
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service.acknowledgment.models import InboundEvent
 from warning_service.acknowledgment.sms_reply import Reply, parse_reply
 from warning_service.config import Settings
 from warning_service.db import Database
-from warning_service.dialect import RawQuery
+from warning_service.dialect import RawQuery, upsert
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, EarlyWarning
 from warning_service.logging import get_logger
 from warning_service.notice.answer import AckResult, NotAcknowledgeable, answer
@@ -147,14 +148,41 @@ def _how_to_answer(open_: list[_Open], *, still: bool = False) -> str:
     return f"{have}{len(groups)}条预警待确认:{listed};回复 全部 可一并确认。"
 
 
+async def first_receipt(db: Database, *, sid: str, kind: str, now: datetime) -> bool:
+    """Record a signed callback's sid; False when it was acted on before (a replay, or Twilio repeating)."""
+    async with db.session() as session:
+        stmt = upsert(session, InboundEvent.__table__, index_elements=["sid"],
+                      update_columns=None).values(sid=sid[:80], kind=kind, received_at=now)
+        return (await session.execute(stmt)).rowcount == 1
+
+
+async def forget_receipt(db: Database, *, sid: str) -> None:
+    """Handling failed half-way: let Twilio's retry of the same sid through."""
+    async with db.session() as session:
+        await session.execute(delete(InboundEvent).where(InboundEvent.sid == sid[:80]))
+
+
 async def handle_sms_reply(db: Database, *, from_number: str, body: str, now: datetime,
-                           settings: Settings) -> SmsOutcome:
+                           settings: Settings, sid: str = "") -> SmsOutcome:
     """Acknowledge what the reply means and compose the answer (Chinese, one SMS where possible).
 
     Each notice is answered in a transaction of its own: answers are independent and idempotent, so a
     failure half-way leaves nothing that a repeated reply would not put right.
     """
     phone = phone_key(from_number)
+    if sid and not await first_receipt(db, sid=sid, kind="sms_reply", now=now):
+        # A captured reply replayed later must not answer whatever warning is open by then; say nothing back.
+        log.warning("sms_reply_replayed", sid=sid, phone=phone)
+        return SmsOutcome("")
+    try:
+        return await _handle(db, phone=phone, body=body, now=now, settings=settings)
+    except BaseException:
+        if sid:
+            await forget_receipt(db, sid=sid)
+        raise
+
+
+async def _handle(db: Database, *, phone: str, body: str, now: datetime, settings: Settings) -> SmsOutcome:
     person_ids, open_ = await _holders(db, phone)
     if not person_ids:
         log.info("sms_reply_unknown_number", phone=phone, body=body[:100])

@@ -51,3 +51,18 @@ class Feedback(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class InboundEvent(SQLModel, table=True):
+    """A signed Twilio callback already acted on (MessageSid of a reply, CallSid/step of a key press).
+
+    Twilio's signature proves who sent a request, not when: a captured reply stays validly signed forever.
+    Recording each sid once, under a primary key, makes a replay a no-op instead of an answer to whatever
+    warning is open at the time of the replay.
+    """
+
+    __tablename__ = "inbound_event"
+
+    sid: str = Field(primary_key=True, max_length=80)
+    kind: str = Field(max_length=12)  # sms_reply | voice_key
+    received_at: datetime = Field(sa_type=UTCDateTime)

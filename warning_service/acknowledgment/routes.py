@@ -187,9 +187,11 @@ def _twiml(xml: str) -> Response:
 async def sms_reply(request: Request, form: TwilioForm, settings: SettingsDep, now: NowDep) -> Response:
     """Inbound SMS (signed by Twilio): `1`, `收到`, a warning's code or `全部`; answered with TwiML."""
     outcome = await inbound.handle_sms_reply(request.app.state.db, from_number=form.get("From", ""),
-                                             body=form.get("Body", ""), now=now, settings=settings)
+                                             body=form.get("Body", ""), now=now, settings=settings,
+                                             sid=form.get("MessageSid") or form.get("SmsSid") or "")
     reply = MessagingResponse()
-    reply.message(outcome.text)
+    if outcome.text:
+        reply.message(outcome.text)
     return _twiml(str(reply))
 
 
@@ -203,6 +205,12 @@ async def voice_gather(request: Request, form: TwilioForm, session: SessionDep, 
     digits = form.get("Digits", "").strip()
     callee = form.get("Called") or form.get("To") or None
     if digits == "1":
+        call_sid = form.get("CallSid", "")
+        # One key press per prompt of a call: a repeat of the same press (Twilio retrying, or a captured request
+        # replayed after the notice was re-opened) records nothing; the first one was already confirmed.
+        if call_sid and not await inbound.first_receipt(request.app.state.db, sid=f"{call_sid}/{r}",
+                                                        kind="voice_key", now=now):
+            return _twiml(voice.confirmed())
         try:
             await answer.answer(request.app.state.db, notice_id=notice_id, path="voice_key", now=now,
                                  raw_input=digits, source=callee)

@@ -26,6 +26,8 @@ class User(SQLModel, table=True):
     role: str = Field(max_length=20)
     region_code: str = Field(foreign_key="region.code", max_length=32)
     active: bool = True
+    # Bumped on logout; a token carrying an older version is refused (see deps.get_principal).
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

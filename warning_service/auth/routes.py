@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from warning_service.auth import service
 from warning_service.auth.models import Token, UserPublic
+from warning_service.auth.throttle import throttled_authenticate
 from warning_service.clock import utcnow
 from warning_service.deps import Admin, CurrentPrincipal, NowDep, SessionDep, SettingsDep, Unauthorized
 from warning_service.ledger import service as ledger
@@ -18,17 +19,25 @@ from warning_service.region import service as regions
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
-@router.post("/auth/token", response_model=Token)
-async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
+@router.post("/auth/token", response_model=Token, responses={429: {"description": "too many failed logins"}})
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
                 settings: SettingsDep) -> Token:
-    """Exchange username and password for a bearer token."""
-    user = await service.authenticate(session, username=form.username, password=form.password)
+    """Exchange username and password for a bearer token (failed attempts are throttled per address and user)."""
+    user = await throttled_authenticate(request.app.state.db, throttle=request.app.state.runtime.login_throttle,
+                                        address=request.client.host if request.client else "unknown",
+                                        username=form.username, password=form.password, now=utcnow())
     if user is None:
         raise Unauthorized("wrong username or password", "用户名或密码错误")
     # Tokens live in wall-clock time even when the service runs on a simulated clock.
     token = service.issue_token(user=user, secret=settings.secret_key.get_secret_value(), now=utcnow(),
                                 minutes=settings.access_token_minutes)
     return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(principal: CurrentPrincipal, session: SessionDep) -> None:
+    """Revoke every token of the current user (log out everywhere)."""
+    await service.revoke_tokens(session, user=principal.user)
 
 
 @router.get("/auth/me", response_model=UserPublic)

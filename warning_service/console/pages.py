@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from warning_service.auth.service import authenticate, issue_token
+from warning_service.auth.service import issue_token, revoke_tokens
+from warning_service.auth.throttle import TooManyAttempts, throttled_authenticate
 from warning_service.clock import utcnow
 from warning_service.console import service
 from warning_service.console.render import BEIJING, LANDING, STATE_ZH, STATUS_ZH, render, safe_next, to_login
@@ -57,7 +58,13 @@ async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 async def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
                        username: Annotated[str, Form()], password: Annotated[str, Form()],
                        next: Annotated[str | None, Form()] = None) -> Response:
-    user = await authenticate(session, username=username, password=password)
+    try:
+        user = await throttled_authenticate(request.app.state.db, throttle=request.app.state.runtime.login_throttle,
+                                            address=request.client.host if request.client else "unknown",
+                                            username=username, password=password, now=utcnow())
+    except TooManyAttempts as exc:
+        return render(request, "login.html", user=None, status_code=429, next=safe_next(next), username=username,
+                      error=exc.message_zh)
     if user is None:
         # The name stays in the field; the message does not say which of the two was wrong.
         return render(request, "login.html", user=None, status_code=401, next=safe_next(next), username=username,
@@ -74,7 +81,11 @@ async def login_submit(request: Request, session: SessionDep, settings: Settings
 
 
 @page_router.post("/logout")
-async def logout() -> RedirectResponse:
+async def logout(request: Request, session: SessionDep, settings: SettingsDep) -> RedirectResponse:
+    """Log out: the cookie dies with the page, and the token itself too — a copy of it would stay valid."""
+    principal = await _principal(request, session, settings)
+    if principal is not None:
+        await revoke_tokens(session, user=principal.user)
     resp = RedirectResponse("/console/login", status_code=303)
     resp.delete_cookie(TOKEN_COOKIE, path="/")
     return resp

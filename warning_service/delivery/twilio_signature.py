@@ -59,6 +59,7 @@ async def verified_twilio_form(request: Request) -> dict[str, str]:
     url = signed_url(request, settings)
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not is_valid(url=url, params=form, signature=signature, tokens=tokens, algorithm=algorithm):
-        log.warning("twilio_webhook_refused", reason="bad signature", path=request.url.path, url=url)
+        log.warning("twilio_webhook_refused", reason="bad signature", path=request.url.path,
+                    url=url.split("?", 1)[0])  # the query may hold an acknowledgment link token
         raise Forbidden("invalid X-Twilio-Signature", "X-Twilio-Signature 签名无效")
     return {k: v for k, v in form.multi_items() if isinstance(v, str)}

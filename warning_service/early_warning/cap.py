@@ -121,6 +121,10 @@ def parse_cap(raw: bytes) -> ParsedCap:
     """Parse and schema-validate a CAP 1.2 alert; any problem is Invalid naming what and where."""
     if len(raw) > 1_000_000:
         raise _invalid("document larger than 1 MB", "文档超过 1 MB")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw:
+        # UTF-16/32 would hide a DTD from the byte check below (and CAP feeds are UTF-8).
+        raise _invalid("CAP documents must be UTF-8 (UTF-16/32 and NUL bytes are refused)",
+                       "CAP 文档须为 UTF-8 编码(不接受 UTF-16/32 或空字符)")
     head = raw[:4096].upper()
     if b"<!DOCTYPE" in head or b"<!ENTITY" in raw.upper():
         raise _invalid("DTDs and entities are not accepted", "不接受 DTD 或实体声明")
@@ -129,7 +133,11 @@ def parse_cap(raw: bytes) -> ParsedCap:
     except etree.XMLSyntaxError as exc:
         raise _invalid(f"malformed XML: {exc.msg}", f"XML 格式错误:{exc.msg}", line=exc.lineno) from None
     schema = _schema()
-    if not schema.validate(doc):
+    try:
+        valid = schema.validate(doc)
+    except etree.Error as exc:
+        raise _invalid(f"cannot be validated: {exc}", "无法按 CAP 1.2 规范校验") from None
+    if not valid:
         err = schema.error_log.last_error
         raise _invalid(f"does not follow the CAP 1.2 schema: {err.message}",
                        f"不符合 CAP 1.2 规范:{err.message}", line=err.line)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -147,20 +147,22 @@ class WarningTarget(SQLModel, table=True):
 # --- API shapes -------------------------------------------------------------------------------------------
 
 
-class WarningCreate(BaseModel):
+class WarningIssue(BaseModel):
+    """What an API caller may say about a warning. The issuing unit, its sender code and the identifier are
+    derived from the caller's scope, never taken from the request: anyone could otherwise publish under
+    another county's name (the CAP feed shows the sender to every downstream platform)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     hazard: Hazard
     level: Level
     status: WarningStatus = WarningStatus.actual
     title: str | None = PField(default=None, max_length=300)
     description: str = PField(min_length=1, max_length=4000)
     instruction: str | None = PField(default=None, max_length=4000)
-    sender: str | None = PField(default=None, max_length=200)
     effective_at: datetime | None = None
     expires_at: datetime | None = None
     targets: list[str] = PField(min_length=1, max_length=5000)
-    # Set when relaying a CAP alert: the original issuer's identifier and sender code are kept.
-    identifier: str | None = PField(default=None, max_length=80)
-    sender_code: str | None = PField(default=None, pattern=r"^\d{14}$")
 
     @field_validator("effective_at", "expires_at")
     @classmethod
@@ -168,6 +170,15 @@ class WarningCreate(BaseModel):
         if v is not None and v.tzinfo is None:
             raise ValueError("timestamps need a timezone, e.g. 2026-07-01T08:00:00+08:00")
         return v
+
+
+class WarningCreate(WarningIssue):
+    """A warning as the service issues it: the CAP relay (for trusted upstream senders) keeps the original
+    issuer's name, identifier and sender code."""
+
+    sender: str | None = PField(default=None, max_length=200)
+    identifier: str | None = PField(default=None, max_length=80)
+    sender_code: str | None = PField(default=None, pattern=r"^\d{14}$")
 
 
 class WarningUpdate(BaseModel):

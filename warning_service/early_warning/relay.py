@@ -22,7 +22,8 @@ from warning_service.early_warning.models import (
     WarningUpdate,
 )
 from warning_service.early_warning.policy import PolicyBook
-from warning_service.errors import Invalid
+from warning_service.early_warning.queries import get_visible
+from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
 from warning_service.region.models import Region
 
 
@@ -52,10 +53,20 @@ async def receive_cap(session: AsyncSession, *, raw: bytes, actor: Actor, policy
     if parsed.status not in WarningStatus.__members__:
         raise Invalid(f"CAP status {parsed.status!r} is not relayed (Actual, Exercise, Test)",
                       f"不转发状态为 {parsed.status!r} 的 CAP 消息", field="status")
+    if parsed.sender not in settings.trusted_cap_senders():
+        # The relay publishes under the upstream's identifier and sender code; only for issuers this
+        # deployment chose to trust, or anyone with a duty login could speak as the provincial observatory.
+        raise Forbidden(f"CAP sender {parsed.sender!r} is not a trusted upstream (CAP_TRUSTED_SENDERS)",
+                        f"CAP 发布者 {parsed.sender!r} 不在受信任的上游列表中(CAP_TRUSTED_SENDERS)", field="sender")
     dup = (await session.execute(select(WarningRevision.warning_id).where(
         WarningRevision.identifier == parsed.identifier))).scalar_one_or_none()
     if dup is not None:
-        return RelayResult(await session.get(EarlyWarning, dup), 0, "duplicate")  # type: ignore[arg-type]
+        try:
+            return RelayResult(await get_visible(session, warning_id=dup, actor=actor), 0, "duplicate")
+        except NotFound:
+            # Received already, by another county: say so without naming their warning.
+            raise Conflict(f"CAP identifier {parsed.identifier} was already received outside your scope",
+                           f"CAP 标识 {parsed.identifier} 已由其他辖区接收", field="identifier") from None
     targets = await _regions_for(session, parsed.geocodes)
     if parsed.msg_type == "alert":
         data = WarningCreate(

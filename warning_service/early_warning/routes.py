@@ -14,6 +14,7 @@ from warning_service.early_warning import cap, queries, relay, service
 from warning_service.early_warning.models import (
     IssueResponse,
     WarningCreate,
+    WarningIssue,
     WarningLift,
     WarningUpdate,
 )
@@ -38,7 +39,7 @@ def _summary(w: Any) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=IssueResponse)
-async def issue(body: WarningCreate, request: Request, response: Response, principal: DutyOfficer,
+async def issue(body: WarningIssue, request: Request, response: Response, principal: DutyOfficer,
                 session: SessionDep, settings: SettingsDep, now: NowDep,
                 idempotency_key: Annotated[str | None, Header(max_length=100)] = None) -> IssueResponse:
     """Issue a warning to every responsible person under the targets (one transaction).
@@ -46,7 +47,8 @@ async def issue(body: WarningCreate, request: Request, response: Response, princ
     With an `Idempotency-Key` header, sending the same request again (a double click, a resubmitted form)
     answers 200 with the warning already issued instead of issuing another.
     """
-    result = await service.issue_once(session, key=idempotency_key, data=body, actor=principal.as_actor(),
+    data = WarningCreate.model_validate(body.model_dump())
+    result = await service.issue_once(session, key=idempotency_key, data=data, actor=principal.as_actor(),
                                       policy=_policy(request), settings=settings, now=now)
     if result.replayed:
         response.status_code = 200

@@ -45,7 +45,7 @@ async def create_person(body: PersonCreate, principal: DutyOfficer, session: Ses
                         ) -> PersonPublic:
     """Add a responsible person to a region in scope."""
     principal.require_covers(await regions.get(session, code=body.region_code))
-    person = await service.create(session, data=body, now=now)
+    person = await service.create(session, data=body, now=now, scope_path=principal.scope.path)
     await ledger.append(session, at=now, actor=principal.actor, action="person.created", subject_type="person",
                         subject_id=person.id, details=body.model_dump())
     return _public(person)
@@ -98,7 +98,8 @@ async def update_person(person_id: int, body: PersonUpdate, principal: DutyOffic
     principal.require_covers(await regions.get(session, code=person.region_code))
     if body.region_code:
         principal.require_covers(await regions.get(session, code=body.region_code))
-    person = await service.update(session, person=person, data=body, now=now)
+    person = await service.update(session, person=person, data=body, now=now,
+                                  scope_path=principal.scope.path)
     await ledger.append(session, at=now, actor=principal.actor, action="person.updated", subject_type="person",
                         subject_id=person.id, details=body.model_dump(exclude_unset=True))
     return _public(person)
@@ -109,6 +110,7 @@ async def deactivate_person(person_id: int, principal: DutyOfficer, session: Ses
     """Deactivate a person (kept for the record of past warnings)."""
     person = await service.get(session, person_id=person_id)
     principal.require_covers(await regions.get(session, code=person.region_code))
-    await service.update(session, person=person, data=PersonUpdate(active=False), now=now)
+    await service.update(session, person=person, data=PersonUpdate(active=False), now=now,
+                         scope_path=principal.scope.path)
     await ledger.append(session, at=now, actor=principal.actor, action="person.deactivated",
                         subject_type="person", subject_id=person.id, details={})

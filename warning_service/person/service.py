@@ -91,8 +91,10 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
                 f"区划 {v['region_code']!r} 不在您的管辖范围内")
         if not v["name"]:
             bad(r.line, "name", "must not be empty", "姓名不能为空")
+        elif len(v["name"]) > 100:
+            bad(r.line, "name", "longer than 100 characters", "姓名超过 100 个字符")
         role = role_code(v["role"])
-        if role is None:
+        if role is None or len(v["role"]) > 40:
             # A misspelt role would be a person nobody ever reaches: refuse it, and say what is valid.
             bad(r.line, "role", f"unknown role {v['role']!r}; valid roles: {', '.join(ROLE_ZH)}",
                 f"角色 {v['role']!r} 不存在,可用角色:{valid_roles_text()}")
@@ -200,12 +202,12 @@ def _clean_contacts(phone: str | None, email: str | None) -> tuple[str | None, s
     return phone, (email or None)
 
 
-async def create(session: AsyncSession, *, data: PersonCreate, now: datetime) -> Person:
-    """Add a responsible person; the phone is validated and stored as E.164."""
+async def create(session: AsyncSession, *, data: PersonCreate, now: datetime, scope_path: str = "") -> Person:
+    """Add a responsible person; phone stored as E.164; the deputy must lie in `scope_path` ("" = whole tree)."""
     await regions.get(session, code=data.region_code)
     phone, email = _clean_contacts(data.phone, data.email)
     if data.deputy_id is not None:
-        await get(session, person_id=data.deputy_id)
+        await _deputy_in_scope(session, person_id=data.deputy_id, scope_path=scope_path)
     dup = (await session.execute(select(Person.id).where(
         Person.region_code == data.region_code, Person.role == data.role, Person.phone == phone))).first()
     if dup:
@@ -225,7 +227,22 @@ async def get(session: AsyncSession, *, person_id: int) -> Person:
     return person
 
 
-async def update(session: AsyncSession, *, person: Person, data: PersonUpdate, now: datetime) -> Person:
+async def _deputy_in_scope(session: AsyncSession, *, person_id: int, scope_path: str) -> Person:
+    """The deputy (B岗) named by id, if the caller's scope covers them.
+
+    A deputy gets the person's warnings by SMS, and their name and phone appear in the caller's lists, so a
+    foreign one would leak another county's roster. Missing and foreign answer alike: ids reveal nothing.
+    """
+    person = (await session.execute(select(Person).join(Region, Region.code == Person.region_code).where(
+        Person.id == person_id, Scope(scope_path).predicate(Region.path)))).scalar_one_or_none()
+    if person is None:
+        raise NotFound(f"deputy {person_id} not found in your scope",
+                       f"B 岗人员 {person_id} 不存在或不在您的管辖范围内", field="deputy_id")
+    return person
+
+
+async def update(session: AsyncSession, *, person: Person, data: PersonUpdate, now: datetime,
+                 scope_path: str = "") -> Person:
     fields = data.model_dump(exclude_unset=True)
     if "phone" in fields or "email" in fields:
         phone, email = _clean_contacts(fields.get("phone"), fields.get("email"))
@@ -238,7 +255,7 @@ async def update(session: AsyncSession, *, person: Person, data: PersonUpdate, n
     if fields.get("deputy_id") is not None:
         if fields["deputy_id"] == person.id:
             raise Invalid("a person cannot be their own deputy", "不能将本人设为 B 岗", field="deputy_id")
-        await get(session, person_id=fields["deputy_id"])
+        await _deputy_in_scope(session, person_id=fields["deputy_id"], scope_path=scope_path)
     for k, v in fields.items():
         setattr(person, k, v)
     person.updated_at = now
