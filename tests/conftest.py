@@ -20,6 +20,7 @@ from channels.console import ConsoleAdapter
 from channels.registry import ChannelRegistry
 from warning_service.acknowledgment.ratelimit import BadTokenLimiter
 from warning_service.auth import service as auth_service
+from warning_service.auth.throttle import LoginThrottle
 from warning_service.clock import FakeClock
 from warning_service.config import Settings
 from warning_service.db import Database
@@ -144,6 +145,11 @@ def isolate_redis_keys(rt: Runtime) -> Runtime:
     rt.ratelimiter = RateLimiter(rt.redis, prefix=REDIS_KEYSPACE + "ratelimit:")
     rt.bad_tokens = BadTokenLimiter(per_minute=rt.settings.ack_bad_token_per_minute, redis=rt.redis,
                                     prefix=REDIS_KEYSPACE + "ack:bad")
+    s = rt.settings
+    rt.login_throttle = LoginThrottle(per_username=s.login_failures_per_username,
+                                      per_address=s.login_failures_per_address,
+                                      window_seconds=s.login_window_seconds, redis=rt.redis,
+                                      prefix=REDIS_KEYSPACE + "login")
     return rt
 
 

@@ -91,6 +91,8 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
                 f"区划 {v['region_code']!r} 不在您的管辖范围内")
         if not v["name"]:
             bad(r.line, "name", "must not be empty", "姓名不能为空")
+        elif "\x00" in v["name"]:
+            bad(r.line, "name", "contains a NUL character", "姓名含有空字符(NUL)")
         elif len(v["name"]) > 100:
             bad(r.line, "name", "longer than 100 characters", "姓名超过 100 个字符")
         role = role_code(v["role"])
@@ -126,13 +128,14 @@ async def import_csv(session: AsyncSession, *, path: Path | str, now: datetime, 
             deputies.append((r.line, key, v["deputy"]))
     deputy_of = await _resolve_deputies(session, deputies, out, bad)
     if errors:
-        errors.sort(key=lambda e: (int(str(e["line"])), str(e["field"])))
+        errors.sort(key=lambda e: int(str(e["line"])))  # stable: within a line, in column order
         first = errors[0]
         raise Invalid(f"{name}: {len(errors)} problem(s); line {first['line']}, field {first['field']}: "
                       f"{first['message']}",
                       f"{name}:共 {len(errors)} 处错误;第 {first['line']} 行,字段 {first['field']}:"
                       f"{first['message_zh']}",
-                      field=str(first["field"]), line=first["line"], errors=errors[:MAX_REPORTED])
+                      field=str(first["field"]), line=first["line"], error_count=len(errors),
+                      errors=errors[:MAX_REPORTED])
     before = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
     values = list(out.values())
     await bulk_upsert(session, Person.__table__, values, index_elements=["region_code", "role", "phone"],

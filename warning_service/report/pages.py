@@ -39,7 +39,9 @@ def _env(templates_dir: str) -> Environment:
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     settings = request.app.state.settings
-    html = _env(str(Path(settings.templates_dir))).get_template(f"report/{name}").render(**context)
+    # Inline scripts run only with this response's CSP nonce (warning_service/security.py).
+    nonce = getattr(request.state, "csp_nonce", "")
+    html = _env(str(Path(settings.templates_dir))).get_template(f"report/{name}").render(csp_nonce=nonce, **context)
     return HTMLResponse(html, status_code=status_code)
 
 
