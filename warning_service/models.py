@@ -5,13 +5,17 @@ from sqlmodel import SQLModel
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.duty.models import DutyMember, DutyShift
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 from warning_service.region.models import Region
+from warning_service.response.models import EmergencyResponse, ResponseChange, ResponseDemand, ResponseWarning
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
-           "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]
+__all__ = ["Acknowledgment", "DeliveryAttempt", "DutyMember", "DutyShift", "EarlyWarning", "EmergencyResponse",
+           "Feedback", "LedgerEntry", "LedgerPending", "Notice", "OutboxMessage", "Person", "Region",
+           "ResponseChange", "ResponseDemand", "ResponseWarning", "User", "WarningRevision", "WarningTarget",
+           "metadata"]

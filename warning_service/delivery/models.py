@@ -28,6 +28,9 @@ class MessageKind(StrEnum):
     recall = "recall"          # a primary notice called again
     deputy = "deputy"          # the B post called for a silent A post
     escalation = "escalation"  # the level above told about silence below
+    duty_room = "duty_room"    # the duty room on shift, told that a chain ran out
+    duty_watch = "duty_watch"  # the duty room, told at the first missed deadline
+    attendance = "attendance"  # 到岗确认 demanded by an emergency response
 
 
 # Statuses only move forward; a receipt that would move one backwards is ignored.

@@ -23,6 +23,10 @@ class PersonRole(StrEnum):
     geo_hazard_monitor = "geo_hazard_monitor"
     torrent_warner = "torrent_warner"
     shelter_manager = "shelter_manager"
+    duty_leader = "duty_leader"    # 带班领导 of a duty room (duty/)
+    duty_officer = "duty_officer"  # 值班员
+    member_unit = "member_unit"    # 成员单位联络员, called to 到岗 by an emergency response
+    village_cadre = "village_cadre"  # 驻村干部
 
 
 ROLE_ZH = labels.ROLE
