@@ -7,6 +7,8 @@ from fastapi import FastAPI
 from warning_service.acknowledgment import routes as acknowledgment
 from warning_service.auth import routes as auth
 from warning_service.delivery import routes as delivery
+from warning_service.duty import pages as duty_pages
+from warning_service.duty import routes as duty
 from warning_service.early_warning import pages as early_warning_pages
 from warning_service.early_warning import routes as early_warning
 from warning_service.ledger import routes as ledger
@@ -22,6 +24,8 @@ def include_routers(app: FastAPI) -> None:
         auth.router,
         region.router,
         person.router,
+        duty.router,
+        duty_pages.page_router,  # the duty roster page
         early_warning.router,
         early_warning_pages.page_router,  # the duty officer's live page
         notice.router,  # a notice's answers, feedback, delivery log; proxy answers

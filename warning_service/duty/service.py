@@ -336,7 +336,8 @@ def _err(filename: str, line: int, field: str, en: str, zh: str) -> dict[str, An
             "message_zh": f"{filename} 第 {line} 行,字段 {field}:{zh}"}
 
 
-async def import_file(session: AsyncSession, *, filename: str | Path, raw: bytes, now: datetime) -> ImportResult:
+async def import_file(session: AsyncSession, *, filename: str | Path, raw: bytes, now: datetime,
+                      scope_path: str | None = None) -> ImportResult:
     """Import shifts from CSV or XLSX: all or nothing; every bad row is reported, not just the first.
 
     A row with the same region and span as a saved shift replaces that shift's seats (a re-import is
@@ -344,8 +345,9 @@ async def import_file(session: AsyncSession, *, filename: str | Path, raw: bytes
     """
     name = Path(filename).name
     rows = _rows_from(raw, filename=name)
-    known = {c for part in chunks(sorted({str(v["region_code"]) for _, v in rows}), 1000)
-             for c in (await session.execute(select(Region.code).where(Region.code.in_(part)))).scalars()}
+    paths = {c: p for part in chunks(sorted({str(v["region_code"]) for _, v in rows}), 1000)
+             for c, p in (await session.execute(select(Region.code, Region.path).where(Region.code.in_(part)))).all()}
+    known = set(paths)
     errors: list[dict[str, Any]] = []
     parsed: list[tuple[int, ShiftIn]] = []
     for line, v in rows:
@@ -353,6 +355,9 @@ async def import_file(session: AsyncSession, *, filename: str | Path, raw: bytes
         code = str(v["region_code"])
         if code not in known:
             errors.append(_err(name, line, "region_code", f"unknown region {code!r}", f"区划 {code!r} 不存在"))
+        elif scope_path is not None and not Scope(scope_path).covers(paths[code]):
+            errors.append(_err(name, line, "region_code", f"region {code} is outside your scope",
+                               f"区划 {code} 不在您的管辖范围内"))
         times: dict[str, datetime] = {}
         for f in ("starts_at", "ends_at"):
             try:
