@@ -17,6 +17,8 @@ from warning_service.person import routes as person
 from warning_service.region import routes as region
 from warning_service.report import pages as report_pages
 from warning_service.report import routes as report
+from warning_service.response import pages as response_pages
+from warning_service.response import routes as response
 
 
 def include_routers(app: FastAPI) -> None:
@@ -26,6 +28,8 @@ def include_routers(app: FastAPI) -> None:
         person.router,
         duty.router,
         duty_pages.page_router,  # the duty roster page
+        response.router,
+        response_pages.page_router,  # the response board (到岗率)
         early_warning.router,
         early_warning_pages.page_router,  # the duty officer's live page
         notice.router,  # a notice's answers, feedback, delivery log; proxy answers
