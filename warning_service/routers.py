@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from warning_service.acknowledgment import routes as acknowledgment
+from warning_service.assessment import pages as assessment_pages
+from warning_service.assessment import routes as assessment
 from warning_service.auth import routes as auth
 from warning_service.delivery import routes as delivery
 from warning_service.duty import pages as duty_pages
@@ -40,6 +42,8 @@ def include_routers(app: FastAPI) -> None:
         acknowledgment.push_router,  # domestic SMS platforms' replies
         report.router,
         report_pages.page_router,  # the auditors' console
+        assessment.router,
+        assessment_pages.page_router,  # the printable 通报
         ledger.router,
     ):
         app.include_router(router)
