@@ -21,6 +21,8 @@ from warning_service.report import pages as report_pages
 from warning_service.report import routes as report
 from warning_service.response import pages as response_pages
 from warning_service.response import routes as response
+from warning_service.review import pages as review_pages
+from warning_service.review import routes as review
 
 
 def include_routers(app: FastAPI) -> None:
@@ -44,6 +46,8 @@ def include_routers(app: FastAPI) -> None:
         report_pages.page_router,  # the auditors' console
         assessment.router,
         assessment_pages.page_router,  # the printable 通报
+        review.router,
+        review_pages.page_router,  # the printable 复盘
         ledger.router,
     ):
         app.include_router(router)
