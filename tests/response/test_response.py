@@ -10,6 +10,7 @@ from sqlalchemy import select
 from tests.escalation.conftest import COUNTY, MIN, TOWN, at, issue, messages, reload, upgrade
 from tests.factories import build_tree, login, make_user
 from warning_service.early_warning.messages import render_outbox
+from warning_service.early_warning.models import EarlyWarning
 from warning_service.early_warning.policy import PolicyError, load_policy
 from warning_service.errors import Conflict
 from warning_service.ledger.models import LedgerPending
@@ -18,7 +19,14 @@ from warning_service.notice.models import Notice
 from warning_service.person import service as people
 from warning_service.person.models import PersonCreate
 from warning_service.response import service
-from warning_service.response.models import ResponseAdjust, ResponseDemand, ResponseEnd, ResponseLevel, ResponseStart
+from warning_service.response.models import (
+    ResponseAdjust,
+    ResponseDemand,
+    ResponseEnd,
+    ResponseLevel,
+    ResponseStart,
+    ResponseWarning,
+)
 
 ACTOR = "user:duty"
 
@@ -155,3 +163,22 @@ async def test_api_start_adjust_end_in_scope(client, db, clock, settings, county
     assert page.status_code == 200 and "到岗率" in page.text and "Ⅱ级" in page.text and "县长" in page.text
     end = await client.post(f"/api/v1/responses/{rid}/end", json={"decided_by": "县防指指挥长"}, headers=h)
     assert end.status_code == 200 and end.json()["state"] == "ended"
+
+
+async def test_a_warning_issued_under_level_i_reaches_every_grid_with_a_3_minute_deadline(db, clock, settings, county):
+    trigger = await issue(db, settings, clock, targets=[COUNTY], level="yellow")
+    rid, _ = await start(db, clock, trigger, "I")
+    wid = await issue(db, settings, clock, targets=[TOWN], level="orange")  # orange alone: villages and towns
+    async with db.session() as s:
+        w = await s.get(EarlyWarning, wid)
+        roles = set((await s.execute(select(Notice.role).where(Notice.warning_id == wid,
+                                                               Notice.reason == "primary"))).scalars())
+        linked = (await s.execute(select(ResponseWarning.warning_id).where(
+            ResponseWarning.response_id == rid).order_by(ResponseWarning.warning_id))).scalars().all()
+    assert w.policy["response_level"] == "I" and w.policy["ack_deadline"] == 180
+    assert "grid_responsible" in roles
+    assert linked == [trigger, wid]
+    # another hazard is not under this response
+    other = await issue(db, settings, clock, targets=[TOWN], level="orange", hazard="geological")
+    async with db.session() as s:
+        assert "response_level" not in (await s.get(EarlyWarning, other)).policy

@@ -40,6 +40,7 @@ from warning_service.logging import get_logger
 from warning_service.notice import service as notices
 from warning_service.notice.models import Notice, NoticeReason
 from warning_service.region.models import Region
+from warning_service.response import service as responses
 
 log = get_logger(__name__)
 
@@ -121,7 +122,10 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
     if (await session.execute(select(EarlyWarning.id).where(EarlyWarning.identifier == identifier))).first():
         raise Conflict(f"a warning with identifier {identifier} exists", f"预警标识 {identifier} 已存在",
                        field="identifier")
-    snapshot = policy.snapshot(data.hazard.value, data.level.value)
+    # A warning issued while an emergency response covers its area follows the response level's policy
+    # (Ⅰ级: every grid, 3 minutes) and is linked to the response.
+    under = await responses.in_force(session, paths=[r.path for r in regions], hazard=data.hazard.value)
+    snapshot = policy.snapshot_under(data.hazard.value, data.level.value, responses.highest(under))
     area = area_description(regions)
     title = data.title or (f"{sender}{ACTION_ZH['alert']}{area}{HAZARD_ZH[data.hazard]}"
                            f"{LEVEL_ZH[data.level]}预警")
@@ -142,6 +146,7 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
                                 targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
                                 actor_user_id=actor.user_id))
     await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
+    await responses.link_issued(session, responses=under, warning_id=warning.id, now=now)  # type: ignore[arg-type]
     count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
                                               roles=list(snapshot["roles"]), now=now)
     new = and_(Notice.id > floor, Notice.reason == NoticeReason.primary)

@@ -243,12 +243,26 @@ async def changes(session: AsyncSession, *, response_ids: Sequence[int]) -> list
         list(response_ids))).order_by(ResponseChange.at, ResponseChange.id))).scalars())
 
 
-async def active_level(session: AsyncSession, *, region_path: str, hazard: str) -> str | None:
-    """The highest level of a response in force at or above the region for this hazard (None if none)."""
-    codes = regions.ancestor_codes(region_path)
-    levels = (await session.execute(select(EmergencyResponse.level).where(
-        EmergencyResponse.region_code.in_(codes), EmergencyResponse.hazard == hazard,
-        EmergencyResponse.state == ResponseState.active))).scalars().all()
-    return max(levels, key=lambda lv: RESPONSE_RANK[ResponseLevel(lv)], default=None)
+async def in_force(session: AsyncSession, *, paths: Sequence[str], hazard: str) -> list[EmergencyResponse]:
+    """Active responses for this hazard whose region contains, or lies within, any of the subtrees."""
+    codes = sorted({c for p in paths for c in regions.ancestor_codes(p)})
+    inside = select(Region.code).where(Scope.any_of(Region.path, paths))
+    return list((await session.execute(select(EmergencyResponse).where(
+        EmergencyResponse.hazard == hazard, EmergencyResponse.state == ResponseState.active,
+        EmergencyResponse.region_code.in_(codes) | EmergencyResponse.region_code.in_(inside))
+        .order_by(EmergencyResponse.id))).scalars())
+
+
+def highest(responses: Sequence[EmergencyResponse]) -> str | None:
+    """The most severe level among them (None for none)."""
+    return max((r.level for r in responses), key=lambda lv: RESPONSE_RANK[ResponseLevel(lv)], default=None)
+
+
+async def link_issued(session: AsyncSession, *, responses: Sequence[EmergencyResponse], warning_id: int,
+                      now: datetime) -> None:
+    """A warning issued under these responses belongs to them (复盘, 通报)."""
+    for r in responses:
+        session.add(ResponseWarning(response_id=r.id, warning_id=warning_id, linked_at=now))  # type: ignore[arg-type]
+    await session.flush()
 
 
