@@ -68,8 +68,8 @@ async def ensure_county_warnings(db: Database, url: str) -> list[int]:
     return have
 
 
-async def run(url: str, *, runs: int) -> None:
-    await ensure_zhejiang(url)
+async def run(url: str, *, runs: int, fresh: bool) -> None:
+    await ensure_zhejiang(url, fresh=fresh)
     db = Database(async_database_url(url))
     try:
         wid = await ensure_warning(db, url, rebuild=False)
@@ -102,9 +102,10 @@ async def run(url: str, *, runs: int) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n通报 and 复盘 on Zhejiang (PostgreSQL {version}; {os.cpu_count()} CPUs, load average {load})")
     print(f"  month {per.label}: {counts[0]} warnings, {counts[1]:,} notices (largest {largest:,})")
+    best = " ".join(f"{t['name']} {t['score']}" for t in sec["red"][:1])
+    worst = " ".join(f"{t['name']} {t['score']}" for t in sec["black"][:1])
     print(f"  通报: {len(sec['towns']):,} towns scored; required {sec['totals']['required']:,}, answered "
-          f"{sec['totals']['acknowledged']:,}; 红榜 #1 {sec['red'][0]['name']} {sec['red'][0]['score']}, "
-          f"黑榜 #1 {sec['black'][0]['name']} {sec['black'][0]['score']}")
+          f"{sec['totals']['acknowledged']:,}; 红榜 #1 {best}, 黑榜 #1 {worst}")
     print(f"  复盘: {len(rv['events']):,} timeline rows; answers {rv['counts'].get('answers', 0):,} = report "
           f"{rv['report']['totals']['acknowledged']:,}; proxies {rv['counts'].get('proxy', 0):,}")
     print(line("通报, province, month (30 warnings)", t_tb, 5))
@@ -115,8 +116,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=os.environ.get("BENCH_TONGBAO_DATABASE_URL", DEFAULT_URL))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fresh", action="store_true", help="drop and recreate the database first")
     args = ap.parse_args()
-    asyncio.run(run(args.database_url, runs=args.runs))
+    asyncio.run(run(args.database_url, runs=args.runs, fresh=args.fresh))
 
 
 if __name__ == "__main__":
