@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me"
+TONGBAO_INDICATORS = ("answer", "on_time", "proxy", "feedback")
 
 
 def async_database_url(url: str) -> str:
@@ -128,6 +129,11 @@ class Settings(BaseSettings):
     escalation_batch_size: int = Field(1000, ge=1)
     run_worker_in_process: bool = True
 
+    # 通报 and 考核 (report/tongbao.py): weights of the town score, "indicator=weight,…" over answer (叫应率),
+    # on_time (按时叫应率), proxy (1 − 代叫应占比), feedback (反馈率); how many towns each of 红榜/黑榜 lists.
+    tongbao_weights: str = "answer=40,on_time=30,proxy=10,feedback=20"
+    tongbao_list_size: int = Field(3, ge=1, le=50)
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -180,6 +186,22 @@ class Settings(BaseSettings):
 
     def trusted_cap_senders(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.cap_trusted_senders.split(",") if p.strip())
+
+    def tongbao_weight_map(self) -> dict[str, float]:
+        """TONGBAO_WEIGHTS parsed; unknown indicators and negative or all-zero weights are refused."""
+        out = {k: float(v) for k, v in _parse_pairs(self.tongbao_weights, "TONGBAO_WEIGHTS").items()}
+        unknown = set(out) - set(TONGBAO_INDICATORS)
+        if unknown:
+            raise ValueError(f"TONGBAO_WEIGHTS: unknown indicator {sorted(unknown)[0]!r} "
+                             f"(use {', '.join(TONGBAO_INDICATORS)})")
+        if any(v < 0 for v in out.values()) or not any(out.values()):
+            raise ValueError("TONGBAO_WEIGHTS: weights must be ≥ 0 and not all zero")
+        return out
+
+    @model_validator(mode="after")
+    def _check_tongbao(self) -> Settings:
+        self.tongbao_weight_map()
+        return self
 
     def rate_limits(self) -> dict[str, float]:
         return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}

@@ -28,12 +28,18 @@ ROLE = _frozen({
     "village_cadre": "驻村干部",
     "danger_house_liaison": "危房联络员",
     "county_duty": "县防指值班室",
+    "duty_leader": "带班领导",
+    "duty_officer": "值班员",
+    "member_unit": "成员单位联络员",
 })
+# Seats of a duty-room shift ("1+2" 值班值守).
+DUTY_SEAT = _frozen({"leader": "带班领导", "officer": "值班员"})
 
 # Recipient states as real 叫应 platforms show them.
 NOTICE_STATE = _frozen({"pending": "待叫应", "delivered": "已送达", "acknowledged": "已叫应",
                         "timed_out": "超时未叫应", "closed": "已结束未叫应"})
-NOTICE_REASON = _frozen({"primary": "直达", "deputy": "B岗叫应", "escalation": "逐级上报"})
+NOTICE_REASON = _frozen({"primary": "直达", "deputy": "B岗叫应", "escalation": "逐级上报",
+                         "duty_room": "值班室兜底", "duty_watch": "值班室知会", "attendance": "到岗确认"})
 
 # How an answer came in.
 ACK_PATH = _frozen({"link": "链接确认", "sms_reply": "短信回复", "voice_key": "电话按键", "proxy": "代为叫应"})
@@ -45,7 +51,8 @@ CHANNEL = _frozen({"sms": "短信", "voice": "语音电话", "email": "邮件", 
 OUTBOX_STATUS = _frozen({"queued": "排队中", "sending": "发送中", "sent": "已发出", "delivered": "已送达",
                          "undelivered": "未送达", "failed": "发送失败", "cancelled": "已取消"})
 MESSAGE_KIND = _frozen({"alert": "预警", "update": "更新", "cancel": "解除", "recall": "重复叫应",
-                        "deputy": "B岗叫应", "escalation": "逐级上报"})
+                        "deputy": "B岗叫应", "escalation": "逐级上报", "duty_room": "值班室兜底",
+                         "duty_watch": "值班室知会", "attendance": "到岗确认"})
 
 REGION_LEVEL = _frozen({"province": "省", "city": "市", "county": "县(市、区)", "town": "乡镇(街道)",
                         "village": "村(社区)", "grid": "网格"})
@@ -67,6 +74,11 @@ MSG_TYPE = _frozen({"alert": "发布", "update": "更新", "cancel": "解除"})
 FEEDBACK_STATE = _frozen({"given": "已反馈", "missing": "未反馈"})
 FEEDBACK_DEADLINE = _frozen({"met": "按时反馈", "late": "超时反馈", "missed": "超时未反馈",
                              "open": "反馈期限内未反馈"})
+
+# 应急响应 levels, Ⅳ the lowest.
+RESPONSE_LEVEL = _frozen({"IV": "Ⅳ级", "III": "Ⅲ级", "II": "Ⅱ级", "I": "Ⅰ级"})
+RESPONSE_STATE = _frozen({"active": "响应中", "ended": "已终止"})
+RESPONSE_ACTION = _frozen({"start": "启动", "raise": "提升", "lower": "降低", "end": "终止"})
 
 YES, NO = "是", "否"
 

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.duty.models import DutyMember, DutyShift
 from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
 from warning_service.evacuation.models import (
     DangerZone,
@@ -21,6 +22,7 @@ from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
 from warning_service.region.models import Region
+from warning_service.response.models import EmergencyResponse, ResponseChange, ResponseDemand, ResponseWarning
 
 metadata = SQLModel.metadata
 
@@ -30,3 +32,5 @@ __all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "Inb
 # 转移避险 (evacuation/)
 __all__ += ["DangerZone", "EvacThreshold", "EvacuationRelease", "EvacuationTask", "Household", "Shelter",
             "SpecialNotice", "SpecialPerson", "SpecialPlace"]
+# 值班 and 应急响应 (duty/, response/)
+__all__ += ["DutyMember", "DutyShift", "EmergencyResponse", "ResponseChange", "ResponseDemand", "ResponseWarning"]

@@ -5,9 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from warning_service.acknowledgment import routes as acknowledgment
+from warning_service.assessment import pages as assessment_pages
+from warning_service.assessment import routes as assessment
 from warning_service.auth import routes as auth
 from warning_service.console import routes as console
 from warning_service.delivery import routes as delivery
+from warning_service.duty import pages as duty_pages
+from warning_service.duty import routes as duty
 from warning_service.early_warning import routes as early_warning
 from warning_service.evacuation import pages as evacuation_pages
 from warning_service.evacuation import routes as evacuation
@@ -17,6 +21,10 @@ from warning_service.person import routes as person
 from warning_service.region import routes as region
 from warning_service.report import pages as report_pages
 from warning_service.report import routes as report
+from warning_service.response import pages as response_pages
+from warning_service.response import routes as response
+from warning_service.review import pages as review_pages
+from warning_service.review import routes as review
 
 
 def include_routers(app: FastAPI) -> None:
@@ -27,6 +35,10 @@ def include_routers(app: FastAPI) -> None:
         console.docs_router,  # /docs and /redoc with assets served here
         region.router,
         person.router,
+        duty.router,
+        duty_pages.page_router,  # the duty roster page
+        response.router,
+        response_pages.page_router,  # the response board (到岗率)
         early_warning.router,
         notice.router,  # a notice's answers, feedback, delivery log; proxy answers
         delivery.webhook_router,  # Twilio status callbacks
@@ -36,6 +48,10 @@ def include_routers(app: FastAPI) -> None:
         acknowledgment.push_router,  # domestic SMS platforms' replies
         report.router,
         report_pages.page_router,  # the auditors' console
+        assessment.router,
+        assessment_pages.page_router,  # the printable 通报
+        review.router,
+        review_pages.page_router,  # the printable 复盘
         ledger.router,
         evacuation.router,  # 转移避险 registers, tasks, board
         evacuation_pages.page_router,  # the task page and the evacuation board

@@ -76,12 +76,14 @@ class Totals:
     deputies: int = 0
     escalated: int = 0
     timed_out: int = 0
+    duty_room: int = 0
+    duty_watch: int = 0
     opened: list[int] = field(default_factory=list)
     opened_by: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, r: SweepResult) -> None:
         self.batches += 1
-        for k in ("claimed", "recalls", "deputies", "escalated", "timed_out"):
+        for k in ("claimed", "recalls", "deputies", "escalated", "timed_out", "duty_room", "duty_watch"):
             setattr(self, k, getattr(self, k) + getattr(r, k))
         self.opened += [i for ids in r.opened.values() for i in ids]
         for silent, ids in r.opened.items():

@@ -45,6 +45,10 @@ from warning_service.region import service as regions
 from warning_service.region.models import Region
 
 log = get_logger(__name__)
+KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recall": "发布", "deputy": "发布",
+               "escalation": "发布", "duty_room": "发布", "duty_watch": "发布", "attendance": "发布"}
+# Kinds with texts of their own (a chain's call names whom it chases; a 到岗 demand is not the warning text).
+OWN_TEMPLATE_KINDS = ("escalation", "deputy", "recall", "duty_room", "duty_watch", "attendance")
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
 
 
@@ -74,7 +78,7 @@ def _template_names(channel: str, kind: str, hazard: str, part: str = "", topic:
     suffix = f".{part}.j2" if part else ".j2"
     if topic:  # 转移避险: a household, special person/place or release has its own text
         return [f"{channel}/{topic}{suffix}", f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
-    if kind in ("escalation", "deputy", "recall"):
+    if kind in OWN_TEMPLATE_KINDS:
         return [f"{channel}/{kind}{suffix}", f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
     return [f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
 

@@ -80,6 +80,11 @@ class LevelPolicy(BaseModel):
         except (KeyError, IndexError, ValueError):
             raise ValueError(f"{v!r} may use only {{region}}") from None
         return v
+    # When nobody above is left to tell, the duty room on shift (duty/) gets the chain's last call.
+    duty_room: bool = True
+    # The nearest duty room on shift is told at the first missed deadline, in parallel with the re-calls,
+    # so that no silence waits for the whole chain (12–36 minutes) before someone who can act sees it.
+    duty_watch: bool = True
 
     @field_validator("ack_deadline", "recall_interval", mode="before")
     @classmethod
@@ -151,6 +156,55 @@ DEFAULT_HAZARDS: dict[str, dict[str, Any]] = {
 LEVEL_FIELDS = set(LevelPolicy.model_fields)
 
 
+RESPONSE_LEVELS = ("IV", "III", "II", "I")
+
+
+class ResponsePolicy(BaseModel):
+    """What an emergency response level demands: who must confirm 到岗, by when, how hard they are chased,
+    and what it imposes on warnings issued while it is in force. `[responses.II]` in the file overrides it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] = Field(min_length=1)
+    ack_deadline: float = 1800.0
+    recall_channel: str | None = "voice"
+    recall_interval: float = 600.0
+    recall_count: int = Field(2, ge=0, le=20)
+    # LevelPolicy fields imposed on every warning issued under this level (e.g. Ⅰ级: grids, 3 minutes).
+    warnings: dict[str, Any] = Field(default_factory=dict)
+
+    _duration = field_validator("ack_deadline", "recall_interval", mode="before")(LevelPolicy._duration.__func__)
+    _roles = field_validator("roles")(LevelPolicy._roles.__func__)
+    _recall_channel = field_validator("recall_channel")(LevelPolicy._recall_channel.__func__)
+
+    @field_validator("warnings")
+    @classmethod
+    def _warnings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(v) - set(LevelPolicy.model_fields)
+        if unknown:
+            raise ValueError(f"warnings: unknown field {sorted(unknown)[0]!r}")
+        return v
+
+    def chase(self) -> dict[str, Any]:
+        """The policy a 到岗 demand is chased by, in the shape the escalation sweep reads."""
+        return {"ack_required": True, "ack_deadline": self.ack_deadline, "recall_channel": self.recall_channel,
+                "recall_interval": self.recall_interval, "recall_count": self.recall_count, "escalate": False,
+                "call_deputy": False, "duty_room": False, "duty_watch": False}
+
+
+DEFAULT_RESPONSES: dict[str, dict[str, Any]] = {
+    "IV": {"roles": ["town_responsible"], "ack_deadline": "30m", "recall_interval": "10m", "recall_count": 2},
+    "III": {"roles": ["town_responsible", "county_responsible"], "ack_deadline": "20m", "recall_interval": "10m",
+            "recall_count": 2},
+    "II": {"roles": ["town_responsible", "county_responsible", "member_unit", "village_cadre"],
+           "ack_deadline": "15m", "recall_interval": "5m", "recall_count": 3},
+    "I": {"roles": ["village_responsible", "town_responsible", "county_responsible", "member_unit",
+                    "village_cadre"], "ack_deadline": "10m", "recall_interval": "3m", "recall_count": 3,
+          "warnings": {"roles": ["grid_responsible", "village_responsible", "town_responsible"],
+                       "ack_required": True, "ack_deadline": "3m"}},
+}
+
+
 class PolicyError(ValueError):
     """A bad policy file: names the key and the reason."""
 
@@ -158,9 +212,25 @@ class PolicyError(ValueError):
 class PolicyBook:
     """Resolved policies for every hazard × level."""
 
-    def __init__(self, table: dict[tuple[str, str], LevelPolicy], source: str) -> None:
+    def __init__(self, table: dict[tuple[str, str], LevelPolicy], source: str,
+                 responses: dict[str, ResponsePolicy] | None = None) -> None:
         self._table = table
         self.source = source
+        self.responses = responses if responses is not None else {
+            k: ResponsePolicy.model_validate(v) for k, v in DEFAULT_RESPONSES.items()}
+
+    def response(self, level: str) -> ResponsePolicy:
+        return self.responses[level]
+
+    def snapshot_under(self, hazard: str, level: str, response_level: str | None, *,
+                       region_name: str = "") -> dict[str, Any]:
+        """The policy of a warning issued while a response of `response_level` is in force."""
+        snap = self.snapshot(hazard, level, region_name=region_name)
+        if response_level is None:
+            return snap
+        imposed = self.response(response_level).warnings
+        merged = LevelPolicy.model_validate({**self.resolve(hazard, level).model_dump(), **imposed})
+        return {**snap, **merged.model_dump(), "response_level": response_level}
 
     def resolve(self, hazard: str, level: str) -> LevelPolicy:
         return self._table[(hazard, level)]
@@ -187,10 +257,10 @@ def load_policy(path: Path | None) -> PolicyBook:
             raise PolicyError(f"POLICY_FILE {path}: not valid TOML/YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise PolicyError(f"POLICY_FILE {path}: top level must be a table")
-        unknown = set(raw) - {"defaults", "levels", "hazards"}
+        unknown = set(raw) - {"defaults", "levels", "hazards", "responses"}
         if unknown:
             raise PolicyError(f"POLICY_FILE {path}: unknown key {sorted(unknown)[0]!r} "
-                              "(use defaults, levels, hazards)")
+                              "(use defaults, levels, hazards, responses)")
     source = str(path) if path else "built-in"
     defaults = _table(raw.get("defaults", {}), "defaults", source)
     levels = _table(raw.get("levels", {}), "levels", source)
@@ -223,7 +293,23 @@ def load_policy(path: Path | None) -> PolicyBook:
                 err = exc.errors()[0]
                 where = _where(raw, hazard.value, level.value, str(err["loc"][0]) if err["loc"] else "")
                 raise PolicyError(f"POLICY_FILE {source}: {where}: {err['msg']}") from None
-    return PolicyBook(table, source)
+    return PolicyBook(table, source, _responses(_table(raw.get("responses", {}), "responses", source), source))
+
+
+def _responses(raw: dict[str, Any], source: str) -> dict[str, ResponsePolicy]:
+    for key in raw:
+        if key not in RESPONSE_LEVELS:
+            raise PolicyError(f"POLICY_FILE {source}: responses.{key}: unknown response level (use IV, III, II, I)")
+    out: dict[str, ResponsePolicy] = {}
+    for level in RESPONSE_LEVELS:
+        merged = {**DEFAULT_RESPONSES[level], **_table(raw.get(level, {}), f"responses.{level}", source)}
+        try:
+            out[level] = ResponsePolicy.model_validate(merged)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise PolicyError(f"POLICY_FILE {source}: responses.{level}.{field}: {err['msg']}") from None
+    return out
 
 
 def _table(value: Any, key: str, source: str) -> dict[str, Any]:

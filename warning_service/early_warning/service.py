@@ -43,6 +43,7 @@ from warning_service.logging import get_logger
 from warning_service.notice import service as notices
 from warning_service.notice.models import Notice, NoticeReason
 from warning_service.region.models import Region
+from warning_service.response import service as responses
 
 log = get_logger(__name__)
 
@@ -122,8 +123,11 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
     scope_region = await session.get(Region, actor.scope_code)
     # Who issues (and whose product is forwarded) is policy per hazard: 防汛防台抗旱指挥部 in Zhejiang,
     # 防汛抗旱指挥部 in Ningxia, 森林防灭火指挥部 for fire danger, 转发…气象台 for weather products.
-    snapshot = policy.snapshot(data.hazard.value, data.level.value,
-                               region_name=scope_region.name if scope_region else "")
+    # A warning issued while an emergency response covers its area follows the response level's policy
+    # (Ⅰ级: every grid, 3 minutes) and is linked to the response.
+    under = await responses.in_force(session, paths=[r.path for r in regions], hazard=data.hazard.value)
+    snapshot = policy.snapshot_under(data.hazard.value, data.level.value, responses.highest(under),
+                                     region_name=scope_region.name if scope_region else "")
     sender = data.sender or snapshot["issuer"]
     code = data.sender_code or identifiers.sender_code(actor.scope_code, agency=settings.issuer_agency_code)
     identifier = data.identifier or await identifiers.next_identifier(session, code=code, at=now)
@@ -158,6 +162,8 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
                                 targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
                                 actor_user_id=actor.user_id))
     await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
+    under = await responses.in_force(session, paths=[r.path for r in regions], hazard=warning.hazard)
+    await responses.link_issued(session, responses=under, warning_id=warning.id, now=now)  # type: ignore[arg-type]
     count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
                                               roles=list(snapshot["roles"]), now=now)
     new = and_(Notice.id > floor, Notice.reason == NoticeReason.primary)

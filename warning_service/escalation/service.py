@@ -11,7 +11,15 @@ Per silent notice, once its deadline passes:
    `ack_deadline` for either to answer (a deputy's answer ends the chain there);
 3. then the nearest region above (not beyond `escalate_until`) with active responsible persons: each gets
    an escalation notice, which runs these same rules; this one stops;
-4. with nobody above, this notice and the primary notice it started from are timed out (超时未叫应).
+4. with nobody above, the duty room on shift for the region where the chain stopped (duty/, the nearest
+   one at or above it) gets a `duty_room` notice each for its 带班领导 and 值班员, chased by the same rules;
+   the room is looked up when the chain runs out, so after a shift change the new shift gets it;
+5. with no duty room on shift either (or once it too stays silent), this notice and the primary notice it
+   started from are timed out (超时未叫应).
+In parallel, when a primary notice misses its first deadline, the nearest duty room on shift at town level
+or above is told once per warning (`duty_watch`, policy `duty_watch`), so a silence is seen by someone who
+can act while the re-calls go on. A 到岗 demand of an emergency response (`attendance`) is re-called on its
+response's own clock and then times out; it climbs no chain.
 A deputy notice only runs step 1 and then times out: the chain it belongs to is carried by the notice that
 called it, so the level above hears about the silent A post once, not twice.
 """
@@ -32,7 +40,7 @@ from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
 from warning_service.notice.claim import claim, lock_roots, lock_warnings
-from warning_service.notice.models import OPEN_STATES, ROOT_REASONS, NoticeReason
+from warning_service.notice.models import OPEN_STATES, ROOT_REASONS, NoticeReason, NoticeStep
 from warning_service.runtime import Runtime
 
 log = get_logger(__name__)
@@ -55,6 +63,8 @@ class SweepResult:
     stopped: int = 0      # nothing left to do (answered, closed, warning over); clock cleared
     busy: int = 0         # warning being lifted/changed right now: left due for the next sweep
     deferred: int = 0
+    duty_room: int = 0    # chains that ran out handed to the duty room on shift
+    duty_watch: int = 0   # duty-room heads-ups opened at a first missed deadline
     messages: int = 0
     opened: dict[int, list[int]] = field(default_factory=dict)  # silent notice id → notices opened for it
 
@@ -73,6 +83,8 @@ class _Plan:
     closed: list[Any] = field(default_factory=list)
     exhausted: list[Any] = field(default_factory=list)  # deputy notices whose calls are used up
     top: list[Any] = field(default_factory=list)
+    duty: list[tuple[Any, int, list[targets.Responsible]]] = field(default_factory=list)  # (silent, shift, on duty)
+    watch: list[tuple[Any, int, targets.Responsible]] = field(default_factory=list)  # (first silent, shift, person)
 
 
 async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> SweepResult:
@@ -95,29 +107,52 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
     # An answer anywhere in a chain ends it. The answer's own transaction closes the rest of the chain; this
     # catches whatever it could not see (a notice this sweep's predecessor opened while the answer waited).
     answered = await targets.answered_chains(session, {r.root_id or r.id for r in live})
+    # A 到岗 demand is chased on its response's clock, not its warning's.
+    demands = await targets.response_policies(session, [r.id for r in live if r.reason == NoticeReason.attendance])
     exhausted: list[Any] = []
+    first_miss: list[Any] = []
     for r in live:
-        policy = warnings[r.warning_id].policy
+        policy = demands.get(r.id) or warnings[r.warning_id].policy
         if (r.root_id or r.id, r.round) in answered and r.reason in ROOT_REASONS:
             plan.covered.append(r)
-        elif (r.root_id or r.id, r.round) in answered:
+            continue
+        if (r.root_id or r.id, r.round) in answered:
             plan.closed.append(r)
+            continue
+        if r.reason == NoticeReason.duty_watch:
+            exhausted.append(r)  # a heads-up is not re-called: unconfirmed by its deadline, it times out
         elif policy.get("recall_channel") and r.attempt_count < int(policy.get("recall_count") or 0):
             plan.recall[(policy["recall_channel"], float(policy["recall_interval"]))].append(r)
         else:
             exhausted.append(r)
+        if (r.reason == NoticeReason.primary and r.attempt_count == 0 and r.step == NoticeStep.initial
+                and policy.get("duty_watch")):
+            first_miss.append(r)
     if exhausted:
-        await _plan_next(session, plan, exhausted, warnings)
+        await _plan_next(session, plan, exhausted, warnings, now=now)
+    if first_miss:
+        await _plan_watch(session, plan, first_miss, now=now)
     await _write(session, plan, res, warnings, now=now)
     await ledger.append_many(session, _ledger(plan, res, now=now))
     log.info("escalation_sweep", claimed=res.claimed, recalls=res.recalls, deputies=res.deputies,
-             escalated=res.escalated, timed_out=res.timed_out, covered=res.covered, closed=res.closed,
+             escalated=res.escalated, duty_room=res.duty_room, duty_watch=res.duty_watch,
+             timed_out=res.timed_out, covered=res.covered, closed=res.closed,
              stopped=res.stopped, busy=res.busy, deferred=res.deferred, messages=res.messages)
     return res
 
 
-async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnings: dict[int, Any]) -> None:
-    """Decide for notices whose re-calls are used up: deputy, level above, or the end of the chain."""
+async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnings: dict[int, Any], *,
+                     now: datetime) -> None:
+    """Decide for notices whose re-calls are used up: deputy, level above, duty room, or the end of the chain."""
+    chained: list[Any] = []
+    for r in rows:
+        if r.reason in (NoticeReason.duty_watch, NoticeReason.attendance):
+            plan.exhausted.append(r)  # they carry no chain: timed out alone
+        elif r.reason == NoticeReason.duty_room:
+            plan.top.append(r)  # the duty room was the last step
+        else:
+            chained.append(r)
+    rows = chained
     called = await targets.deputy_notices(session, [r.id for r in rows if r.reason != NoticeReason.deputy])
     may_call = {r.id for r in rows if r.reason != NoticeReason.deputy and (r.id, r.round) not in called
                 and warnings[r.warning_id].policy.get("call_deputy")}
@@ -135,14 +170,36 @@ async def _plan_next(session: AsyncSession, plan: _Plan, rows: list[Any], warnin
     policies = {r.id: warnings[r.warning_id].policy for r in upward}
     regions = {r.region_code for r in upward if policies[r.id].get("escalate")}
     chains = await targets.chains_above(session, regions)
+    ran_out: list[Any] = []
     for r in upward:
         p = policies[r.id]
         level = (targets.next_level_up(chains.get(r.region_code, []), until=p.get("escalate_until", "county"),
                                        exclude_person=r.person_id) if p.get("escalate") else None)
         if level is None:
-            plan.top.append(r)
+            ran_out.append(r)
         else:
             plan.escalate.append((r, level))
+    rooms = await targets.duty_room(session, {r.region_code for r in ran_out if policies[r.id].get("duty_room")},
+                                    at=now)
+    for r in ran_out:
+        room = rooms.get(r.region_code) if policies[r.id].get("duty_room") else None
+        on_duty = targets.on_duty_except(room, r.person_id) if room is not None else []
+        if room is not None and on_duty:
+            plan.duty.append((r, room.shift_id, on_duty))
+        else:
+            plan.top.append(r)
+
+
+async def _plan_watch(session: AsyncSession, plan: _Plan, rows: list[Any], *, now: datetime) -> None:
+    """The nearest duty room on shift (town or above) of each first silence; once per warning and person."""
+    rooms = await targets.duty_room(session, {r.region_code for r in rows}, at=now, lowest="town")
+    seen: set[tuple[int, int]] = set()
+    for r in rows:
+        room = rooms.get(r.region_code)
+        for p in targets.on_duty_except(room, r.person_id) if room is not None else []:
+            if (r.warning_id, p.person_id) not in seen:
+                seen.add((r.warning_id, p.person_id))
+                plan.watch.append((r, room.shift_id, p))  # type: ignore[union-attr]
 
 
 def _deadline(policy: dict[str, Any], now: datetime) -> datetime:
@@ -171,6 +228,11 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
         new_rows += [notices.chain_notice_row(
             silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
             reason=NoticeReason.escalation, deadline=deadline, now=now) for p in level.persons]
+    for r, _, on_duty in plan.duty:
+        deadline = _deadline(warnings[r.warning_id].policy, now)
+        new_rows += [notices.chain_notice_row(
+            silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
+            reason=NoticeReason.duty_room, deadline=deadline, now=now) for p in on_duty]
     if new_rows:
         opened = await notices.open_chain(session, new_rows)
         for o in opened:
@@ -183,10 +245,20 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
     for wait, ids in by_wait.items():
         await notices.await_deputy(session, ids, until=wait)
     res.deputies = len(plan.deputy)
-    if plan.escalate:
-        ids = [r.id for r, _ in plan.escalate]
+    if plan.escalate or plan.duty:
+        ids = [r.id for r, _ in plan.escalate] + [r.id for r, _, _ in plan.duty]
         await notices.escalated(session, ids)
         res.escalated = len(plan.escalate)
+        res.duty_room = len(plan.duty)
+    if plan.watch:
+        watch = await notices.open_duty_watch(session, [notices.duty_watch_row(
+            silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
+            deadline=_deadline(warnings[r.warning_id].policy, now), now=now) for r, _, p in plan.watch])
+        for o in watch:
+            res.opened.setdefault(o.escalation_of, []).append(o.id)
+        res.messages += await actions.queue_messages(session, notice_ids=[o.id for o in watch], channel="sms",
+                                                     recall=False, now=now)
+        res.duty_watch = len(watch)
     if plan.covered:
         await notices.covered(session, [r.id for r in plan.covered])
         res.covered = len(plan.covered)
@@ -241,6 +313,14 @@ def _ledger(plan: _Plan, res: SweepResult, *, now: datetime) -> list[dict[str, A
         add("escalation.escalated", r).setdefault("told", {})[str(r.id)] = {
             "region": level.code, "person_ids": [p.person_id for p in level.persons],
             "notice_ids": res.opened.get(r.id, [])}
+    for r, shift_id, on_duty in plan.duty:
+        add("escalation.duty_room", r).setdefault("told", {})[str(r.id)] = {
+            "shift_id": shift_id, "region": on_duty[0].region_code, "person_ids": [p.person_id for p in on_duty],
+            "notice_ids": res.opened.get(r.id, [])}
+    for r, shift_id, p in plan.watch:
+        told = add("escalation.duty_watch", r).setdefault("told", {})
+        told.setdefault(str(shift_id), {"region": p.region_code, "person_ids": [], "first_silent": r.id})
+        told[str(shift_id)]["person_ids"].append(p.person_id)
     for r in plan.top:
         add("escalation.timed_out", r).setdefault("root_ids", {})[str(r.id)] = r.root_id or r.id
     for r in plan.exhausted:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from warning_service.dialect import chunks, in_ids
+from warning_service.duty import service as duty
+from warning_service.duty.service import DutyRoom
 from warning_service.notice.models import Notice, NoticeState
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.service import ancestor_codes
+from warning_service.response.models import EmergencyResponse, ResponseDemand
 
 
 @dataclass(frozen=True)
@@ -114,3 +119,28 @@ def next_level_up(chain: list[Level], *, until: str, exclude_person: int) -> Lev
         if persons:
             return Level(lvl.code, lvl.level, persons)
     return None
+
+
+async def duty_room(session: AsyncSession, region_codes: Iterable[str], *, at: datetime,
+                    lowest: str | None = None) -> dict[str, DutyRoom]:
+    """region → the nearest duty room at or above it with a shift on at `at` (see duty/service.py)."""
+    return await duty.duty_rooms(session, region_codes, at=at, lowest=lowest)
+
+
+def on_duty_except(room: DutyRoom, person_id: int) -> list[Responsible]:
+    """The people on shift in `room`, leaving out the silent person should they sit in it."""
+    return [Responsible(p.person_id, "duty_leader" if p.seat == "leader" else "duty_officer", room.region_code)
+            for p in room.persons if p.person_id != person_id]
+
+
+async def response_policies(session: AsyncSession, notice_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """到岗 demand notice id → the chase policy of the response that demanded it."""
+    wanted = sorted(set(notice_ids))
+    out: dict[int, dict[str, Any]] = {}
+    for part in chunks(wanted, 1000):
+        rows = (await session.execute(
+            select(ResponseDemand.notice_id, EmergencyResponse.policy)
+            .join(EmergencyResponse, EmergencyResponse.id == ResponseDemand.response_id)
+            .where(in_ids(session, ResponseDemand.notice_id, part)))).all()
+        out.update({nid: dict(policy.get("chase") or {}) for nid, policy in rows})
+    return out

@@ -31,6 +31,9 @@ class NoticeReason(StrEnum):
     escalation = "escalation"  # level above, told that someone below did not answer
     evacuation = "evacuation"  # 转移任务: a 包户责任人 told to move one household (evacuation/)
     special = "special"        # a special person's helper or a special place's contact (evacuation/)
+    duty_room = "duty_room"    # the duty room on shift, when the chain of responsible persons ran out
+    duty_watch = "duty_watch"  # the duty room told at the first missed deadline, while re-calls go on
+    attendance = "attendance"  # 到岗确认 demanded by an emergency response (response/)
 
 
 class NoticeStep(StrEnum):
@@ -50,13 +53,19 @@ ANSWERABLE_STATES: tuple[str, ...] = (*OPEN_STATES, NoticeState.timed_out)
 # Nothing more will happen to it in this round.
 SETTLED_STATES: tuple[str, ...] = (NoticeState.acknowledged, NoticeState.timed_out, NoticeState.closed)
 # Messages that only exist to chase silence; an answer (or a new round) makes them pointless.
-CHASE_KINDS: tuple[str, ...] = (MessageKind.recall, MessageKind.deputy, MessageKind.escalation)
+CHASE_KINDS: tuple[str, ...] = (MessageKind.recall, MessageKind.deputy, MessageKind.escalation,
+                                MessageKind.duty_room, MessageKind.duty_watch, MessageKind.attendance)
+# Notices that belong to a warning's chains of 叫应 (and end with its round); a 到岗 demand belongs to its
+# response and outlives an upgrade of the warning it rode in on.
+ROUND_REASONS: tuple[str, ...] = (NoticeReason.deputy, NoticeReason.escalation, NoticeReason.duty_room,
+                                  NoticeReason.duty_watch)
 # Reasons that start a chain of their own (re-call, deputy, level above), as a primary notice does: someone was
 # asked to act, not told about someone else's silence.
 ROOT_REASONS: tuple[str, ...] = (NoticeReason.primary, NoticeReason.evacuation, NoticeReason.special)
 
 
 PRIMARY_PREDICATE = "reason = 'primary'"
+DUTY_WATCH_PREDICATE = "reason = 'duty_watch'"
 
 
 class Notice(SQLModel, table=True):
@@ -66,6 +75,9 @@ class Notice(SQLModel, table=True):
         Index("uq_notice_primary", "warning_id", "person_id", unique=True,
               sqlite_where=text(PRIMARY_PREDICATE), postgresql_where=text(PRIMARY_PREDICATE)),
         UniqueConstraint("escalation_of", "person_id", name="uq_notice_escalation"),
+        # The duty room is told once per warning (per person on shift), however many notices fall silent.
+        Index("uq_notice_duty_watch", "warning_id", "person_id", unique=True,
+              sqlite_where=text(DUTY_WATCH_PREDICATE), postgresql_where=text(DUTY_WATCH_PREDICATE)),
         Index("ix_notice_due", "next_action_at",
               sqlite_where=text("next_action_at IS NOT NULL"), postgresql_where=text("next_action_at IS NOT NULL")),
         Index("ix_notice_warning_state", "warning_id", "state"),

@@ -21,8 +21,10 @@ from warning_service.dialect import chunks, in_ids, insert, is_postgresql
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.notice.models import (
     CHASE_KINDS,
+    DUTY_WATCH_PREDICATE,
     OPEN_STATES,
     PRIMARY_PREDICATE,
+    ROUND_REASONS,
     Notice,
     NoticeReason,
     NoticeState,
@@ -167,6 +169,62 @@ async def open_reserved(session: AsyncSession, *, warning: EarlyWarning, source:
     return res.rowcount or 0
 
 
+def duty_watch_row(*, silent: Any, person_id: int, role: str, region_code: str, deadline: datetime,
+                   now: datetime) -> dict[str, Any]:
+    """Values of a notice telling a duty room that `silent` missed its first deadline.
+
+    It names the silent notice (`escalation_of`, so its text can say whom) but is a chain of its own
+    (no `root_id`): the duty room confirming it has seen the silence must not end the silent chain.
+    """
+    return {"warning_id": silent.warning_id, "person_id": person_id, "role": role, "region_code": region_code,
+            "reason": NoticeReason.duty_watch.value, "escalation_of": silent.id, "root_id": None,
+            "state": NoticeState.pending.value, "requires_ack": True, "round": silent.round, "deadline": deadline,
+            "next_action_at": deadline, "attempt_count": 0, "step": NoticeStep.initial.value, "created_at": now}
+
+
+async def open_duty_watch(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert duty-room heads-ups (`duty_watch_row`): one per warning and person on duty, reopened only by a
+    new round; returns (id, escalation_of) of each opened."""
+    if not rows:
+        return []
+    stmt = insert(session, N)
+    ex = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["warning_id", "person_id"], index_where=text(DUTY_WATCH_PREDICATE),
+        set_={"state": ex.state, "round": ex.round, "escalation_of": ex.escalation_of, "deadline": ex.deadline,
+              "next_action_at": ex.next_action_at, "attempt_count": ex.attempt_count, "step": ex.step,
+              "delivered_at": null(), "acknowledged_at": null(), "closed_at": null()},
+        where=N.c.round < ex.round,
+    ).returning(N.c.id, N.c.escalation_of)
+    return list((await session.execute(stmt, rows)).all())
+
+
+async def open_attendance(session: AsyncSession, *, warning_id: int, persons: Sequence[Any], deadline: datetime,
+                          now: datetime) -> list[Any]:
+    """到岗 demands: one notice per (person_id, role, region_code) given; returns (id, person_id) of each."""
+    if not persons:
+        return []
+    rows = [{"warning_id": warning_id, "person_id": p.person_id, "role": p.role, "region_code": p.region_code,
+             "reason": NoticeReason.attendance.value, "escalation_of": None, "root_id": None,
+             "state": NoticeState.pending.value, "requires_ack": True, "round": 1, "deadline": deadline,
+             "next_action_at": deadline, "attempt_count": 0, "step": NoticeStep.initial.value, "created_at": now}
+            for p in persons]
+    stmt = insert(session, N).returning(N.c.id, N.c.person_id)
+    return list((await session.execute(stmt, rows)).all())
+
+
+async def close_still_open(session: AsyncSession, ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Close those of these notices still waiting (a response ended); their chase is cancelled."""
+    closed: list[int] = []
+    for part in chunks(sorted(set(ids)), PART):
+        res = await session.execute(update(N).where(in_ids(session, N.c.id, part), N.c.state.in_(OPEN_STATES))
+                                    .values(state=NoticeState.closed.value, closed_at=now, next_action_at=None,
+                                            step=NoticeStep.done.value).returning(N.c.id))
+        closed += list(res.scalars())
+    await cancel_chase(session, notice_ids=closed, now=now)
+    return closed
+
+
 # --- the sweep's steps -----------------------------------------------------------------------------------------
 
 async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None:
@@ -249,7 +307,8 @@ async def restart_round(session: AsyncSession, *, warning: EarlyWarning, now: da
     await close_open(session, warning_id=warning.id, now=now, chains_only=True)
     await session.execute(update(OUTBOX).where(
         OUTBOX.c.warning_id == warning.id, OUTBOX.c.status == OutboxStatus.queued,
-        OUTBOX.c.kind.in_(CHASE_KINDS)).values(status=OutboxStatus.cancelled.value, error_code="superseded",
+        OUTBOX.c.kind.in_([k for k in CHASE_KINDS if k != NoticeReason.attendance]))
+        .values(status=OutboxStatus.cancelled.value, error_code="superseded",
                                                  updated_at=now))
 
 
@@ -279,7 +338,7 @@ async def close_open(session: AsyncSession, *, warning_id: int, now: datetime, c
     """
     stmt = update(N).where(N.c.warning_id == warning_id, N.c.state.in_(OPEN_STATES))
     if chains_only:
-        stmt = stmt.where(N.c.reason != NoticeReason.primary)
+        stmt = stmt.where(N.c.reason.in_(ROUND_REASONS))
     if outside_paths is not None:
         inside = select(Region.code).where(Scope.any_of(Region.path, outside_paths))
         stmt = stmt.where(N.c.reason == NoticeReason.primary, N.c.region_code.not_in(inside))

@@ -26,6 +26,9 @@ class PersonRole(StrEnum):
     village_cadre = "village_cadre"
     danger_house_liaison = "danger_house_liaison"
     county_duty = "county_duty"
+    duty_leader = "duty_leader"    # 带班领导 of a duty room (duty/)
+    duty_officer = "duty_officer"  # 值班员
+    member_unit = "member_unit"    # 成员单位联络员, called to 到岗 by an emergency response
 
 
 ROLE_ZH = labels.ROLE

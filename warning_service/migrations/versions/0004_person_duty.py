@@ -1,12 +1,12 @@
 """person: 职务 (title), 单位 (unit) and 备用电话 (backup phone) from the county rosters.
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -1,13 +1,13 @@
 """console: idempotency keys of issue requests, so a double submit never issues twice.
 
-Revision ID: 0009
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -3,16 +3,16 @@
 A task and a special notice name their notice before it is written (one INSERT … SELECT links each
 household to its notice), so those references are checked at commit (DEFERRABLE INITIALLY DEFERRED).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0006
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 import warning_service.db
 
 
-revision = '0010'
-down_revision = '0009'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

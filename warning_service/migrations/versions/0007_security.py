@@ -1,15 +1,15 @@
 """security (issue 11): replay records for signed Twilio callbacks; per-user token version for logout.
 
-Revision ID: 0008
-Revises: 0010
+Revision ID: 0007
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
 
 from warning_service.db import UTCDateTime
 
-revision = "0008"
-down_revision = "0010"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
