@@ -6,6 +6,7 @@ from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
+from warning_service.exports.models import ExportJob
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
@@ -13,5 +14,5 @@ from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "ExportJob", "Feedback", "LedgerEntry", "LedgerPending",
            "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]

@@ -9,6 +9,7 @@ from warning_service.auth import routes as auth
 from warning_service.delivery import routes as delivery
 from warning_service.early_warning import pages as early_warning_pages
 from warning_service.early_warning import routes as early_warning
+from warning_service.exports import routes as exports
 from warning_service.ledger import routes as ledger
 from warning_service.notice import routes as notice
 from warning_service.person import routes as person
@@ -31,6 +32,7 @@ def include_routers(app: FastAPI) -> None:
         acknowledgment.webhook_router,  # inbound SMS replies and calls
         acknowledgment.push_router,  # domestic SMS platforms' replies
         report.router,
+        exports.router,  # background exports of reports
         report_pages.page_router,  # the auditors' console
         ledger.router,
     ):
