@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,9 +24,9 @@ class Pool:
 
     def __init__(self, *, workers: int, tasks_per_child: int | None = None) -> None:
         self.workers, self.tasks_per_child = workers, tasks_per_child
-        self._executor: Executor | None = None
+        self._executor: ProcessPoolExecutor | None = None
 
-    def _get(self) -> Executor:
+    def _get(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
                                                  mp_context=multiprocessing.get_context("spawn"),
@@ -36,7 +37,11 @@ class Pool:
         return asyncio.wrap_future(self._get().submit(fn, *args))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self.submit(fn, *args)
+        try:
+            return await self.submit(fn, *args)
+        except BrokenProcessPool:
+            self.reset()  # a child was killed: the next call gets a working pool
+            raise
 
     def reset(self) -> None:
         """Drop a broken pool (a child was killed); the next call starts a new one."""
@@ -45,4 +50,12 @@ class Pool:
             self._executor = None
 
     def shutdown(self) -> None:
-        self.reset()
+        """Stop the children now: an export cut short goes back to the queue (its lease runs out, or the
+        stopping worker released it), and waiting for it would hold the process's exit for minutes."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # The executor offers no way to stop a running task; its processes are reachable only here.
+        for proc in list((getattr(executor, "_processes", None) or {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
