@@ -30,11 +30,11 @@ from warning_service.auth.service import create_user
 from warning_service.clock import utcnow
 from warning_service.config import Settings
 from warning_service.db import Database
-from warning_service.delivery.models import Notice
 from warning_service.early_warning import service as warnings
 from warning_service.early_warning.models import WarningCreate
 from warning_service.early_warning.policy import load_policy
 from warning_service.migrate import upgrade
+from warning_service.notice.models import Notice
 from warning_service.person import service as people
 from warning_service.person.models import PersonCreate
 from warning_service.region import service as regions

@@ -133,6 +133,20 @@ class Settings(BaseSettings):
     # on_time (按时叫应率), proxy (1 − 代叫应占比), feedback (反馈率); how many towns each of 红榜/黑榜 lists.
     tongbao_weights: str = "answer=40,on_time=30,proxy=10,feedback=20"
     tongbao_list_size: int = Field(3, ge=1, le=50)
+    # Heavy reads (issue 17). Exports of more notice rows than this are refused in the request and built
+    # as background jobs by the worker, each in a child process, into `export_dir`, kept `export_ttl_hours`.
+    export_direct_max_rows: int = Field(20_000, ge=0)
+    export_dir: Path = PROJECT_ROOT / "var" / "exports"
+    export_ttl_hours: float = Field(24.0, gt=0)
+    export_workers: int = Field(1, ge=1, le=8)
+    # A running job whose worker stops renewing this lease (it died) is claimed again, up to max attempts.
+    export_lease_seconds: int = Field(60, ge=5)
+    export_max_attempts: int = Field(3, ge=1)
+    export_poll_seconds: float = Field(2.0, gt=0)
+    # Reports over a region of this level or above (province … grid; "never" = always in the request's
+    # process) are computed and encoded in a pool of child processes, so the API's event loop stays free.
+    report_offload_level: Literal["province", "city", "county", "town", "village", "grid", "never"] = "city"
+    report_pool_workers: int = Field(1, ge=1, le=8)
 
     @field_validator("public_base_url")
     @classmethod

@@ -20,12 +20,21 @@ class DomainError(Exception):
         """HTTP headers the answer needs (Retry-After on a 429)."""
         return None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a pool's child process, it is pickled back to the parent whole (both messages, field).
+        return (_rebuild, (type(self), self.message_en, self.message_zh, self.field, self.extra))
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message_en, "message_zh": self.message_zh}
         if self.field:
             body["field"] = self.field
         body.update(self.extra)
         return body
+
+
+def _rebuild(cls: type[DomainError], message_en: str, message_zh: str, field: str | None,
+             extra: dict[str, Any]) -> DomainError:
+    return cls(message_en, message_zh, field=field, **extra)
 
 
 class NotFound(DomainError):

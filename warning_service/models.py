@@ -18,6 +18,7 @@ from warning_service.evacuation.models import (
     SpecialPerson,
     SpecialPlace,
 )
+from warning_service.exports.models import ExportJob
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
 from warning_service.person.models import Person
@@ -34,3 +35,5 @@ __all__ += ["DangerZone", "EvacThreshold", "EvacuationRelease", "EvacuationTask"
             "SpecialNotice", "SpecialPerson", "SpecialPlace"]
 # 值班 and 应急响应 (duty/, response/)
 __all__ += ["DutyMember", "DutyShift", "EmergencyResponse", "ResponseChange", "ResponseDemand", "ResponseWarning"]
+# Background exports (exports/)
+__all__ += ["ExportJob"]

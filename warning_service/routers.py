@@ -15,6 +15,7 @@ from warning_service.duty import routes as duty
 from warning_service.early_warning import routes as early_warning
 from warning_service.evacuation import pages as evacuation_pages
 from warning_service.evacuation import routes as evacuation
+from warning_service.exports import routes as exports
 from warning_service.ledger import routes as ledger
 from warning_service.notice import routes as notice
 from warning_service.person import routes as person
@@ -47,6 +48,7 @@ def include_routers(app: FastAPI) -> None:
         acknowledgment.webhook_router,  # inbound SMS replies and calls
         acknowledgment.push_router,  # domestic SMS platforms' replies
         report.router,
+        exports.router,  # background exports of reports
         report_pages.page_router,  # the auditors' console
         assessment.router,
         assessment_pages.page_router,  # the printable 通报

@@ -26,6 +26,7 @@ from warning_service.delivery.adapters import build_channels
 from warning_service.delivery.ratelimit import RateLimiter
 from warning_service.early_warning import messages
 from warning_service.early_warning.policy import PolicyBook, PolicyError, load_policy
+from warning_service.offload import Pool
 from warning_service.ops import DispatchCounters
 
 
@@ -64,8 +65,13 @@ class Runtime:
             window_seconds=settings.login_window_seconds, redis=redis)
         # Set while the worker stops, so a long tick ends after its current batch.
         self.stopping = asyncio.Event()
+        # Heavy reads in child processes (issue 17): one export per child, then a fresh child; big reports.
+        self.export_pool = Pool(workers=settings.export_workers, tasks_per_child=1)
+        self.report_pool = Pool(workers=settings.report_pool_workers, tasks_per_child=100)
 
     async def close(self) -> None:
+        self.export_pool.shutdown()
+        self.report_pool.shutdown()
         await self.channels.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -17,6 +17,7 @@ from warning_service.delivery.dispatcher import dispatch_tick
 from warning_service.early_warning.models import Hazard, Level
 from warning_service.early_warning.policy import PolicyBook
 from warning_service.escalation.service import escalation_tick
+from warning_service.exports.jobs import export_tick
 from warning_service.ledger.jobs import seal_tick
 from warning_service.logging import get_logger
 from warning_service.runtime import Runtime
@@ -72,6 +73,8 @@ class Worker:
                                seconds=s.escalation_tick_seconds, id="escalation", **common)
         self.scheduler.add_job(self._job("ledger_seal", seal_tick), "interval", seconds=2, id="ledger_seal",
                                **common)
+        self.scheduler.add_job(self._job("exports", export_tick), "interval", seconds=s.export_poll_seconds,
+                               id="exports", **common)
         self.scheduler.start()
         shortest = shortest_wait(self.rt.policy)
         log.info("worker_started", dispatch_every=s.dispatch_interval_seconds,

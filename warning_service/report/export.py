@@ -20,7 +20,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -31,18 +31,34 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service import labels
+from warning_service.errors import DomainError
 from warning_service.labels import yes_no, zh
+from warning_service.region.scope import Scope
 from warning_service.report import feedback as fb
+from warning_service.report import queries as q
 from warning_service.report.missing import iter_notices
 from warning_service.report.params import CST
+from warning_service.report.queries import R
 from warning_service.report.scope import Scoped
-from warning_service.report.service import warning_report
+from warning_service.report.service import report_and_rollup
 
 _PHONE = re.compile(r"^\+\d{6,16}$")
 ROW_CHOICES = ("notices", "regions", "missing", "feedback", "proxy")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PAGE = 5000  # rows built and written at a time
+# Told the rows written so far and the rows expected (0 when not known in advance).
+ProgressFn = Callable[[int, int], Awaitable[Any]]
+
+
+class UseExportJob(DomainError):
+    """An export too large to build inside a request."""
+
+    status_code = 409
+    code = "use_export_job"
 
 
 def local(t: datetime | None) -> str:
@@ -216,11 +232,12 @@ def filename(scoped: Scoped, ext: str) -> dict[str, str]:
 
 # --- CSV ---------------------------------------------------------------------------------------------------------
 
-async def csv_chunks(session: AsyncSession, *, scoped: Scoped, rows: str, now: datetime
-                     ) -> AsyncIterator[bytes]:
-    """The CSV, a page of rows at a time (UTF-8 with BOM)."""
+async def csv_chunks(session: AsyncSession, *, scoped: Scoped, rows: str, now: datetime,
+                     progress: ProgressFn | None = None) -> AsyncIterator[bytes]:
+    """The CSV, a page of rows at a time (UTF-8 with BOM); `progress(done, total)` after each page."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\r\n")
+    done = 0
 
     def flush() -> bytes:
         data = buf.getvalue().encode("utf-8")
@@ -228,34 +245,63 @@ async def csv_chunks(session: AsyncSession, *, scoped: Scoped, rows: str, now: d
         buf.truncate()
         return data
 
+    async def advance(n: int, total: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            await progress(done, total)
+
     yield "\ufeff".encode()
     if rows in ("regions", "feedback"):
-        report = await warning_report(session, scoped=scoped, now=now, rollup="grid" if rows == "regions" else "none",
-                                      missing_limit=0, proxy_limit=0)
+        report, tree = await report_and_rollup(session, scoped=scoped, now=now,
+                                               rollup="grid" if rows == "regions" else "none",
+                                               missing_limit=0, proxy_limit=0)
         if rows == "regions":
             out.writerow([c.header for c in REGION_COLUMNS])
-            out.writerows(region_rows(report))
+            # Nodes are built a page at a time, as they are written.
+            for start in range(0, len(tree), PAGE):
+                out.writerows([csv_value(c, n) for c in REGION_COLUMNS]
+                              for n in tree.nodes(offset=start, limit=PAGE))
+                await advance(min(PAGE, len(tree) - start), len(tree))
+                yield flush()
         else:
             out.writerow([c.header for c in FEEDBACK_REGION_COLUMNS])
-            out.writerows([csv_value(c, r) for c in FEEDBACK_REGION_COLUMNS] for r in report["feedback"]["by_region"])
+            by_region = report["feedback"]["by_region"]
+            out.writerows([csv_value(c, r) for c in FEEDBACK_REGION_COLUMNS] for r in by_region)
             # The last line is the total, so a sheet's column sums can be checked against it.
             total = {"code": scoped.region.code, "name": f"合计({scoped.region.name})",
                      **report["feedback"]["totals"]}
             out.writerow([csv_value(c, total) for c in FEEDBACK_REGION_COLUMNS])
+            await advance(len(by_region), len(by_region))
         yield flush()
         return
     if rows == "proxy":
         out.writerow([c.header for c in PROXY_COLUMNS])
         async for page in fb.iter_proxy(session, scoped=scoped):
             out.writerows([csv_value(c, r) for c in PROXY_COLUMNS] for r in page)
+            await advance(len(page), 0)
             yield flush()
         yield flush()
         return
+    total = await export_rows(session, scoped=scoped, rows=rows) if progress is not None else 0
     out.writerow([c.header for c in NOTICE_COLUMNS])
     async for page in iter_notices(session, scoped=scoped, now=now, only_missing=rows == "missing"):
         out.writerows(notice_row(r) for r in page)
+        await advance(len(page), total)
         yield flush()
     yield flush()
+
+
+async def export_rows(session: AsyncSession, *, scoped: Scoped, rows: str = "notices") -> int:
+    """How many notice rows an export of `scoped` reads: what decides between the request and a job, and
+    the total a job's progress counts towards (only the missing for `rows=missing`)."""
+    n = q.N
+    stmt = select(func.count()).select_from(n).where(n.c.warning_id == scoped.warning.id, n.c.reason == "primary")
+    if rows == "missing":
+        stmt = stmt.where(n.c.requires_ack.is_(True), n.c.acknowledged_at.is_(None))
+    if scoped.path is not None:
+        stmt = stmt.join(R, R.c.code == n.c.region_code).where(Scope(scoped.path).predicate(R.c.path))
+    return int((await session.execute(stmt)).scalar_one())
 
 
 # --- XLSX --------------------------------------------------------------------------------------------------------
@@ -339,20 +385,13 @@ class Sheet:
         self.ws.auto_filter.ref = f"A{HEADER_ROWS}:{last}{HEADER_ROWS + max(self.rows, 1)}"
 
 
-@dataclass
-class Progress:
-    """Rows written so far; a background export reports it to its job row."""
-
-    done: int = 0
-    total: int = 0
-
-
 async def write_workbook(session: AsyncSession, *, scoped: Scoped, now: datetime, out: IO[bytes],
-                         progress: Callable[[int, int], Any] | None = None) -> int:
+                         progress: ProgressFn | None = None) -> int:
     """The whole report as an .xlsx written to `out`, notices streamed a page at a time (write-only mode:
-    memory stays flat however many rows). Returns the number of notice rows."""
-    report = await warning_report(session, scoped=scoped, now=now, rollup="grid", missing_limit=0,
-                                  proxy_limit=0)
+    memory stays flat however many rows; region nodes are built as they are written). Returns the number
+    of notice rows."""
+    report, tree = await report_and_rollup(session, scoped=scoped, now=now, rollup="grid", missing_limit=0,
+                                           proxy_limit=0)
     w, region = report["warning"], report["region"]
     sub = f"统计范围:{region['name']}({region['code']}) · 导出时间:{local(now)}(北京时间)"
     heading = f"{w['title']}({w['identifier']})"
@@ -375,12 +414,12 @@ async def write_workbook(session: AsyncSession, *, scoped: Scoped, now: datetime
         for r in page:
             proxy.append(r)
     proxy.close()
-    nodes = report["rollup"]["nodes"]
-    regions = Sheet(wb, "分区统计", REGION_COLUMNS, title=heading, subtitle=sub, sample=nodes[:500])
-    for n in nodes:
+    regions = Sheet(wb, "分区统计", REGION_COLUMNS, title=heading, subtitle=sub,
+                    sample=list(tree.nodes(limit=500)))
+    for n in tree.nodes():
         regions.append(n)
     regions.close()
-    del report["rollup"]
+    del tree
     notices = Sheet(wb, "叫应明细", NOTICE_COLUMNS, title=heading, subtitle=sub)
     missing = Sheet(wb, "未叫应名单", NOTICE_COLUMNS, title=heading, subtitle=sub)
     done = 0

@@ -4,6 +4,8 @@ by level and rolled up the hierarchy; time to answer; escalations. All aggregate
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +51,18 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
     The roll-up's nodes, the missing list and the proxy answers are paged (`*_offset`, `*_limit`): a
     province rolled up to grids has ~10^5 nodes, which no page shows and no client should hold at once.
     """
+    report, tree = await report_and_rollup(session, scoped=scoped, now=now, rollup=rollup,
+                                           missing_offset=missing_offset, missing_limit=missing_limit,
+                                           proxy_offset=proxy_offset, proxy_limit=proxy_limit)
+    report["rollup"] = tree.page(offset=nodes_offset, limit=nodes_limit)
+    return report
+
+
+async def report_and_rollup(session: AsyncSession, *, scoped: Scoped, now: datetime, rollup: str = "town",
+                            missing_offset: int = 0, missing_limit: int = 50, proxy_offset: int = 0,
+                            proxy_limit: int = 50) -> tuple[dict[str, Any], Rollup]:
+    """The report without its roll-up nodes, and the roll-up, whose nodes are built as they are read
+    (an export streams all of them; a page builds only its own)."""
     if rollup not in ROLLUP_CHOICES:
         raise Invalid(f"rollup must be one of {', '.join(ROLLUP_CHOICES)}",
                       f"rollup 应为 {', '.join(ROLLUP_CHOICES)} 之一", field="rollup")
@@ -59,7 +73,8 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
     timing = await _timing(session, scoped=scoped, steps=grouped["step"])
     missing_total, missing = await missing_page(session, scoped=scoped, now=now, offset=missing_offset,
                                                 limit=missing_limit, total=totals.never)
-    return {
+    tree = await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region)
+    report = {
         "warning": warning_info(w),
         "region": {"code": scoped.region.code, "name": scoped.region.name, "path": scoped.region.path},
         "generated_at": now,
@@ -72,8 +87,7 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
                      for k, v in sorted(grouped["level"].items(), key=lambda kv: _level_order(kv[0]))],
         "by_role": [{"role": k, "role_zh": ROLE_ZH.get(k, k), **v.as_dict()}
                     for k, v in sorted(grouped["role"].items())],
-        "rollup": _page_nodes(await _rollup(session, grouped=grouped, totals=totals, scope=scoped.region),
-                              offset=nodes_offset, limit=nodes_limit),
+        "rollup": None,
         "escalations": await _escalations(session, scoped=scoped),
         "missing": {"total": missing_total, "offset": missing_offset, "limit": missing_limit,
                     "items": missing},
@@ -81,15 +95,40 @@ async def warning_report(session: AsyncSession, *, scoped: Scoped, now: datetime
         "proxy": await fb.proxy_answers(session, scoped=scoped, offset=proxy_offset, limit=proxy_limit),
         "history": await fb.history(session, warning=w),
     }
+    return report, tree
 
 
-def _page_nodes(rollup: dict[str, Any], *, offset: int, limit: int | None) -> dict[str, Any]:
-    nodes = rollup["nodes"]
-    rollup["nodes_total"] = len(nodes)
-    if offset or limit is not None:
-        rollup["nodes"] = nodes[offset:None if limit is None else offset + limit]
-    rollup["nodes_offset"], rollup["nodes_limit"] = offset, limit
-    return rollup
+@dataclass
+class Rollup:
+    """The roll-up's nodes in region-path order, each built only when read: a province to grids has ~10^5
+    nodes, and as dicts they would take hundreds of megabytes that neither a page nor a stream needs."""
+
+    levels: list[str]
+    above: Counts
+    # (path, level, code), sorted by path; the counts stay in `grouped`, the names in `info`.
+    entries: list[tuple[str, str, str]]
+    grouped: dict[str, Any]
+    info: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def node(self, entry: tuple[str, str, str]) -> dict[str, Any]:
+        _path, lvl, code = entry
+        sub, own = self.grouped[lvl][code]
+        r = self.info.get(code)
+        return {"code": code, "name": r.name if r else code, "level": lvl,
+                "parent_code": r.parent_code if r else None, "path": r.path if r else "",
+                "subtree": sub.as_dict(), "own": own.as_dict()}
+
+    def nodes(self, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        end = None if limit is None else offset + limit
+        return (self.node(e) for e in self.entries[offset:end])
+
+    def page(self, *, offset: int, limit: int | None) -> dict[str, Any]:
+        return {"levels": self.levels, "nodes": list(self.nodes(offset=offset, limit=limit)),
+                "above": self.above.as_dict(), "nodes_total": len(self.entries), "nodes_offset": offset,
+                "nodes_limit": limit}
 
 
 def _level_order(level: str) -> int:
@@ -146,15 +185,14 @@ async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dic
     return out
 
 
-async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Counts, scope: Region
-                  ) -> dict[str, Any]:
+async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Counts, scope: Region) -> Rollup:
     """Nodes county → … → `rollup`, each with its subtree's counts and those of people attached to it.
 
     Every node's subtree = its own + the sum of its children's subtrees, and the totals = the sum of
     the top level + `above` (people attached above the top level, e.g. the city's own officials).
     """
     levels = [lvl for lvl in q.ROLLUP_LEVELS if lvl in grouped]
-    cols = (Region.code, Region.name, Region.level, Region.parent_code, Region.path)
+    cols = (Region.code, Region.name, Region.parent_code, Region.path)
     info: dict[str, Any] = {}
     if levels:
         # One range scan of the scope's regions of these levels beats a long IN list …
@@ -167,21 +205,20 @@ async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Cou
     for batch in chunks(above, 2000):
         for r in (await session.execute(select(*cols).where(Region.code.in_(batch)))).all():
             info[r.code] = r
-    nodes = []
+    entries = []
     for lvl in levels:
-        for code, (sub, own) in grouped[lvl].items():
+        for code in grouped[lvl]:
             r = info.get(code)
-            nodes.append({"code": code, "name": r.name if r else code, "level": lvl,
-                          "parent_code": r.parent_code if r else None, "path": r.path if r else "",
-                          "subtree": sub.as_dict(), "own": own.as_dict()})
-    nodes.sort(key=lambda n: n["path"])
-    above = totals
+            entries.append((r.path if r else "", lvl, code))
+    # Stable: nodes of one path keep the order of the levels, as they were built.
+    entries.sort(key=lambda e: e[0])
+    above_counts = totals
     if levels:
         top = Counts()
         for sub, _own in grouped[levels[0]].values():
             top = top.add(sub)
-        above = _subtract(totals, top)
-    return {"levels": levels, "nodes": nodes, "above": above.as_dict()}
+        above_counts = _subtract(totals, top)
+    return Rollup(levels=levels, above=above_counts, entries=entries, grouped=grouped, info=info)
 
 
 def _subtract(a: Counts, b: Counts) -> Counts:

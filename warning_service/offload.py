@@ -1,0 +1,61 @@
+"""Process pools for heavy reads: exports and big reports run in child processes, not on the event loop.
+
+A thread would share the interpreter lock with the loop, and one page of a province export (building
+thousands of rows of cells) holds it long enough to stall every answer the process serves; a child process
+costs its start-up once and leaves the loop and the parent's memory alone. Children start by "spawn" (a
+fork of a process running an event loop and connection pools would inherit both). Export children are
+replaced after every export, so the memory one export took is returned to the system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Pool:
+    """A lazily started process pool; `run` awaits a function in a child without blocking the loop."""
+
+    def __init__(self, *, workers: int, tasks_per_child: int | None = None) -> None:
+        self.workers, self.tasks_per_child = workers, tasks_per_child
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _get(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers,
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 max_tasks_per_child=self.tasks_per_child)
+        return self._executor
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._get().submit(fn, *args))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self.submit(fn, *args)
+        except BrokenProcessPool:
+            self.reset()  # a child was killed: the next call gets a working pool
+            raise
+
+    def reset(self) -> None:
+        """Drop a broken pool (a child was killed); the next call starts a new one."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def shutdown(self) -> None:
+        """Stop the children now: an export cut short goes back to the queue (its lease runs out, or the
+        stopping worker released it), and waiting for it would hold the process's exit for minutes."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # The executor offers no way to stop a running task; its processes are reachable only here.
+        for proc in list((getattr(executor, "_processes", None) or {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
