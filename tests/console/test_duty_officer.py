@@ -116,7 +116,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     await page.fill("#proxy-note", "上门找到本人,已到岗")
     await page.click("#proxy-save")
     await expect(rows).to_have_count(8)
-    assert await page.locator("#k-acked").inner_text() == "1"
+    await expect(page.locator("#k-acked")).to_have_text("1")
     async with db.session() as s:
         acks = (await s.execute(select(Acknowledgment))).scalars().all()
     assert [(a.path, a.proxy_method, a.note) for a in acks] == [("proxy", "visit", "上门找到本人,已到岗")]
@@ -139,7 +139,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     await page.click("#lift-save")
     await page.wait_for_selector("#state[data-state=lifted]")
     assert int(await page.locator("#k-reached").inner_text()) >= 4
-    assert await page.locator("#k-acked").inner_text() == "0"  # the upgrade asked everyone again
+    await expect(page.locator("#k-acked")).to_have_text("0")  # the upgrade asked everyone again
     assert [d["reason"] for d in await ledger_details(db, "warning.lifted")] == ["降雨明显减弱,险情解除"]
     await chromium.shot(page, f"{viewport}-board-lifted")
 

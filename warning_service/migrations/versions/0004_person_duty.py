@@ -13,14 +13,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("person") as batch:
-        batch.add_column(sa.Column("title", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("unit", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("backup_phone", sa.String(length=20), nullable=True))
+    # Plain ALTERs on both databases: a batch rebuild of `person` on SQLite would drop a table that
+    # notices and acknowledgments still reference.
+    op.add_column("person", sa.Column("title", sa.String(length=100), nullable=True))
+    op.add_column("person", sa.Column("unit", sa.String(length=200), nullable=True))
+    op.add_column("person", sa.Column("backup_phone", sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("person") as batch:
-        batch.drop_column("backup_phone")
-        batch.drop_column("unit")
-        batch.drop_column("title")
+    # SQLite ≥ 3.35 and PostgreSQL both drop a column in place.
+    for column in ("backup_phone", "unit", "title"):
+        op.execute(f"ALTER TABLE person DROP COLUMN {column}")
