@@ -7,11 +7,12 @@ from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerPending
-from warning_service.notice.models import Notice
+from warning_service.notice.models import EscalationDigest, Notice
 from warning_service.person.models import Person
 from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
-           "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]
+__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "EscalationDigest", "Feedback", "LedgerEntry",
+           "LedgerPending", "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget",
+           "metadata"]

@@ -10,8 +10,12 @@ Per silent notice, once its deadline passes:
 2. then, once, its person's active deputy (B post) gets a notice of their own, and this one waits
    `ack_deadline` for either to answer (a deputy's answer ends the chain there);
 3. then the nearest region above (not beyond `escalate_until`) with active responsible persons: each gets
-   an escalation notice, which runs these same rules; this one stops;
-4. with nobody above, this notice and the primary notice it started from are timed out (超时未叫应).
+   an escalation notice, which runs these same rules; this one stops. A recipient's escalation notices
+   opened in one sweep share a digest: one message (and one re-call) lists everyone newly silent below them;
+4. an answer to an escalation says the level above was informed: it ends that notice (and whatever its own
+   silence set off above), never the silent person's chase, which runs on until they answer or someone
+   records a proxy answer with its method;
+5. with nobody above, this notice and the primary notice it started from are timed out (超时未叫应).
 A deputy notice only runs step 1 and then times out: the chain it belongs to is carried by the notice that
 called it, so the level above hears about the silent A post once, not twice.
 """
@@ -92,15 +96,17 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
             plan.stop.append(r.id)
         else:
             live.append(r)
-    # An answer anywhere in a chain ends it. The answer's own transaction closes the rest of the chain; this
-    # catches whatever it could not see (a notice this sweep's predecessor opened while the answer waited).
+    # The silent person's (or their deputy's) answer ends a chain; an informed level above ends what its
+    # own silence set off. The answer's transaction closes those itself; this catches whatever it could not
+    # see (a notice this sweep's predecessor opened while the answer waited).
     answered = await targets.answered_chains(session, {r.root_id or r.id for r in live})
+    informed = await targets.informed(session, {r.escalation_of for r in live if r.escalation_of})
     exhausted: list[Any] = []
     for r in live:
         policy = warnings[r.warning_id].policy
         if (r.root_id or r.id, r.round) in answered and r.reason == NoticeReason.primary:
             plan.covered.append(r)
-        elif (r.root_id or r.id, r.round) in answered:
+        elif (r.root_id or r.id, r.round) in answered or r.escalation_of in informed:
             plan.closed.append(r)
         elif policy.get("recall_channel") and r.attempt_count < int(policy.get("recall_count") or 0):
             plan.recall[(policy["recall_channel"], float(policy["recall_interval"]))].append(r)
@@ -157,8 +163,8 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
     for (channel, interval), rs in plan.recall.items():
         ids = [r.id for r in rs]
         await notices.recall(session, ids, next_at=now + timedelta(seconds=interval))
-        res.messages += await actions.queue_messages(session, notice_ids=ids, channel=channel, recall=True,
-                                                     now=now)
+        res.messages += await actions.queue_messages(session, notice_ids=actions.representatives(rs),
+                                                     channel=channel, recall=True, now=now)
         res.recalls += len(ids)
     new_rows = []
     for r, deputy_id in plan.deputy:
@@ -166,17 +172,20 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
         new_rows.append(notices.chain_notice_row(
             silent=r, person_id=deputy_id, role=r.role, region_code=r.region_code, reason=NoticeReason.deputy,
             deadline=deadline, now=now))
+    digests = await notices.open_digests(session, keys=[
+        (r.warning_id, p.person_id, r.round) for r, level in plan.escalate for p in level.persons], now=now)
     for r, level in plan.escalate:
         deadline = _deadline(warnings[r.warning_id].policy, now)
         new_rows += [notices.chain_notice_row(
             silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
-            reason=NoticeReason.escalation, deadline=deadline, now=now) for p in level.persons]
+            reason=NoticeReason.escalation, deadline=deadline, now=now,
+            digest_id=digests[(r.warning_id, p.person_id, r.round)]) for p in level.persons]
     if new_rows:
         opened = await notices.open_chain(session, new_rows)
         for o in opened:
             res.opened.setdefault(o.escalation_of, []).append(o.id)
         res.messages += await actions.queue_messages(
-            session, notice_ids=[o.id for o in opened], channel="sms", recall=False, now=now)
+            session, notice_ids=actions.representatives(opened), channel="sms", recall=False, now=now)
     by_wait: dict[datetime, list[int]] = defaultdict(list)
     for r, _ in plan.deputy:
         by_wait[_deadline(warnings[r.warning_id].policy, now)].append(r.id)

@@ -20,9 +20,11 @@ from warning_service.delivery.models import OutboxMessage, OutboxStatus
 from warning_service.dialect import chunks, in_ids, insert
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.notice.models import (
+    ANSWERABLE_STATES,
     CHASE_KINDS,
     OPEN_STATES,
     PRIMARY_PREDICATE,
+    EscalationDigest,
     Notice,
     NoticeReason,
     NoticeState,
@@ -33,6 +35,7 @@ from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
 N = Notice.__table__
+D = EscalationDigest.__table__
 OUTBOX = OutboxMessage.__table__
 PART = 1000
 NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round",
@@ -74,9 +77,10 @@ async def open_primary(session: AsyncSession, *, warning: EarlyWarning, target_p
 
 
 def chain_notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reason: NoticeReason,
-                     deadline: datetime, now: datetime) -> dict[str, Any]:
+                     deadline: datetime, now: datetime, digest_id: int | None = None) -> dict[str, Any]:
     """Values of a deputy or escalation notice opened because `silent` did not answer."""
-    return {"warning_id": silent.warning_id, "person_id": person_id, "role": role, "region_code": region_code,
+    return {"digest_id": digest_id, "warning_id": silent.warning_id, "person_id": person_id, "role": role,
+            "region_code": region_code,
             "reason": reason.value, "escalation_of": silent.id, "root_id": silent.root_id or silent.id,
             "state": NoticeState.pending.value, "requires_ack": True, "round": silent.round, "deadline": deadline,
             "next_action_at": deadline, "attempt_count": 0, "step": NoticeStep.initial.value, "created_at": now}
@@ -98,12 +102,54 @@ async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[
         set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
               "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
               "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": ex.attempt_count,
-              "step": ex.step, "delivered_at": null(), "acknowledged_at": null(), "closed_at": null()},
+              "step": ex.step, "digest_id": ex.digest_id, "delivered_at": null(), "acknowledged_at": null(),
+              "closed_at": null()},
         where=N.c.round < ex.round,
-    ).returning(N.c.id, N.c.escalation_of)
+    ).returning(N.c.id, N.c.escalation_of, N.c.digest_id)
     # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
     # compilation, RETURNING included — as long as the ON CONFLICT clause has no bound parameters.
     return list((await session.execute(stmt, rows)).all())
+
+
+async def taken_codes(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, set[int]]:
+    """person id → reply codes of their digests that still have a notice to answer."""
+    out: dict[int, set[int]] = {}
+    for part in chunks(sorted(set(person_ids)), PART):
+        rows = (await session.execute(select(D.c.person_id, D.c.reply_code).where(
+            in_ids(session, D.c.person_id, part),
+            select(N.c.id).where(N.c.digest_id == D.c.id, N.c.state.in_(ANSWERABLE_STATES)).exists()))).all()
+        for pid, code in rows:
+            out.setdefault(pid, set()).add(code)
+    return out
+
+
+def open_digest_codes() -> Any:
+    """SQL: reply codes of digests someone may still answer (a new warning must not take one)."""
+    return select(D.c.reply_code).where(
+        select(N.c.id).where(N.c.digest_id == D.c.id, N.c.state.in_(ANSWERABLE_STATES)).exists())
+
+
+async def open_digests(session: AsyncSession, *, keys: Sequence[tuple[int, int, int]], now: datetime
+                       ) -> dict[tuple[int, int, int], int]:
+    """One digest per (warning, recipient, round) key; returns key → digest id.
+
+    Each gets the smallest reply code (from 10) that none of the recipient's open digests and no active
+    warning uses, so two escalation messages to one person never both say "回复 10".
+    """
+    if not keys:
+        return {}
+    active = set((await session.execute(select(EarlyWarning.reply_code).where(
+        EarlyWarning.state == "active"))).scalars())
+    taken = await taken_codes(session, [p for _, p, _ in keys])
+    rows = []
+    for wid, pid, rnd in sorted(set(keys)):
+        used = active | taken.setdefault(pid, set())
+        code = next(c for c in range(10, 1_000_000) if c not in used)
+        used.add(code)
+        taken[pid].add(code)
+        rows.append({"warning_id": wid, "person_id": pid, "round": rnd, "reply_code": code, "created_at": now})
+    stmt = insert(session, D).returning(D.c.id, D.c.warning_id, D.c.person_id, D.c.round)
+    return {(r.warning_id, r.person_id, r.round): r.id for r in (await session.execute(stmt, rows)).all()}
 
 
 # --- the sweep's steps -----------------------------------------------------------------------------------------
@@ -239,14 +285,15 @@ async def end_warning(session: AsyncSession, *, warning_id: int, now: datetime) 
 
 def chase_of(notice_ids: Any) -> Any:
     """The still-queued chasing messages (re-calls, deputy calls, escalations) of `notice_ids`, a SQL
-    expression over outbox rows.
+    expression over outbox rows; digests excepted (see the last term).
 
     coalesce() keeps the planner on the notice_id index: `status = 'queued'` would match the dispatcher's
     partial queue index, and right after a province-wide issue (statistics not yet refreshed) PostgreSQL
     estimates a handful of queued rows and scans all 150,000 of them for every answer.
     """
+    # A digest's message is left to the dispatcher: it stays needed while any of its notices is open.
     return (notice_ids, func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
-            OUTBOX.c.kind.in_(CHASE_KINDS))
+            OUTBOX.c.kind.in_(CHASE_KINDS), OUTBOX.c.digest_id.is_(None))
 
 
 CANCELLED_BY_ANSWER = {"status": OutboxStatus.cancelled.value, "error_code": "acknowledged"}
