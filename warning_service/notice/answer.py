@@ -254,9 +254,9 @@ def _close_chain(root: Any, answered: Any, now: Any) -> Any:
             .returning(N.c.id))
 
 
-def _cancel(notice_ids: Any, now: Any) -> Any:
-    """Step 4: their queued chasing messages, cancelled."""
-    return update(OUTBOX).where(*chase_of(notice_ids)).values(**CANCELLED_BY_ANSWER, updated_at=now)
+def _cancel(among: Any, now: Any) -> Any:
+    """Step 4: their queued chasing messages, cancelled (`among`: a predicate over a notice id column)."""
+    return update(OUTBOX).where(*chase_of(among)).values(**CANCELLED_BY_ANSWER, updated_at=now)
 
 
 def _details(v: dict[str, Any], *, path: str) -> list[tuple[str, Any]]:
@@ -286,8 +286,9 @@ def one_statement(path: str) -> Any:
     won = exists(select(ins.c.id))
     chain = _close_chain(nid, nid, now).where(won).cte("chain")
     chain_ids = select(func.array_agg(chain.c.id)).scalar_subquery()
-    cancelled = _cancel(OUTBOX.c.notice_id == any_(func.array_append(chain_ids, nid, type_=ARRAY(Integer))),
-                        now).where(won).returning(OUTBOX.c.id).cte("cancelled")
+    stopped_ids = func.array_append(chain_ids, nid, type_=ARRAY(Integer))
+    cancelled = (_cancel(lambda col: col == any_(stopped_ids), now).where(won).returning(OUTBOX.c.id)
+                 .cte("cancelled"))
     n_cancelled = select(func.count()).select_from(cancelled).scalar_subquery()
     values = {"notice_id": nid, "warning_id": ins.c.warning_id, "person_id": ins.c.person_id,
               "round": ins.c.round, "path": literal(path, String), "late": ins.c.late, "source": p["source"],

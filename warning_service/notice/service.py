@@ -8,11 +8,11 @@ that an answer or a closed chain makes pointless are cancelled here too, by one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, func, literal, null, select, text, update
+from sqlalchemy import Integer, func, literal, null, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
@@ -283,17 +283,21 @@ async def end_warning(session: AsyncSession, *, warning_id: int, now: datetime) 
 
 # --- the chase ---------------------------------------------------------------------------------------------------
 
-def chase_of(notice_ids: Any) -> Any:
-    """The still-queued chasing messages (re-calls, deputy calls, escalations) of `notice_ids`, a SQL
-    expression over outbox rows; digests excepted (see the last term).
+def chase_of(among: Callable[[Any], Any]) -> Any:
+    """The still-queued chasing messages (re-calls, deputy calls, escalations) of the notices `among`
+    selects (a predicate over a notice id column), a SQL expression over outbox rows.
 
     coalesce() keeps the planner on the notice_id index: `status = 'queued'` would match the dispatcher's
     partial queue index, and right after a province-wide issue (statistics not yet refreshed) PostgreSQL
     estimates a handful of queued rows and scans all 150,000 of them for every answer.
+    A digest's message lists several silent people: it is cancelled only when none of its notices outside
+    `among` is still to be answered (else it still has someone to tell about).
     """
-    # A digest's message is left to the dispatcher: it stays needed while any of its notices is open.
-    return (notice_ids, func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
-            OUTBOX.c.kind.in_(CHASE_KINDS), OUTBOX.c.digest_id.is_(None))
+    m = N.alias("member")
+    others_open = select(m.c.id).where(m.c.digest_id == OUTBOX.c.digest_id, m.c.state.in_(ANSWERABLE_STATES),
+                                       ~among(m.c.id)).exists()
+    return (among(OUTBOX.c.notice_id), func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
+            OUTBOX.c.kind.in_(CHASE_KINDS), or_(OUTBOX.c.digest_id.is_(None), ~others_open))
 
 
 CANCELLED_BY_ANSWER = {"status": OutboxStatus.cancelled.value, "error_code": "acknowledged"}
@@ -303,7 +307,7 @@ async def cancel_chase(session: AsyncSession, *, notice_ids: Sequence[int], now:
     """Cancel the still-queued re-calls, deputy calls and escalations of these notices."""
     total = 0
     for part in chunks(sorted(set(notice_ids)), PART):
-        res = await session.execute(update(OUTBOX).where(*chase_of(in_ids(session, OUTBOX.c.notice_id, part)))
+        res = await session.execute(update(OUTBOX).where(*chase_of(lambda col, ids=part: in_ids(session, col, ids)))
                                     .values(**CANCELLED_BY_ANSWER, updated_at=now))
         total += res.rowcount or 0
     return total
