@@ -352,13 +352,13 @@ class _Renderer:
         }
 
     def _person_text(self, notice: Any) -> tuple[str, str, str]:
-        """(place + role + name, the same spoken, phone) of the person a notice was for."""
+        """('横湖村第1网格张三', the same with the role (as spoken), '(13900000003)') for a notice's person."""
         p = self.ctx["persons"].get(notice.person_id) if notice is not None else None
         if p is None:
             return "", "", ""
         place, role = self._place(notice.region_code), ROLE_ZH.get(p.role, p.role)
         phone = (p.phone or "").removeprefix("+86")
-        return f"{place}{role}{p.name}", f"{place}{role}{p.name}", phone
+        return f"{place}{p.name}", f"{place}{role}{p.name}", f"({phone})" if phone else ""
 
     def _digest(self, notice: Any) -> dict[str, Any]:
         """Who an escalation message is about: every silent person it covers (the people who were sent the
@@ -374,12 +374,12 @@ class _Renderer:
         listed, spoken, via_seen = [], [], []
         for m in still:
             who, said, phone = self._person_text(ctx["subjects"].get(m.root_id or m.escalation_of))
-            listed.append(f"{who}{phone}")
+            listed.append(who + phone)
             spoken.append(said)
             if m.escalation_of and m.escalation_of != m.root_id:
-                via, _, via_phone = self._person_text(ctx["subjects"].get(m.escalation_of))
-                if via and f"{via}{via_phone}" not in via_seen:
-                    via_seen.append(f"{via}{via_phone}")
+                _, via, via_phone = self._person_text(ctx["subjects"].get(m.escalation_of))
+                if via and via + via_phone not in via_seen:
+                    via_seen.append(via + via_phone)
         n = len(listed)
         more = f"等{n}人(名单见链接)" if n > DIGEST_LISTED else ""
         return {"count": n, "listed": "、".join(listed[:DIGEST_LISTED]) + more,
