@@ -10,6 +10,7 @@ from tests.escalation.conftest import (
     GRID,
     MIN,
     NEIGHBOUR,
+    PROVINCE,
     TOWN,
     VILLAGE,
     add_people,
@@ -24,6 +25,7 @@ from tests.factories import make_user
 from warning_service.acknowledgment.inbound import handle_sms_reply
 from warning_service.auth.models import User
 from warning_service.delivery.models import OutboxMessage
+from warning_service.early_warning import queries
 from warning_service.early_warning.messages import render_outbox
 from warning_service.notice.answer import acknowledge, answer
 from warning_service.notice.models import EscalationDigest, Notice
@@ -178,3 +180,18 @@ async def test_two_escalation_messages_to_one_person_carry_different_reply_codes
     assert answered == {firsts[1].notice_id}
     assert (await reload(db, firsts[0].notice_id)).state in ("pending", "delivered")
     assert f"回复 {codes[0]}" in out.text or "回复 1" in out.text
+
+
+async def test_the_missing_list_shows_each_silent_person_once_with_whom_it_was_reported_to(
+        db, clock, settings, tree, town_top):
+    t0 = clock.now()
+    wid = await twenty_seven_silent_grids(db, clock, settings, tree, town_top)
+    for minute in (3, 6, 9, 12, 15, 18, 21, 24):
+        await at(db, clock, t0, minute)
+    async with db.session() as s:
+        total, rows = await queries.list_notices(s, warning_id=wid, actor=PROVINCE, state="unanswered", limit=500)
+    assert total == 27 and {r["reason"] for r in rows} == {"primary"}
+    village_head, town_head = tree.person(VILLAGE, "village_responsible"), tree.person(TOWN, "town_responsible")
+    assert all([c["reason"] for c in r["chain"]] == ["escalation", "escalation"] for r in rows)
+    names = {(await person(db, village_head)).name, (await person(db, town_head)).name}
+    assert all({c["name"] for c in r["chain"]} == names for r in rows)
