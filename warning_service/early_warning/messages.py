@@ -212,7 +212,9 @@ class _Renderer:
         now, snap = self.now, warning.policy or {}
         prev = self.ctx["revs"].get((warning.id, rev.revision - 1))
         hazard_zh = self._hazard_names.get(warning.hazard, warning.hazard)
-        level_zh = LEVEL_ZH.get(rev.level, rev.level)
+        # A level name the policy gives (山洪 "立即转移") replaces the colour; only for the level it was given for.
+        level_zh = (snap.get("level_name") if snap.get("level") == rev.level else None) or LEVEL_ZH.get(
+            rev.level, rev.level)
         area = texts.area_text([_names_from_town(c, self.ctx["regions"]) for c in rev.targets]) or rev.area_desc
         action = texts.action_for(kind, msg_type=rev.msg_type, level=rev.level,
                                   previous_level=prev.level if prev else None, expires_at=rev.expires_at,
