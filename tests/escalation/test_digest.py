@@ -22,6 +22,7 @@ from tests.escalation.conftest import (
     set_deputy,
 )
 from tests.factories import make_user
+from warning_service.acknowledgment import pages
 from warning_service.acknowledgment.inbound import handle_sms_reply
 from warning_service.auth.models import User
 from warning_service.delivery.models import OutboxMessage
@@ -195,3 +196,23 @@ async def test_the_missing_list_shows_each_silent_person_once_with_whom_it_was_r
     assert all([c["reason"] for c in r["chain"]] == ["escalation", "escalation"] for r in rows)
     names = {(await person(db, village_head)).name, (await person(db, town_head)).name}
     assert all({c["name"] for c in r["chain"]} == names for r in rows)
+
+
+async def test_the_escalation_page_lists_everyone_the_message_reported_and_who_has_answered_since(
+        db, clock, settings, tree, town_top):
+    t0 = clock.now()
+    wid = await twenty_seven_silent_grids(db, clock, settings, tree, town_top)
+    for minute in (3, 6, 9, 12):
+        await at(db, clock, t0, minute)
+    [sms] = await sent_to(db, tree.person(VILLAGE, "village_responsible"))
+    grid = await notice_for(db, wid, tree.person(GRID, "grid_responsible"))
+    async with db.session() as s:
+        await acknowledge(s, notice_id=grid.id, path="link", now=clock.now())
+    async with db.session() as s:
+        view = await pages.load_view(s, notice_id=sms.notice_id)
+    assert view is not None and view.silent is not None and len(view.silent) == 27
+    grid_person = await person(db, grid.person_id)
+    assert [p["answered"] for p in view.silent if p["name"] == grid_person.name] == [True]
+    assert sum(not p["answered"] for p in view.silent) == 26
+    html = pages.render(settings, "page.html.j2", pages.page_context(view, token="t", now=clock.now())).body
+    assert "未确认人员(26/27)".encode() in html and b"tel:" in html
