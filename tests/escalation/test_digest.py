@@ -196,6 +196,10 @@ async def test_the_missing_list_shows_each_silent_person_once_with_whom_it_was_r
     assert all([c["reason"] for c in r["chain"]] == ["escalation", "escalation"] for r in rows)
     names = {(await person(db, village_head)).name, (await person(db, town_head)).name}
     assert all({c["name"] for c in r["chain"]} == names for r in rows)
+    async with db.session() as s:
+        _, primary = await queries.list_notices(s, warning_id=wid, actor=PROVINCE, state="unanswered",
+                                                reason="primary", limit=500)
+    assert [r["chain"] for r in primary] == [r["chain"] for r in rows]  # the board asks for primary ones
 
 
 async def test_the_escalation_page_lists_everyone_the_message_reported_and_who_has_answered_since(

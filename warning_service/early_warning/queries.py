@@ -98,7 +98,8 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
          .join(Region, Region.code == Notice.region_code)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
          .where(Notice.warning_id == warning_id, Scope(path).predicate(Region.path)))
-    grouped = state == "unanswered" and not reason
+    # The missing list (all reasons, or primary ones asked for) carries each person's chain under their row.
+    grouped = state == "unanswered" and reason in (None, "", NoticeReason.primary)
     if state == "unanswered":
         # The duty officer's missing list: everyone who still owes an answer, or never gave one. The deputies
         # and levels above told about someone are listed under that person, not as rows of their own.
