@@ -83,7 +83,7 @@ async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(revision: str = typer.Argument("heads")) -> None:
     """Apply migrations (creates the SQLite file if needed)."""
     settings = get_settings()
     upgrade(settings.database_url, revision)

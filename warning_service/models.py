@@ -20,7 +20,7 @@ from warning_service.evacuation.models import (
 )
 from warning_service.exports.models import ExportJob
 from warning_service.ledger.models import LedgerEntry, LedgerPending
-from warning_service.notice.models import Notice
+from warning_service.notice.models import EscalationDigest, Notice
 from warning_service.person.models import Person
 from warning_service.region.models import Region
 from warning_service.response.models import EmergencyResponse, ResponseChange, ResponseDemand, ResponseWarning
@@ -37,3 +37,5 @@ __all__ += ["DangerZone", "EvacThreshold", "EvacuationRelease", "EvacuationTask"
 __all__ += ["DutyMember", "DutyShift", "EmergencyResponse", "ResponseChange", "ResponseDemand", "ResponseWarning"]
 # Background exports (exports/)
 __all__ += ["ExportJob"]
+# Escalation digests (notice/)
+__all__ += ["EscalationDigest"]

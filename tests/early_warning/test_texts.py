@@ -201,3 +201,20 @@ def test_configured_sign_and_hazard_name(cfg):
                        places=PLACES, deadline=NOW + timedelta(minutes=3))
     assert m.body.startswith("【温岭应急】18:39发布松门镇南城村森林草原火险红色预警") and "转发" not in m.body
     assert w.sender == "温岭市森林防灭火指挥部"
+
+
+def test_mountain_torrent_levels_may_go_by_what_people_must_do(cfg, tmp_path):
+    f = tmp_path / "policy.toml"
+    f.write_text('[hazards.mountain_torrent.orange]\nlevel_name = "准备转移"\n'
+                 '[hazards.mountain_torrent.red]\nlevel_name = "立即转移"\n', encoding="utf-8")
+    book = load_policy(f)
+    for level, name in (("orange", "准备转移"), ("red", "立即转移")):
+        w, rev, _ = make("mountain_torrent", level)
+        w.policy = book.snapshot("mountain_torrent", level, region_name="温岭市")
+        m = render_preview(settings=cfg, warning=w, revision=rev, kind="alert", channel="sms", now=NOW,
+                           places=PLACES, deadline=NOW + timedelta(minutes=3))
+        assert f"山洪{name}预警" in m.body and "色预警" not in m.body
+        assert sms_segments(m.body) <= 2
+    w, rev, _ = make("mountain_torrent", "red")  # not configured: the colour, as everywhere else
+    assert "山洪红色预警" in render_preview(settings=cfg, warning=w, revision=rev, kind="alert", channel="sms",
+                                          now=NOW, places=PLACES, deadline=NOW + timedelta(minutes=3)).body

@@ -118,9 +118,10 @@ async def test_escalation_message_names_who_did_not_answer_and_where(db, clock, 
     village = (await chain_notices(db, wid))[-1]
     [sms] = await messages(db, village.id, "escalation")
     async with db.session() as s:
-        name = (await s.get(Person, silent.person_id)).name
+        who = await s.get(Person, silent.person_id)
         text = (await render_outbox(s, rows=[sms], settings=settings))[sms.id].body
-    assert name in text and "横湖村第1网格" in text and "网格责任人" in text and "未确认" in text
+    assert who.name in text and "横湖村第1网格" in text and who.phone.removeprefix("+86") in text  # type: ignore[union-attr]
+    assert "您辖区以下1人未确认" in text
     assert "/a/" in text  # their own answer link
 
 

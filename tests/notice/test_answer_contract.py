@@ -148,6 +148,13 @@ async def escalated(db, clock, tree, wid, t0) -> int:
     return await fresh(db, clock, tree, wid, t0)
 
 
+async def escalation(db, clock, tree, wid, t0) -> int:
+    """The village head's escalation notice about the silent grid (the one to answer)."""
+    root = await escalated(db, clock, tree, wid, t0)
+    async with db.session() as s:
+        return (await s.execute(select(Notice.id).where(Notice.escalation_of == root))).scalar_one()
+
+
 async def timed_out(db, clock, tree, wid, t0) -> int:
     for minute in range(3, 61, 3):
         clock.set(t0 + minute * MIN)
@@ -176,6 +183,7 @@ SCENARIOS = {
     "chain_stopped": (escalated, LINK, 13),
     "proxy_stops_chain": (escalated, Case(path="proxy", source="198.51.100.9", proxy=True), 13),
     "timed_out_then_answered": (timed_out, LINK, 61),
+    "escalation_informed": (escalation, LINK, 13),
     "lifted": (lifted, LINK, 1),
     "second_answer": (answered_once, Case(path="sms_reply", raw_input="收到", source="+8613900000003"), 2),
 }
@@ -195,6 +203,13 @@ async def test_both_forms_leave_the_same_rows(name, db, settings, clock, world, 
         assert len(one["acks"]) == 1 and one["ledger"], one
     if name in ("chain_stopped", "proxy_stops_chain"):
         assert any(o[3] == "cancelled" for o in one["outbox"]) and "chain_stopped" in one["ledger"][-1][2]
+    if name == "escalation_informed":
+        # The level above was informed; the silent grid person still owes the answer and is still chased.
+        assert outcomes[0][0] == "acknowledged"
+        by_reason = {k[0]: state for k, state, *_ in one["notices"]}
+        assert by_reason == {"primary": "pending", "escalation": "acknowledged"}
+        assert {o[3] for o in one["outbox"] if o[0][0] == "primary" and o[1] == "recall"} == {"queued"}
+        assert one["ledger"][-1][2].get("chain_stopped", []) == []  # only its own message was cancelled
     if name == "lifted":
         assert outcomes[0] == ("refused", "lifted") and one["acks"] == []
 

@@ -4,8 +4,10 @@ acknowledge them and say so in Chinese.
 Several person records may share one phone (a village head who is also a grid's responsible person); the
 reply answers for the human holding the phone, so it covers the open notices of all of them. A bare `1`
 answers the most urgent warning they owe an answer to — a real warning before an exercise or test, then the
-higher level, then the earliest deadline (then the most recently asked) — every open notice of that warning
-on this phone; the answer names what was acknowledged and what is still open.
+higher level, then the earliest deadline (then the most recently asked) — every open notice of that message
+on this phone; the answer names what was acknowledged and what is still open. A code names one message: a
+warning's, or an escalation digest's (one message listing several silent people); the codes of one
+person's open messages are unique, so "回复 11" never answers two escalation messages at once.
 """
 
 from __future__ import annotations
@@ -78,11 +80,13 @@ def phone_key(raw: str) -> str:
 # Active persons holding a phone, each with their open notices asking for an answer (if any), most urgent
 # first: a "1" typed in answer to a real red typhoon must never acknowledge a later exercise instead.
 _HOLDERS = RawQuery(f"""
-SELECT p.id, n.id, n.warning_id, w.reply_code, w.hazard, w.level, w.status
+SELECT p.id, n.id, n.warning_id, COALESCE(d.reply_code, w.reply_code), w.hazard, w.level, w.status,
+       d.id IS NOT NULL
 FROM person p
 LEFT JOIN notice n ON n.person_id = p.id AND n.state IN ({", ".join(f"'{s}'" for s in ANSWERABLE_STATES)})
                   AND n.requires_ack AND n.warning_id IN (SELECT id FROM early_warning WHERE state = 'active')
 LEFT JOIN early_warning w ON w.id = n.warning_id
+LEFT JOIN escalation_digest d ON d.id = n.digest_id
 WHERE p.phone = :phone AND p.active
 ORDER BY CASE WHEN w.status = 'actual' THEN 0 ELSE 1 END,
          CASE w.level WHEN 'red' THEN 0 WHEN 'orange' THEN 1 WHEN 'yellow' THEN 2 ELSE 3 END,
@@ -96,11 +100,12 @@ async def _holders(db: Database, phone: str) -> tuple[list[int], list[_Open]]:
     """(person ids, open notices) for a phone, in one query."""
     persons: list[int] = []
     open_: list[_Open] = []
-    for pid, nid, wid, code, hazard, level, status in await _HOLDERS.fetch(db, phone=phone):
+    for pid, nid, wid, code, hazard, level, status, digest in await _HOLDERS.fetch(db, phone=phone):
         if pid not in persons:
             persons.append(pid)
         if nid is not None:
-            open_.append(_Open(nid, wid, code, warning_label(hazard, level, status)))
+            label = warning_label(hazard, level, status)
+            open_.append(_Open(nid, wid, code, f"{label}未确认人员上报" if digest else label))
     return persons, open_
 
 
@@ -120,10 +125,12 @@ async def _answered(session: AsyncSession, person_ids: list[int], codes: tuple[i
     return list(seen.items())
 
 
-def _by_warning(notices: list[_Open]) -> OrderedDict[int, list[_Open]]:
+def _by_message(notices: list[_Open]) -> OrderedDict[int, list[_Open]]:
+    """Open notices by the reply code their messages carry: a warning's, or an escalation digest's (one
+    message listing several silent people, answered as one)."""
     groups: OrderedDict[int, list[_Open]] = OrderedDict()
     for n in notices:
-        groups.setdefault(n.warning_id, []).append(n)
+        groups.setdefault(n.reply_code, []).append(n)
     return groups
 
 
@@ -132,14 +139,14 @@ def _choose(reply: Reply, open_: list[_Open]) -> tuple[list[_Open], list[int]]:
     if reply.kind == "all":
         return open_, []
     if reply.kind == "ack":
-        groups = _by_warning(open_)
+        groups = _by_message(open_)
         return (next(iter(groups.values())) if groups else []), []
     chosen = [n for n in open_ if n.reply_code in reply.codes]
     return chosen, [c for c in reply.codes if all(n.reply_code != c for n in open_)]
 
 
 def _how_to_answer(open_: list[_Open], *, still: bool = False) -> str:
-    groups = _by_warning(open_)
+    groups = _by_message(open_)
     have = "您还有" if still else "您有"
     if len(groups) == 1:
         n = open_[0]
@@ -223,9 +230,9 @@ async def _compose(db: Database, *, reply: Reply, chosen: list[_Open], results: 
         r = by_notice.get(n.notice_id)
         if r is None:
             continue
-        labels.setdefault(n.warning_id, n.label)
+        labels.setdefault(n.reply_code, n.label)
         if r.late:
-            late.add(n.warning_id)
+            late.add(n.reply_code)
     if labels:
         listed = "、".join(label + ("(已超时)" if wid in late else "") for wid, label in labels.items())
         parts.append(f"已确认收到:{listed}。")

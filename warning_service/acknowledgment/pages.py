@@ -1,7 +1,8 @@
 """The mobile page behind an acknowledgment link: what it shows, and rendering it from templates/ack/.
 
 The page speaks only of the one notice its token is bound to: the warning, the area the person answers
-for, their own answer and feedback — never anyone else's.
+for, their own answer and feedback — never anyone else's, except that an escalation message's page lists
+the silent people it reported (in the recipient's own area: reaching them is what it asks for).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from warning_service.acknowledgment.feedback import get_feedback
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.config import Settings
 from warning_service.early_warning.messages import local_minute
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH, EarlyWarning, WarningState
-from warning_service.notice.models import Notice, NoticeState
+from warning_service.notice.models import Notice, NoticeReason, NoticeState
+from warning_service.person.models import Person
 from warning_service.region.models import Region
 
 # "1. ", "2、", "（3）" at the start of a guidance line: the page numbers the list itself.
@@ -49,6 +52,7 @@ class LinkView:
     region_name: str
     ack: Acknowledgment | None
     feedback: Feedback | None
+    silent: list[dict[str, Any]] | None = None  # an escalation's silent people, as they stand now
 
     @property
     def ended_at(self) -> datetime | None:
@@ -89,7 +93,21 @@ async def load_view(session: AsyncSession, *, notice_id: int) -> LinkView | None
     ack = (await session.execute(select(Acknowledgment).where(
         Acknowledgment.notice_id == notice_id, Acknowledgment.round == notice.round))).scalar_one_or_none()
     return LinkView(notice=notice, warning=warning, region_name=region_name, ack=ack,
-                    feedback=await get_feedback(session, notice_id))
+                    feedback=await get_feedback(session, notice_id),
+                    silent=await _silent(session, notice) if notice.reason == NoticeReason.escalation else None)
+
+
+async def _silent(session: AsyncSession, notice: Notice) -> list[dict[str, Any]]:
+    """Everyone the escalation message of this notice listed (its digest), and whether they answered since."""
+    member, root = aliased(Notice), aliased(Notice)
+    mine = member.digest_id == notice.digest_id if notice.digest_id else member.id == notice.id
+    rows = (await session.execute(
+        select(Person.name, Person.phone, Region.name, root.state)
+        .select_from(member).join(root, root.id == func.coalesce(member.root_id, member.escalation_of))
+        .join(Person, Person.id == root.person_id).join(Region, Region.code == root.region_code)
+        .where(mine).order_by(member.id))).all()
+    return [{"name": name, "phone": phone or "", "region": region, "answered": state == NoticeState.acknowledged}
+            for name, phone, region, state in rows]
 
 
 def _warning_context(w: EarlyWarning) -> dict[str, Any]:
@@ -122,6 +140,7 @@ def page_context(view: LinkView, *, token: str, now: datetime, flash: str | None
                      "people_evacuated": fb.people_evacuated, "note": fb.note or "",
                      "updated_at": local_minute(fb.updated_at)} if fb else None,
         "flash": flash,
+        "silent": view.silent,
     }
 
 

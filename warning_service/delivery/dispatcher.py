@@ -177,13 +177,31 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
                 settled[n.id] = f"notice_{n.state}"
             elif subject_state.get(n.escalation_of) in SETTLED_NOTICE_STATES:
                 settled[n.id] = f"silent_notice_{subject_state[n.escalation_of]}"
+    live_digests = await _live_digests(session, {d for r in rows if (d := getattr(r, "digest_id", None))})
     out: dict[int, str] = {}
     for r in rows:
         if r.warning_id in ended and r.kind not in AFTER_END_KINDS:
             out[r.id] = ended[r.warning_id]
+        elif getattr(r, "digest_id", None):
+            if r.digest_id not in live_digests:
+                out[r.id] = "digest_settled"
         elif r.kind in CHASE_KINDS and r.notice_id in settled:
             out[r.id] = settled[r.notice_id]
     return out
+
+
+async def _live_digests(session: Any, digest_ids: set[int]) -> set[int]:
+    """The escalation digests with someone still to tell about: a notice of theirs not yet settled whose
+    silent person has not answered either. A digest message lists several people: it goes while one is left."""
+    if not digest_ids:
+        return set()
+    members = (await session.execute(select(Notice.digest_id, Notice.state, Notice.escalation_of).where(
+        Notice.digest_id.in_(digest_ids)))).all()
+    subjects = {m.escalation_of for m in members if m.escalation_of}
+    subject_state = dict((await session.execute(select(Notice.id, Notice.state).where(
+        Notice.id.in_(subjects)))).all()) if subjects else {}
+    return {m.digest_id for m in members if m.state not in SETTLED_NOTICE_STATES
+            and subject_state.get(m.escalation_of) not in SETTLED_NOTICE_STATES}
 
 
 async def _render(rt: Runtime, rows: Sequence[Any]) -> dict[int, Message]:

@@ -61,6 +61,9 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     warning_id: int = Field(foreign_key="early_warning.id")
     notice_id: int | None = Field(default=None, foreign_key="notice.id", index=True)
+    # An escalation message covering several silent people (notice.EscalationDigest); `notice_id` is one of
+    # its notices. It is no longer needed only when all of them are settled (the dispatcher checks).
+    digest_id: int | None = Field(default=None)
     revision: int = 1  # which CAP message's content this carries
     kind: str = Field(max_length=12)  # a MessageKind
     channel: str = Field(max_length=16)

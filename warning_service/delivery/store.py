@@ -29,7 +29,7 @@ ATTEMPT = DeliveryAttempt.__table__
 QUEUED, SENDING = literal_column("'queued'"), literal_column("'sending'")
 CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.revision, OUTBOX.c.kind,
                    OUTBOX.c.channel, OUTBOX.c.address, OUTBOX.c.region_code, OUTBOX.c.priority,
-                   OUTBOX.c.attempts, OUTBOX.c.idempotency_key)
+                   OUTBOX.c.attempts, OUTBOX.c.idempotency_key, OUTBOX.c.digest_id)
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, batch_size: int) -> list[Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import distinct, func, select, tuple_
+from sqlalchemy import distinct, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Message, TemplateFields, sms_segments
@@ -38,7 +38,7 @@ from warning_service.early_warning.models import (
 )
 from warning_service.evacuation import messages as evacuation
 from warning_service.logging import get_logger
-from warning_service.notice.models import OPEN_STATES, Notice
+from warning_service.notice.models import ANSWERABLE_STATES, OPEN_STATES, EscalationDigest, Notice
 from warning_service.notice.tokens import link_key, make_token
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region import service as regions
@@ -50,6 +50,9 @@ KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recal
 # Kinds with texts of their own (a chain's call names whom it chases; a 到岗 demand is not the warning text).
 OWN_TEMPLATE_KINDS = ("escalation", "deputy", "recall", "duty_room", "duty_watch", "attendance")
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
+# An escalation SMS names this many silent people; the rest are counted ("等27人") and listed on its page.
+DIGEST_LISTED = 5
+DIGEST_SPOKEN = 3
 
 
 @lru_cache(maxsize=8)
@@ -108,13 +111,25 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
     notice_ids = {r.notice_id for r in rows if r.notice_id}
     notices: dict[int, Any] = {}
     subjects: dict[int, Any] = {}
+    digests: dict[int, Any] = {}
+    members: dict[int, list[Any]] = {}
     persons: dict[int, Any] = {}
     open_counts: dict[int, int] = {}
     if notice_ids:
         notices = {n.id: n for n in (await session.execute(select(
             Notice.id, Notice.person_id, Notice.region_code, Notice.deadline, Notice.requires_ack, Notice.reason,
-            Notice.escalation_of, Notice.state).where(Notice.id.in_(notice_ids)))).all()}
-        subject_ids = {n.escalation_of for n in notices.values() if n.escalation_of}
+            Notice.escalation_of, Notice.state, Notice.root_id, Notice.digest_id).where(
+            Notice.id.in_(notice_ids)))).all()}
+        digest_ids = {n.digest_id for n in notices.values() if n.digest_id}
+        if digest_ids:
+            digests = dict((await session.execute(select(EscalationDigest.id, EscalationDigest.reply_code).where(
+                EscalationDigest.id.in_(digest_ids)))).all())
+            for m in (await session.execute(select(
+                    Notice.digest_id, Notice.id, Notice.root_id, Notice.escalation_of, Notice.state).where(
+                    Notice.digest_id.in_(digest_ids)).order_by(Notice.id))).all():
+                members.setdefault(m.digest_id, []).append(m)
+        chained = [n for n in notices.values() if n.escalation_of] + [m for ms in members.values() for m in ms]
+        subject_ids = {i for n in chained for i in (n.escalation_of, n.root_id) if i}
         if subject_ids:
             subjects = {n.id: n for n in (await session.execute(select(
                 Notice.id, Notice.person_id, Notice.region_code).where(Notice.id.in_(subject_ids)))).all()}
@@ -129,9 +144,16 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         # active (the usual storm night) nobody can, and the per-person count is skipped.
         several_active = (await session.execute(select(func.count()).select_from(EarlyWarning).where(
             EarlyWarning.state == "active"))).scalar_one() > 1
-        if asking and several_active:
+        # An escalation digest has a code of its own, so a person with one warning may owe several answers.
+        any_digest = bool(digests) or (await session.execute(select(literal(1)).where(
+            Notice.digest_id.is_not(None), Notice.warning_id.in_({r.warning_id for r in rows}),
+            Notice.state.in_(OPEN_STATES)).limit(1))).first() is not None
+        if asking and (several_active or any_digest):
+            code = func.coalesce(EscalationDigest.reply_code, EarlyWarning.reply_code)
             open_counts = dict((await session.execute(
-                select(Notice.person_id, func.count(distinct(Notice.warning_id))).where(
+                select(Notice.person_id, func.count(distinct(code)))
+                .join(EarlyWarning, EarlyWarning.id == Notice.warning_id)
+                .outerjoin(EscalationDigest, EscalationDigest.id == Notice.digest_id).where(
                     Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
                     Notice.state.in_(OPEN_STATES)).group_by(Notice.person_id))).all())
     # Places: each target, each escalation subject and each loudspeaker village, named from its town down.
@@ -140,7 +162,7 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         w.sender_code[:6] for w in warnings.values()}
     regions_by_code = await _regions_with_ancestors(session, codes)
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,
-            "open_counts": open_counts, "regions": regions_by_code,
+            "open_counts": open_counts, "regions": regions_by_code, "digests": digests, "members": members,
             "evacuation": await evacuation.load(session, rows=rows, notices=notices)}
 
 
@@ -198,7 +220,9 @@ class _Renderer:
         now, snap = self.now, warning.policy or {}
         prev = self.ctx["revs"].get((warning.id, rev.revision - 1))
         hazard_zh = self._hazard_names.get(warning.hazard, warning.hazard)
-        level_zh = LEVEL_ZH.get(rev.level, rev.level)
+        # A level name the policy gives (山洪 "立即转移") replaces the colour; only for the level it was given for.
+        level_zh = (snap.get("level_name") if snap.get("level") == rev.level else None) or LEVEL_ZH.get(
+            rev.level, rev.level)
         area = texts.area_text([_names_from_town(c, self.ctx["regions"]) for c in rev.targets]) or rev.area_desc
         action = texts.action_for(kind, msg_type=rev.msg_type, level=rev.level,
                                   previous_level=prev.level if prev else None, expires_at=rev.expires_at,
@@ -255,7 +279,8 @@ class _Renderer:
                             and notice.state in OPEN_STATES)
         token = make_token(notice.id, key=self.key) if notice else None
         only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
-        reply_code = "1" if only_one else str(warning.reply_code)
+        digest_code = ctx["digests"].get(notice.digest_id) if notice is not None and notice.digest_id else None
+        reply_code = "1" if only_one else str(digest_code or warning.reply_code)
         deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
         topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice)
         try:
@@ -266,6 +291,7 @@ class _Renderer:
         key = (row.channel, kind, row.warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
                (person.name, person.role) if person is not None and "person" in used else None,
                notice.escalation_of if notice is not None and "subject" in used else None,
+               notice.digest_id if notice is not None and "digest" in used else None,
                row.region_code if row.channel == "broadcast" else None,
                (row.notice_id, row.region_code) if topic else None)
         entry = self._texts.get(key)
@@ -334,9 +360,45 @@ class _Renderer:
                     "deadline": deadline, "deadline_spoken": texts.spoken_clock(notice.deadline, now=self.now)
                     if notice else "", "reply": reply, "answered": bool(notice and notice.state == "acknowledged")},
             "subject": subject_ctx,
+            "digest": self._digest(notice),
             "greeting": texts.public_greeting(village.name if village else ""),
             "village": village.name if village else "",
         }
+
+    def _person_text(self, notice: Any) -> tuple[str, str, str]:
+        """('横湖村第1网格张三', the same with the role (as spoken), '(13900000003)') for a notice's person."""
+        p = self.ctx["persons"].get(notice.person_id) if notice is not None else None
+        if p is None:
+            return "", "", ""
+        place, role = self._place(notice.region_code), ROLE_ZH.get(p.role, p.role)
+        phone = (p.phone or "").removeprefix("+86")
+        return f"{place}{p.name}", f"{place}{role}{p.name}", f"({phone})" if phone else ""
+
+    def _digest(self, notice: Any) -> dict[str, Any]:
+        """Who an escalation message is about: every silent person it covers (the people who were sent the
+        warning, never the level between), and whom it was already reported to without an answer."""
+        ctx = self.ctx
+        if notice is None or notice.reason != "escalation":
+            return {"count": 0, "listed": "", "spoken": "", "via": ""}
+        members = ctx["members"].get(notice.digest_id) if notice.digest_id else None
+        if not members:
+            members = [notice]
+        # Whoever has answered since (or had the silence end) drops out; an all-settled digest keeps its list.
+        still = [m for m in members if m.state in ANSWERABLE_STATES] or members
+        listed, spoken, via_seen = [], [], []
+        for m in still:
+            who, said, phone = self._person_text(ctx["subjects"].get(m.root_id or m.escalation_of))
+            listed.append(who + phone)
+            spoken.append(said)
+            if m.escalation_of and m.escalation_of != m.root_id:
+                _, via, via_phone = self._person_text(ctx["subjects"].get(m.escalation_of))
+                if via and via + via_phone not in via_seen:
+                    via_seen.append(via + via_phone)
+        n = len(listed)
+        more = f"等{n}人(名单见链接)" if n > DIGEST_LISTED else ""
+        return {"count": n, "listed": "、".join(listed[:DIGEST_LISTED]) + more,
+                "spoken": "、".join(spoken[:DIGEST_SPOKEN]) + (f"等{n}人" if n > DIGEST_SPOKEN else ""),
+                "via": f"已上报{'、'.join(via_seen)},未获回复。" if via_seen else ""}
 
     def _texts_for(self, row: Any, templates: list[Any], context: dict[str, Any], failure: Exception | None
                    ) -> tuple[str, str | None, str | None, int | None, dict[str, str]]:
@@ -404,6 +466,8 @@ class _PreviewNotice:
     reason: str
     escalation_of: int | None
     state: str
+    root_id: int | None = None
+    digest_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -448,7 +512,7 @@ def render_preview(*, settings: Settings, warning: EarlyWarning, revision: Warni
     ctx = {"revs": revs, "warnings": {wid: warning}, "notices": {1: notice} if notice else {}, "subjects": {},
            "persons": {1: _PreviewPerson(1, person_name, person_role, "13900000000")},
            "open_counts": {} if reply_code == "1" else {1: 2}, "regions": {p.code: p for p in places},
-           "evacuation": evacuation.Loaded()}
+           "evacuation": evacuation.Loaded(), "digests": {}, "members": {}}
     renderer = _Renderer(env, ctx, key=link_key(settings.secret_key.get_secret_value()),
                          base=settings.public_base_url, settings=settings, now=now)
     row = _PreviewRow(id=0, warning_id=wid, notice_id=None if broadcast else 1, revision=revision.revision,

@@ -11,6 +11,8 @@ unanswered after 3 minutes, three calls (叫应必答), then the level above. A 
     issuer = "{region}防汛抗旱指挥部"          # Ningxia's name for the same office
     [hazards.rainstorm]
     forwarded_from = "{region}气象台"          # a key that is not a level applies to every level
+    [hazards.mountain_torrent.red]
+    level_name = "立即转移"                    # 山洪 levels by what people must do (and 准备转移 for orange)
 
 `issuer` and `forwarded_from` are templates over `{region}`, the issuing region's name. A warning with
 `forwarded_from` is a product of that body which the office forwards with its own instructions
@@ -69,6 +71,9 @@ class LevelPolicy(BaseModel):
     issuer: str = "{region}防汛防台抗旱指挥部"
     forwarded_from: str | None = None
     broadcast_repeat: int = Field(3, ge=1, le=10)  # village loudspeakers play a message this many times
+    # The level's own name where a hazard has one, e.g. 山洪 "准备转移" (orange) and "立即转移" (red);
+    # otherwise texts say "红色" and so on.
+    level_name: str | None = Field(None, min_length=1, max_length=8)
 
     @field_validator("issuer", "forwarded_from")
     @classmethod

@@ -13,7 +13,7 @@ from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.actor import Actor
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.errors import NotFound
-from warning_service.notice.models import ANSWERABLE_STATES, Notice
+from warning_service.notice.models import ANSWERABLE_STATES, Notice, NoticeReason
 from warning_service.person.models import Person
 from warning_service.region import service as regions
 from warning_service.region.models import Region
@@ -108,9 +108,14 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
          .outerjoin(subject_person, subject_person.id == subject.person_id)
          .outerjoin(Acknowledgment, and_(Acknowledgment.notice_id == Notice.id, Acknowledgment.round == Notice.round))
          .where(Notice.warning_id == warning_id, Scope(path).predicate(Region.path)))
+    # The missing list (all reasons, or primary ones asked for) carries each person's chain under their row.
+    grouped = state == "unanswered" and reason in (None, "", NoticeReason.primary)
     if state == "unanswered":
-        # The duty officer's missing list: everyone who still owes an answer, or never gave one.
+        # The duty officer's missing list: everyone who still owes an answer, or never gave one. The deputies
+        # and levels above told about someone are listed under that person, not as rows of their own.
         q = q.where(Notice.requires_ack.is_(True), Notice.state.in_(ANSWERABLE_STATES))
+        if grouped:
+            q = q.where(Notice.reason == NoticeReason.primary)
     elif state:
         q = q.where(Notice.state.in_(state.split(",")))
     if reason:
@@ -119,6 +124,7 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
     rows = (await session.execute(q.order_by(Region.path, Notice.id).offset(offset).limit(limit))).all()
     paths = await regions.region_paths(session, list({r.region_code for r in rows}
                                                      | {r.subject_region_code for r in rows if r.subject_region_code}))
+    chains = await _chains(session, [r.id for r in rows]) if grouped else {}
     return total, [{
         "id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone, "role": r.role,
         "region_code": r.region_code, "region_path": paths.get(r.region_code, r.region_code), "reason": r.reason,
@@ -127,4 +133,20 @@ async def list_notices(session: AsyncSession, *, warning_id: int, actor: Actor, 
         "subject": ({"name": r.subject_name, "phone": r.subject_phone, "role": r.subject_role,
                      "region_path": paths.get(r.subject_region_code, r.subject_region_code)}
                     if r.escalation_of else None),
+        **({"chain": chains.get(r.id, [])} if grouped else {}),
     } for r in rows]
+
+
+async def _chains(session: AsyncSession, root_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """root notice id → the deputies and levels above called about it, in the order they were called."""
+    if not root_ids:
+        return {}
+    rows = (await session.execute(
+        select(Notice.root_id, Notice.id, Person.name, Person.phone, Notice.role, Notice.reason, Notice.state)
+        .join(Person, Person.id == Notice.person_id)
+        .where(Notice.root_id.in_(root_ids), Notice.reason != NoticeReason.primary).order_by(Notice.id))).all()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.root_id, []).append({"id": r.id, "name": r.name, "phone": r.phone, "role": r.role,
+                                              "reason": r.reason, "state": r.state})
+    return out

@@ -98,9 +98,11 @@ def area_description(regions: list[Region]) -> str:
 
 
 async def _free_reply_code(session: AsyncSession) -> int:
-    """Smallest two-digit code not used by an active warning (people reply "12" to answer warning 12)."""
+    """Smallest two-digit code not used by an active warning (people reply "12" to answer warning 12), nor
+    by an escalation digest still open (its recipient may owe answers to both)."""
     active = EarlyWarning.state == WarningState.active
     used = set((await session.execute(select(EarlyWarning.reply_code).where(active))).scalars())
+    used |= set((await session.execute(notices.open_digest_codes())).scalars())
     return next(c for c in range(10, 10_000) if c not in used)
 
 

@@ -10,7 +10,11 @@ Per silent notice, once its deadline passes:
 2. then, once, its person's active deputy (B post) gets a notice of their own, and this one waits
    `ack_deadline` for either to answer (a deputy's answer ends the chain there);
 3. then the nearest region above (not beyond `escalate_until`) with active responsible persons: each gets
-   an escalation notice, which runs these same rules; this one stops;
+   an escalation notice, which runs these same rules; this one stops. A recipient's escalation notices
+   opened in one sweep share a digest: one message (and one re-call) lists everyone newly silent below them.
+   An answer to an escalation says the level above was informed: it ends that notice (and whatever its own
+   silence set off above), never the silent person's chase, which runs on until they answer or someone
+   records a proxy answer with its method;
 4. with nobody above, the duty room on shift for the region where the chain stopped (duty/, the nearest
    one at or above it) gets a `duty_room` notice each for its 带班领导 and 值班员, chased by the same rules;
    the room is looked up when the chain runs out, so after a shift change the new shift gets it;
@@ -104,11 +108,13 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
             plan.stop.append(r.id)
         else:
             live.append(r)
-    # An answer anywhere in a chain ends it. The answer's own transaction closes the rest of the chain; this
-    # catches whatever it could not see (a notice this sweep's predecessor opened while the answer waited).
+    # The silent person's (or their deputy's) answer ends a chain; an informed level above ends what its
+    # own silence set off. The answer's transaction closes those itself; this catches whatever it could not
+    # see (a notice this sweep's predecessor opened while the answer waited).
     answered = await targets.answered_chains(session, {r.root_id or r.id for r in live})
     # A 到岗 demand is chased on its response's clock, not its warning's.
     demands = await targets.response_policies(session, [r.id for r in live if r.reason == NoticeReason.attendance])
+    informed = await targets.informed(session, {r.escalation_of for r in live if r.escalation_of})
     exhausted: list[Any] = []
     first_miss: list[Any] = []
     for r in live:
@@ -116,7 +122,7 @@ async def sweep(session: AsyncSession, *, now: datetime, batch_size: int) -> Swe
         if (r.root_id or r.id, r.round) in answered and r.reason in ROOT_REASONS:
             plan.covered.append(r)
             continue
-        if (r.root_id or r.id, r.round) in answered:
+        if (r.root_id or r.id, r.round) in answered or r.escalation_of in informed:
             plan.closed.append(r)
             continue
         if r.reason == NoticeReason.duty_watch:
@@ -214,8 +220,8 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
     for (channel, interval), rs in plan.recall.items():
         ids = [r.id for r in rs]
         await notices.recall(session, ids, next_at=now + timedelta(seconds=interval))
-        res.messages += await actions.queue_messages(session, notice_ids=ids, channel=channel, recall=True,
-                                                     now=now)
+        res.messages += await actions.queue_messages(session, notice_ids=actions.representatives(rs),
+                                                     channel=channel, recall=True, now=now)
         res.recalls += len(ids)
     new_rows = []
     for r, deputy_id in plan.deputy:
@@ -223,11 +229,14 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
         new_rows.append(notices.chain_notice_row(
             silent=r, person_id=deputy_id, role=r.role, region_code=r.region_code, reason=NoticeReason.deputy,
             deadline=deadline, now=now))
+    digests = await notices.open_digests(session, keys=[
+        (r.warning_id, p.person_id, r.round) for r, level in plan.escalate for p in level.persons], now=now)
     for r, level in plan.escalate:
         deadline = _deadline(warnings[r.warning_id].policy, now)
         new_rows += [notices.chain_notice_row(
             silent=r, person_id=p.person_id, role=p.role, region_code=p.region_code,
-            reason=NoticeReason.escalation, deadline=deadline, now=now) for p in level.persons]
+            reason=NoticeReason.escalation, deadline=deadline, now=now,
+            digest_id=digests[(r.warning_id, p.person_id, r.round)]) for p in level.persons]
     for r, _, on_duty in plan.duty:
         deadline = _deadline(warnings[r.warning_id].policy, now)
         new_rows += [notices.chain_notice_row(
@@ -238,7 +247,7 @@ async def _write(session: AsyncSession, plan: _Plan, res: SweepResult, warnings:
         for o in opened:
             res.opened.setdefault(o.escalation_of, []).append(o.id)
         res.messages += await actions.queue_messages(
-            session, notice_ids=[o.id for o in opened], channel="sms", recall=False, now=now)
+            session, notice_ids=actions.representatives(opened), channel="sms", recall=False, now=now)
     by_wait: dict[datetime, list[int]] = defaultdict(list)
     for r, _ in plan.deputy:
         by_wait[_deadline(warnings[r.warning_id].policy, now)].append(r.id)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import aliased
 from warning_service.dialect import chunks, in_ids
 from warning_service.duty import service as duty
 from warning_service.duty.service import DutyRoom
-from warning_service.notice.models import Notice, NoticeState
+from warning_service.notice.models import Notice, NoticeReason, NoticeState
 from warning_service.person.models import RESPONSIBLE_ROLE_BY_LEVEL, Person
 from warning_service.region.models import LEVEL_ORDER, Region
 from warning_service.region.service import ancestor_codes
@@ -64,15 +64,27 @@ async def deputy_notices(session: AsyncSession, notice_ids: Iterable[int]
 
 
 async def answered_chains(session: AsyncSession, roots: Iterable[int]) -> set[tuple[int, int]]:
-    """(root notice id, round) of the chains someone has answered: the primary person, their deputy or
-    anyone told above. Whatever else of such a chain is still open needs no more chasing."""
+    """(root notice id, round) of the chains answered for the silent person: by them or by their deputy.
+    Whatever else of such a chain is still open needs no more chasing. (Someone above who answered was
+    only informed: the silent person still owes the answer.)"""
     wanted = sorted(set(roots))
     out: set[tuple[int, int]] = set()
     for part in chunks(wanted, 1000):
         out.update((i, r) for i, r in (await session.execute(select(Notice.id, Notice.round).where(
             in_ids(session, Notice.id, part), Notice.state == NoticeState.acknowledged))).all())
         out.update((i, r) for i, r in (await session.execute(select(Notice.root_id, Notice.round).where(
-            in_ids(session, Notice.root_id, part), Notice.state == NoticeState.acknowledged))).all())
+            in_ids(session, Notice.root_id, part), Notice.state == NoticeState.acknowledged,
+            Notice.reason == NoticeReason.deputy))).all())
+    return out
+
+
+async def informed(session: AsyncSession, notice_ids: Iterable[int]) -> set[int]:
+    """The escalation notices among these that were answered: whatever their silence set off is moot."""
+    out: set[int] = set()
+    for part in chunks(sorted(set(notice_ids)), 1000):
+        out.update((await session.execute(select(Notice.id).where(
+            in_ids(session, Notice.id, part), Notice.state == NoticeState.acknowledged,
+            Notice.reason == NoticeReason.escalation))).scalars())
     return out
 
 

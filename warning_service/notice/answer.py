@@ -6,9 +6,13 @@ What an answer does, in the answering transaction:
             reply, a key press and a duty officer's proxy arrive together: the others find it acknowledged.
 2. record   the acknowledgment of the notice's current round, late when past its deadline
             (UNIQUE(notice_id, round) remains the database's guarantee).
-3. chain    the deputy and escalation notices sharing its root: open ones closed, timed-out ones no longer
-            chased. An answer from a deputy or from the level above also stops the silent root being chased,
-            but the root keeps its state: the person it was for never answered, and audits must say so.
+3. chain    for the silent person's own answer or their deputy's: the deputy and escalation notices sharing
+            its root, open ones closed, timed-out ones no longer chased. A deputy's answer also stops the
+            silent root being chased, but the root keeps its state: the person it was for never answered,
+            and audits must say so. An answer to an escalation notice says only that the level above was
+            informed: it ends what that notice's own silence set off higher up (the notices opened
+            `escalation_of` it, and theirs), never the silent person's chase — that runs on until they
+            answer or someone records a proxy answer, with its method, on their notice.
 4. chase    queued re-calls, deputy calls and escalations of all of them cancelled.
 5. ledger   "ack.recorded" with who, how, when and what it stopped.
 
@@ -16,7 +20,9 @@ The rule has two forms built from the same statement builders (`_claim`, `_recor
 `_cancel`, `_details`):
 - portable: the steps one statement each, in the caller's transaction, on every database;
 - one statement (PostgreSQL, primary notices): the steps as data-modifying CTEs of a single statement —
-  one round trip, which is what lets a province answer thousands of times a second. It runs inside a session
+  one round trip, which is what lets a province answer thousands of times a second. It claims primary
+  notices only, so a deputy's or an escalation notice always takes the portable form (the contract test
+  checks that the two leave the same rows for each). It runs inside a session
   (`acknowledge`) or alone on the raw pool (`answer`, the link's and SMS reply's hot path).
 When the one statement changes nothing — a second answer, a refusal, a deputy's notice, or a notice an
 escalation sweep advanced while the statement waited for it (the sweep may have opened chain notices the
@@ -248,9 +254,9 @@ def _close_chain(root: Any, answered: Any, now: Any) -> Any:
             .returning(N.c.id))
 
 
-def _cancel(notice_ids: Any, now: Any) -> Any:
-    """Step 4: their queued chasing messages, cancelled."""
-    return update(OUTBOX).where(*chase_of(notice_ids)).values(**CANCELLED_BY_ANSWER, updated_at=now)
+def _cancel(among: Any, now: Any) -> Any:
+    """Step 4: their queued chasing messages, cancelled (`among`: a predicate over a notice id column)."""
+    return update(OUTBOX).where(*chase_of(among)).values(**CANCELLED_BY_ANSWER, updated_at=now)
 
 
 def _details(v: dict[str, Any], *, path: str) -> list[tuple[str, Any]]:
@@ -280,8 +286,9 @@ def one_statement(path: str) -> Any:
     won = exists(select(ins.c.id))
     chain = _close_chain(nid, nid, now).where(won).cte("chain")
     chain_ids = select(func.array_agg(chain.c.id)).scalar_subquery()
-    cancelled = _cancel(OUTBOX.c.notice_id == any_(func.array_append(chain_ids, nid, type_=ARRAY(Integer))),
-                        now).where(won).returning(OUTBOX.c.id).cte("cancelled")
+    stopped_ids = func.array_append(chain_ids, nid, type_=ARRAY(Integer))
+    cancelled = (_cancel(lambda col: col == any_(stopped_ids), now).where(won).returning(OUTBOX.c.id)
+                 .cte("cancelled"))
     n_cancelled = select(func.count()).select_from(cancelled).scalar_subquery()
     values = {"notice_id": nid, "warning_id": ins.c.warning_id, "person_id": ins.c.person_id,
               "round": ins.c.round, "path": literal(path, String), "late": ins.c.late, "source": p["source"],
@@ -371,7 +378,8 @@ async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: 
 async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_input: str | None = None,
                  source: str | None = None) -> AckResult:
     """A person's answer in transactions of its own: on PostgreSQL first as one autocommit statement on the
-    raw pool (one round trip, no session), else — or when that changed nothing — the portable form."""
+    raw pool (one round trip, no session), else — or when that changed nothing — the portable form, which
+    answers a whole escalation digest when the notice is one of its (its message listed them all)."""
     a = Answer.of(path=path, raw_input=raw_input, source=source, actor_user_id=None, proxy_method=None,
                   note=None, actor=None)
     if not db.is_sqlite:
@@ -382,7 +390,22 @@ async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_
             async with db.session() as session:
                 return await _finish(session, won, a, notice_id=notice_id, now=now)
     async with db.session() as session:
-        return await _portable(session, a, notice_id=notice_id, now=now)
+        result = await _portable(session, a, notice_id=notice_id, now=now)
+        # One escalation message lists several silent people (a digest): answering it answers for each.
+        for other in await _rest_of_digest(session, notice_id):
+            try:
+                await _portable(session, a, notice_id=other, now=now)
+            except NotAcknowledgeable:
+                pass  # closed meanwhile (the silent person answered): nothing to inform about
+        return result
+
+
+async def _rest_of_digest(session: AsyncSession, notice_id: int) -> list[int]:
+    """The other notices still to answer in the escalation digest this notice's message belongs to."""
+    digest = select(N.c.digest_id).where(N.c.id == notice_id).scalar_subquery()
+    return list((await session.execute(select(N.c.id).where(
+        N.c.digest_id == digest, N.c.id != notice_id, N.c.state.in_(ANSWERABLE_STATES)).order_by(N.c.id)
+    )).scalars())
 
 
 async def _finish(session: AsyncSession, won: _Won, a: Answer, *, notice_id: int, now: datetime) -> AckResult:
@@ -422,7 +445,10 @@ async def _portable(session: AsyncSession, a: Answer, *, notice_id: int, now: da
                                           ("proxy_method", a.proxy_method, String), ("note", a.note, String),
                                           ("actor_user_id", a.actor_user_id, Integer))}
     won = (await session.execute(_record(claimed, at, path=a.path, p=p))).one()
-    stopped = await _stop_chain(session, root=root, answered=notice_id, now=now)
+    if n.reason == NoticeReason.escalation:
+        stopped = await _stop_above(session, answered=notice_id, now=now)
+    else:
+        stopped = await _stop_chain(session, root=root, answered=notice_id, now=now)
     cancelled = await cancel_chase(session, notice_ids=[notice_id, *stopped], now=now)
     values = {"notice_id": notice_id, "warning_id": won.warning_id, "person_id": won.person_id,
               "round": won.round, "path": a.path, "late": bool(won.late), "source": a.source,
@@ -452,6 +478,24 @@ async def _stop_chain(session: AsyncSession, *, root: int, answered: int, now: d
         # more of this chain; its statement could not see them, this one can.
         first += await _close_chain_rest(session, root=root, answered=answered, now=now, skip=first)
     return stopped + first
+
+
+async def _stop_above(session: AsyncSession, *, answered: int, now: datetime) -> list[int]:
+    """Step 3 for an escalation notice: the notices its silence set off (and theirs), as `_close_chain`
+    treats a chain; returns them. The levels are few (grid → village → town → county)."""
+    stopped: list[int] = []
+    parents = [answered]
+    while parents:
+        is_open = N.c.state.in_(OPEN_STATES)
+        res = await session.execute(
+            update(N).where(in_ids(session, N.c.escalation_of, parents), N.c.state.in_(ANSWERABLE_STATES))
+            .values(state=case((is_open, NoticeState.closed.value), else_=N.c.state),
+                    closed_at=case((is_open, now), else_=N.c.closed_at),
+                    next_action_at=null(), step=NoticeStep.done.value)
+            .returning(N.c.id))
+        parents = list(res.scalars())
+        stopped += parents
+    return stopped
 
 
 async def _close_chain_rest(session: AsyncSession, *, root: int, answered: int, now: datetime,

@@ -24,7 +24,7 @@ N = Notice.__table__
 W = EarlyWarning.__table__
 CLAIMED_COLUMNS = (N.c.id, N.c.warning_id, N.c.person_id, N.c.role, N.c.region_code, N.c.reason,
                    N.c.escalation_of, N.c.root_id, N.c.state, N.c.requires_ack, N.c.round, N.c.attempt_count,
-                   N.c.step, N.c.next_action_at)
+                   N.c.step, N.c.next_action_at, N.c.digest_id)
 
 
 def _due(now: datetime) -> tuple[Any, ...]:

@@ -68,6 +68,24 @@ PRIMARY_PREDICATE = "reason = 'primary'"
 DUTY_WATCH_PREDICATE = "reason = 'duty_watch'"
 
 
+class EscalationDigest(SQLModel, table=True):
+    """One escalation message: everyone newly silent below one recipient, found by one sweep.
+
+    The escalation notices it covers (one per silent notice, for the audit trail) point at it; the
+    message, its re-calls and the answer go by the digest, so a town head over 27 silent grids gets one
+    SMS, not 27. `reply_code` is unique among the recipient's open notices and digests.
+    """
+
+    __tablename__ = "escalation_digest"
+
+    id: int | None = Field(default=None, primary_key=True)
+    warning_id: int = Field(foreign_key="early_warning.id", index=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    round: int = 1
+    reply_code: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Notice(SQLModel, table=True):
     __tablename__ = "notice"
     __table_args__ = (
@@ -102,6 +120,8 @@ class Notice(SQLModel, table=True):
     next_action_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempt_count: int = 0  # re-calls made in this round
     step: str = Field(max_length=16, default=NoticeStep.initial)
+    # Escalation notices opened for one recipient in one sweep share a digest: one message lists them all.
+    digest_id: int | None = Field(default=None, foreign_key="escalation_digest.id", index=True)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -8,11 +8,11 @@ that an answer or a closed chain makes pointless are cancelled here too, by one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, func, literal, literal_column, null, select, text, update
+from sqlalchemy import Integer, func, literal, literal_column, null, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
@@ -20,11 +20,13 @@ from warning_service.delivery.models import OutboxMessage, OutboxStatus
 from warning_service.dialect import chunks, in_ids, insert, is_postgresql
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.notice.models import (
+    ANSWERABLE_STATES,
     CHASE_KINDS,
     DUTY_WATCH_PREDICATE,
     OPEN_STATES,
     PRIMARY_PREDICATE,
     ROUND_REASONS,
+    EscalationDigest,
     Notice,
     NoticeReason,
     NoticeState,
@@ -35,6 +37,7 @@ from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
 N = Notice.__table__
+D = EscalationDigest.__table__
 OUTBOX = OutboxMessage.__table__
 PART = 1000
 NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round",
@@ -97,9 +100,10 @@ async def open_one(session: AsyncSession, *, warning: EarlyWarning, person: Any,
 
 
 def chain_notice_row(*, silent: Any, person_id: int, role: str, region_code: str, reason: NoticeReason,
-                     deadline: datetime, now: datetime) -> dict[str, Any]:
+                     deadline: datetime, now: datetime, digest_id: int | None = None) -> dict[str, Any]:
     """Values of a deputy or escalation notice opened because `silent` did not answer."""
-    return {"warning_id": silent.warning_id, "person_id": person_id, "role": role, "region_code": region_code,
+    return {"digest_id": digest_id, "warning_id": silent.warning_id, "person_id": person_id, "role": role,
+            "region_code": region_code,
             "reason": reason.value, "escalation_of": silent.id, "root_id": silent.root_id or silent.id,
             "state": NoticeState.pending.value, "requires_ack": True, "round": silent.round, "deadline": deadline,
             "next_action_at": deadline, "attempt_count": 0, "step": NoticeStep.initial.value, "created_at": now}
@@ -121,9 +125,10 @@ async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[
         set_={"state": ex.state, "round": ex.round, "reason": ex.reason, "role": ex.role,
               "region_code": ex.region_code, "root_id": ex.root_id, "requires_ack": ex.requires_ack,
               "deadline": ex.deadline, "next_action_at": ex.next_action_at, "attempt_count": ex.attempt_count,
-              "step": ex.step, "delivered_at": null(), "acknowledged_at": null(), "closed_at": null()},
+              "step": ex.step, "digest_id": ex.digest_id, "delivered_at": null(), "acknowledged_at": null(),
+              "closed_at": null()},
         where=N.c.round < ex.round,
-    ).returning(N.c.id, N.c.escalation_of)
+    ).returning(N.c.id, N.c.escalation_of, N.c.digest_id)
     # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues") from one cached
     # compilation, RETURNING included — as long as the ON CONFLICT clause has no bound parameters.
     return list((await session.execute(stmt, rows)).all())
@@ -223,6 +228,47 @@ async def close_still_open(session: AsyncSession, ids: Sequence[int], *, now: da
         closed += list(res.scalars())
     await cancel_chase(session, notice_ids=closed, now=now)
     return closed
+
+
+async def taken_codes(session: AsyncSession, person_ids: Sequence[int]) -> dict[int, set[int]]:
+    """person id → reply codes of their digests that still have a notice to answer."""
+    out: dict[int, set[int]] = {}
+    for part in chunks(sorted(set(person_ids)), PART):
+        rows = (await session.execute(select(D.c.person_id, D.c.reply_code).where(
+            in_ids(session, D.c.person_id, part),
+            select(N.c.id).where(N.c.digest_id == D.c.id, N.c.state.in_(ANSWERABLE_STATES)).exists()))).all()
+        for pid, code in rows:
+            out.setdefault(pid, set()).add(code)
+    return out
+
+
+def open_digest_codes() -> Any:
+    """SQL: reply codes of digests someone may still answer (a new warning must not take one)."""
+    return select(D.c.reply_code).where(
+        select(N.c.id).where(N.c.digest_id == D.c.id, N.c.state.in_(ANSWERABLE_STATES)).exists())
+
+
+async def open_digests(session: AsyncSession, *, keys: Sequence[tuple[int, int, int]], now: datetime
+                       ) -> dict[tuple[int, int, int], int]:
+    """One digest per (warning, recipient, round) key; returns key → digest id.
+
+    Each gets the smallest reply code (from 10) that none of the recipient's open digests and no active
+    warning uses, so two escalation messages to one person never both say "回复 10".
+    """
+    if not keys:
+        return {}
+    active = set((await session.execute(select(EarlyWarning.reply_code).where(
+        EarlyWarning.state == "active"))).scalars())
+    taken = await taken_codes(session, [p for _, p, _ in keys])
+    rows = []
+    for wid, pid, rnd in sorted(set(keys)):
+        used = active | taken.setdefault(pid, set())
+        code = next(c for c in range(10, 1_000_000) if c not in used)
+        used.add(code)
+        taken[pid].add(code)
+        rows.append({"warning_id": wid, "person_id": pid, "round": rnd, "reply_code": code, "created_at": now})
+    stmt = insert(session, D).returning(D.c.id, D.c.warning_id, D.c.person_id, D.c.round)
+    return {(r.warning_id, r.person_id, r.round): r.id for r in (await session.execute(stmt, rows)).all()}
 
 
 # --- the sweep's steps -----------------------------------------------------------------------------------------
@@ -370,16 +416,21 @@ async def close_if_open(session: AsyncSession, ids: Sequence[int], *, now: datet
 
 # --- the chase ---------------------------------------------------------------------------------------------------
 
-def chase_of(notice_ids: Any) -> Any:
-    """The still-queued chasing messages (re-calls, deputy calls, escalations) of `notice_ids`, a SQL
-    expression over outbox rows.
+def chase_of(among: Callable[[Any], Any]) -> Any:
+    """The still-queued chasing messages (re-calls, deputy calls, escalations) of the notices `among`
+    selects (a predicate over a notice id column), a SQL expression over outbox rows.
 
     coalesce() keeps the planner on the notice_id index: `status = 'queued'` would match the dispatcher's
     partial queue index, and right after a province-wide issue (statistics not yet refreshed) PostgreSQL
     estimates a handful of queued rows and scans all 150,000 of them for every answer.
+    A digest's message lists several silent people: it is cancelled only when none of its notices outside
+    `among` is still to be answered (else it still has someone to tell about).
     """
-    return (notice_ids, func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
-            OUTBOX.c.kind.in_(CHASE_KINDS))
+    m = N.alias("member")
+    others_open = select(m.c.id).where(m.c.digest_id == OUTBOX.c.digest_id, m.c.state.in_(ANSWERABLE_STATES),
+                                       ~among(m.c.id)).exists()
+    return (among(OUTBOX.c.notice_id), func.coalesce(OUTBOX.c.status, "") == OutboxStatus.queued.value,
+            OUTBOX.c.kind.in_(CHASE_KINDS), or_(OUTBOX.c.digest_id.is_(None), ~others_open))
 
 
 CANCELLED_BY_ANSWER = {"status": OutboxStatus.cancelled.value, "error_code": "acknowledged"}
@@ -389,7 +440,7 @@ async def cancel_chase(session: AsyncSession, *, notice_ids: Sequence[int], now:
     """Cancel the still-queued re-calls, deputy calls and escalations of these notices."""
     total = 0
     for part in chunks(sorted(set(notice_ids)), PART):
-        res = await session.execute(update(OUTBOX).where(*chase_of(in_ids(session, OUTBOX.c.notice_id, part)))
+        res = await session.execute(update(OUTBOX).where(*chase_of(lambda col, ids=part: in_ids(session, col, ids)))
                                     .values(**CANCELLED_BY_ANSWER, updated_at=now))
         total += res.rowcount or 0
     return total

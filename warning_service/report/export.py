@@ -143,6 +143,8 @@ NOTICE_COLUMNS: list[Col] = [
     Col("最后错误码", lambda r: r["last_error"] or "", "code", 10),
     Col("升级叫应次数", lambda r: r["escalations"], "int", 12),
     Col("升级后应答数", lambda r: r["escalations_answered"], "int", 12),
+    Col("已上报", lambda r: "、".join(f"{t['name']}({t['role_zh']},{t['state_zh']})" for t in r["escalated_to"]),
+        "text", 24),
     Col("响应反馈", lambda r: labels.FEEDBACK_STATE["given" if r["feedback_given"] else "missing"]
         if r["feedback_deadline"] or r["feedback_given"] else "", "text", 10),
     Col("反馈期限", lambda r: zh(labels.FEEDBACK_DEADLINE, r["feedback_deadline"]), "text", 16),

@@ -100,7 +100,7 @@ async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, 
     out = []
     for r in rows:
         ob = outbox.get(r.id, {})
-        esc = chains.get(r.id, (0, 0))
+        esc = chains.get(r.id, (0, 0, []))
         answered = bool(r.acked)
         out.append({
             "notice_id": r.id, "person_id": r.person_id, "name": r.name, "phone": r.phone,
@@ -116,6 +116,7 @@ async def _describe(session: AsyncSession, rows: list[Any], *, names: dict[str, 
             "messages": ob.get("messages", 0), "attempts": ob.get("attempts", 0),
             "last_channel": ob.get("channel"), "last_status": ob.get("status"), "last_error": ob.get("error"),
             "last_at": ob.get("at"), "escalations": esc[0], "escalations_answered": esc[1],
+            "escalated_to": esc[2],
             "proxy_method_zh": labels.zh(labels.PROXY_METHOD, r.proxy_method) if answered else "",
             "ack_note": r.ack_note if answered else None, "ack_actor": r.actor if answered else None,
             "called_at": r.called_at, "feedback_given": r.fb_at is not None, "feedback_at": r.fb_at,
@@ -155,15 +156,20 @@ async def _outbox_by_notice(session: AsyncSession, ids: list[int], *, pg: bool) 
 
 
 async def _escalations_by_root(session: AsyncSession, ids: list[int], *, pg: bool
-                               ) -> dict[int, tuple[int, int]]:
-    """For each primary notice: deputies and levels above called about it, and how many answered."""
-    out: dict[int, tuple[int, int]] = {}
+                               ) -> dict[int, tuple[int, int, list[dict[str, Any]]]]:
+    """For each primary notice: deputies and levels above called about it, how many answered (were
+    informed), and who they are — listed under the silent person, not as missing rows of their own."""
+    out: dict[int, tuple[int, int, list[dict[str, Any]]]] = {}
     for batch in chunks(ids, 5000 if pg else 500):
-        for root, fired, answered in (await session.execute(
-                select(q.N.c.root_id, func.count(), func.count().filter(q.N.c.state == "acknowledged"))
+        for root, name, role, reason, state in (await session.execute(
+                select(q.N.c.root_id, P.c.name, q.N.c.role, q.N.c.reason, q.N.c.state)
+                .join(P, P.c.id == q.N.c.person_id)
                 .where(_among(q.N.c.root_id, batch, pg=pg), q.N.c.reason != "primary")
-                .group_by(q.N.c.root_id))).all():
-            out[root] = (int(fired), int(answered))
+                .order_by(q.N.c.root_id, q.N.c.id))).all():
+            fired, answered, told = out.get(root, (0, 0, []))
+            told.append({"name": name, "role_zh": ROLE_ZH.get(role, role), "reason": reason,
+                         "state_zh": NOTICE_STATE_ZH.get(state, state)})
+            out[root] = (fired + 1, answered + (state == "acknowledged"), told)
     return out
 
 
