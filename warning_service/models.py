@@ -4,7 +4,7 @@ from sqlmodel import SQLModel
 
 from warning_service.acknowledgment.models import Acknowledgment, Feedback
 from warning_service.auth.models import User
-from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.early_warning.models import EarlyWarning, WarningRevision, WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerPending
 from warning_service.notice.models import Notice
@@ -13,5 +13,6 @@ from warning_service.region.models import Region
 
 metadata = SQLModel.metadata
 
-__all__ = ["Acknowledgment", "DeliveryAttempt", "EarlyWarning", "Feedback", "LedgerEntry", "LedgerPending",
+__all__ = ["Acknowledgment", "DeliveryAttempt", "DispatchWorker", "EarlyWarning", "Feedback", "LedgerEntry",
+           "LedgerPending",
            "Notice", "OutboxMessage", "Person", "Region", "User", "WarningRevision", "WarningTarget", "metadata"]
