@@ -293,7 +293,8 @@ class Dispatcher:
                 async with self.rt.db.session() as session:
                     await store.register_worker(session, worker=self.id, host=socket.gethostname(),
                                                 pid=os.getpid(), now=self.rt.clock.now())
-                self._healthy_since = asyncio.get_running_loop().time()
+                # A starting worker may judge others at once: their heartbeats are as old as they look.
+                self._healthy_since = asyncio.get_running_loop().time() - self.rt.settings.dispatch_worker_gone_seconds
                 return
             except Exception as exc:  # noqa: BLE001 — the database is down at start: wait for it
                 if self.rt.stopping.is_set():
