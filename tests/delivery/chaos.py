@@ -40,6 +40,7 @@ class ChaosTwilio(FakeTwilio):
     rng: random.Random = field(default_factory=lambda: random.Random(11))
     open: int = 0
     accepted: Counter[int] = field(default_factory=Counter)
+    accepted_at: dict[int, float] = field(default_factory=dict)  # last acceptance per outbox row
     last_accepted: float = 0.0
     hung: set[int] = field(default_factory=set)
     open_ids: set[int] = field(default_factory=set)
@@ -62,7 +63,7 @@ class ChaosTwilio(FakeTwilio):
             answer = await super()._answer(request, resource, form)
             if answer.status == 201:
                 self.accepted[oid] += 1
-                self.last_accepted = time.monotonic()
+                self.last_accepted = self.accepted_at[oid] = time.monotonic()
             return answer
         finally:
             self.open -= 1
@@ -143,20 +144,28 @@ class Figures:
     doubled: int
     in_flight_at_fault: int
     drain_seconds: float
+    held_back: int = 0
+    held_back_seconds: float = 0.0
     doubled_after_timeout: int = 0
 
     def line(self) -> str:
         return (f"{self.name}: {self.total} SMS, lost {self.lost}, doubled {self.doubled} "
                 f"(in flight at the fault {self.in_flight_at_fault}"
                 + (f"; after a provider timeout {self.doubled_after_timeout}" if self.doubled_after_timeout else "")
-                + f"), drained {self.drain_seconds:.1f} s after recovery")
+                + f"); the {self.held_back} held by the victim delivered {self.held_back_seconds:.1f} s after "
+                f"recovery; queue drained {self.drain_seconds:.1f} s after recovery")
 
 
-def figures(name: str, fake: ChaosTwilio, ids: list[int], *, in_flight: int, recovered_at: float) -> Figures:
+def figures(name: str, fake: ChaosTwilio, ids: list[int], *, in_flight: int, recovered_at: float,
+            held: set[int] | None = None) -> Figures:
+    """`held`: the rows the fault caught (claimed by the victim): how long after recovery the last of them went."""
     doubled = {i for i, n in fake.accepted.items() if n > 1}
+    held = held or set()
+    last_held = max((fake.accepted_at.get(i, recovered_at) for i in held), default=recovered_at)
     return Figures(name=name, total=len(ids), lost=sum(1 for i in ids if fake.accepted[i] == 0),
                    doubled=len(doubled), in_flight_at_fault=in_flight,
-                   drain_seconds=max(0.0, fake.last_accepted - recovered_at),
+                   drain_seconds=max(0.0, fake.last_accepted - recovered_at), held_back=len(held),
+                   held_back_seconds=max(0.0, last_held - recovered_at),
                    doubled_after_timeout=len(doubled & fake.hung))
 
 

@@ -31,9 +31,10 @@ from warning_service.migrate import upgrade
 
 pytestmark = pytest.mark.faults
 
-N = 2_000
+N = 1_000
 CONCURRENCY = 40
-DRAIN_GOAL = 10.0
+# What a fault held back is delivered within this long after recovery (a dead worker is found gone in 5 s).
+HELD_BACK_GOAL = 10.0
 
 
 @pytest.fixture
@@ -70,20 +71,20 @@ async def drained(db: Database, fake: ChaosTwilio, ids: list[int], *, deadline: 
     await wait_until(done, deadline=deadline, step=0.05)
 
 
-async def held_in_flight(db: Database, fake: ChaosTwilio, *, pid: int | None = None) -> int:
-    """Rows still 'sending' (of the worker with `pid`, or of all) that had reached the provider: the sends
-    whose result was not recorded when the fault struck — all that may go twice."""
+async def held_in_flight(db: Database, fake: ChaosTwilio, *, pid: int | None = None) -> tuple[int, set[int]]:
+    """Rows still 'sending' (of the worker with `pid`, or of all): how many had reached the provider (their
+    result not recorded when the fault struck — all that may go twice), and all of them (held back)."""
     where = "status = 'sending'" + (f" AND claimed_by LIKE '%:{pid}:%'" if pid is not None else "")
     async with db.session() as s:
         rows = {r[0] for r in await s.execute(text(f"SELECT id FROM outbox WHERE {where}"))}  # noqa: S608
-    return sum(1 for i in rows if fake.accepted[i] or i in fake.open_ids)
+    return sum(1 for i in rows if fake.accepted[i] or i in fake.open_ids), rows
 
 
 def report(f: Figures, *, bound: int) -> None:
     print("\n" + f.line())
     assert f.lost == 0, f.line()
     assert f.doubled <= f.in_flight_at_fault <= bound, f.line()
-    assert f.drain_seconds <= DRAIN_GOAL, f.line()
+    assert f.held_back_seconds <= HELD_BACK_GOAL, f.line()
 
 
 @pytest.mark.parametrize("at", [0.1, 0.5, 0.9])
@@ -97,11 +98,11 @@ async def test_a_worker_killed_mid_fanout_loses_nothing_and_doubles_only_its_sen
         victim.send_signal(signal.SIGKILL)
         await victim.wait()
         killed_at = time.monotonic()
-        in_flight = await held_in_flight(pg, chaos, pid=victim.pid)
+        in_flight, held = await held_in_flight(pg, chaos, pid=victim.pid)
         await drained(pg, chaos, ids, deadline=60)
     finally:
         await workers.stop_all()
-    report(figures(f"kill -9 at {at:.0%}", chaos, ids, in_flight=in_flight, recovered_at=killed_at),
+    report(figures(f"kill -9 at {at:.0%}", chaos, ids, in_flight=in_flight, recovered_at=killed_at, held=held),
            bound=CONCURRENCY)
 
 
@@ -114,7 +115,7 @@ async def test_sigterm_mid_fanout_finishes_or_hands_back_everything_it_holds(pg,
         await accepted_share(chaos, N, 0.5)
         victim.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
-        in_flight = await held_in_flight(pg, chaos, pid=victim.pid)
+        in_flight, held = await held_in_flight(pg, chaos, pid=victim.pid)
         async with asyncio.timeout(30):
             assert await victim.wait() == 0
         async with pg.session() as s:  # it left nothing behind: no row is still held by it
@@ -124,7 +125,7 @@ async def test_sigterm_mid_fanout_finishes_or_hands_back_everything_it_holds(pg,
         await drained(pg, chaos, ids, deadline=60)
     finally:
         await workers.stop_all()
-    f = figures("SIGTERM at 50%", chaos, ids, in_flight=in_flight, recovered_at=stopped_at)
+    f = figures("SIGTERM at 50%", chaos, ids, in_flight=in_flight, recovered_at=stopped_at, held=held)
     report(f, bound=CONCURRENCY)
     assert f.doubled == 0
 
@@ -153,13 +154,13 @@ async def test_redis_killed_mid_fanout_slows_nothing_down_and_doubles_nothing(pg
             redis.kill()
             await redis.wait()
     f = figures("Redis killed at 50%", chaos, ids, in_flight=0, recovered_at=killed_at)
+    assert f.drain_seconds <= HELD_BACK_GOAL, f.line()
     report(f, bound=0)
 
 
 async def test_a_provider_throttling_failing_and_hanging_delays_only_the_sends_it_hangs(pg, chaos):
     chaos.p429, chaos.p500, chaos.p_hang, chaos.hang = 0.20, 0.10, 0.02, 20.0
-    n = N // 2
-    ids = await seed(pg, n)
+    ids = await seed(pg, N // 2)
     workers = Workers(pg.plain_url, chaos.base_url, CONCURRENCY)  # type: ignore[attr-defined]
     started = time.monotonic()
     await workers.start()
@@ -170,13 +171,16 @@ async def test_a_provider_throttling_failing_and_hanging_delays_only_the_sends_i
     finally:
         await workers.stop_all()
     f = figures("provider 20% 429 + 10% 500 + 2% 20-s hangs", chaos, ids, in_flight=len(chaos.hung),
-                recovered_at=started + 15.0)
-    print(f"\n{f.line()}; {len(chaos.hung)} calls hung; everything else accepted "
-          f"{chaos.last_accepted - started:.1f} s after the start")
+                recovered_at=started)
+    others = max(t for i, t in chaos.accepted_at.items() if i not in chaos.hung) - started
+    print(f"\n{f.line()}; {len(chaos.hung)} calls hung; every row that never hung accepted {others:.1f} s "
+          f"after the start, the last hung one {chaos.last_accepted - started:.1f} s")
     assert f.lost == 0
     # Only a call the provider answered after the client gave up can go twice.
     assert f.doubled == f.doubled_after_timeout <= len(chaos.hung) <= CONCURRENCY
-    assert f.drain_seconds <= DRAIN_GOAL, f.line()
+    # The hangs hold only their own slots: the rest is not held up behind them (a batch barrier took 155 s).
+    # Bound: the 15 s client timeout plus the retries of 429/500 answers (up to ~8 s) and a loaded machine.
+    assert others < 30.0, f.line()
 
 
 def _pg_bin(name: str) -> str:
@@ -240,7 +244,7 @@ async def test_postgresql_stopped_ten_seconds_mid_fanout_loses_nothing(pg, chaos
             await workers.start()
             try:
                 await accepted_share(chaos, N, 0.5)
-                in_flight = await held_in_flight(own, chaos)
+                in_flight, held = await held_in_flight(own, chaos)
                 await asyncio.to_thread(cluster.stop)
                 stopped = time.monotonic()
                 while time.monotonic() - stopped < 10:  # noqa: ASYNC110 — the outage lasts 10 s of real time
@@ -256,6 +260,6 @@ async def test_postgresql_stopped_ten_seconds_mid_fanout_loses_nothing(pg, chaos
             await own.dispose()
     finally:
         await asyncio.to_thread(cluster.destroy)
-    f = figures("PostgreSQL stopped 10 s at 50%", chaos, ids, in_flight=in_flight, recovered_at=back)
+    f = figures("PostgreSQL stopped 10 s at 50%", chaos, ids, in_flight=in_flight, recovered_at=back, held=held)
     print(f"\n{f.line()}; accepted by the provider while the database was down: {accepted_while_down}")
     report(f, bound=2 * CONCURRENCY)
