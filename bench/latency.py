@@ -1,6 +1,6 @@
 """Dispatch at real provider latency: the Zhejiang warning's SMS through the REAL Aliyun adapter (official SDK,
 signed requests, SendBatchSms) against the local Aliyun-speaking server, which checks every signature and
-answers after a configured latency. Today's dispatcher, unchanged.
+answers after a configured latency. The streaming dispatcher (dispatch_tick drains through it).
 
     python -m bench.latency [--database-url postgresql://postgres@127.0.0.1:5432/ws_channels]
                             [--latency 200ms|tail] [--limit 20000] [--concurrency 50] [--batch-size 2000]
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--database-url", default=DEFAULT_URL)
     ap.add_argument("--latency", default="200ms", help="'200ms', '0', or 'tail' (95 %% 150 ms, 5 %% 3 s)")
     ap.add_argument("--limit", type=int, default=20_000, help="SMS to dispatch (the warning has ~130,000)")
-    ap.add_argument("--concurrency", type=int, default=50, help="CHANNEL_CONCURRENCY (sends in flight per worker)")
+    ap.add_argument("--concurrency", type=int, default=500, help="CHANNEL_CONCURRENCY (sends in flight per worker)")
     ap.add_argument("--batch-size", type=int, default=2000)
     ap.add_argument("--divisions", default=None, help="another divisions CSV than the repository's")
     args = ap.parse_args()

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from pydantic import ValidationError
 
 from warning_service.config import Settings, async_database_url
+from warning_service.delivery.models import OutboxMessage
+from warning_service.early_warning.models import EarlyWarning
 
 
 async def test_healthz_and_readyz_report_database(client):
@@ -44,3 +48,36 @@ def test_placeholder_secret_is_refused_outside_development():
 ])
 def test_database_urls_map_to_async_drivers(url, expected):
     assert async_database_url(url) == expected
+
+
+async def _warning_with_sms(db, now, *, status: str, lease_until=None, next_attempt_at=None) -> None:
+    async with db.session() as s:
+        w = EarlyWarning(identifier="ops-1", sender="温岭市防汛防台抗旱指挥部", sender_code="33108100000000",
+                         hazard="typhoon", level="red", status="actual", title="台风红色预警", description="测试",
+                         instruction="到岗", issued_at=now, effective_at=now, targets=["331081"], area_desc="温岭市",
+                         policy={}, reply_code=1, updated_at=now)
+        s.add(w)
+        await s.flush()
+        s.add(OutboxMessage(warning_id=w.id, kind="alert", channel="sms", address="+8613900000001", status=status,
+                            attempts=1, next_attempt_at=next_attempt_at or now, lease_until=lease_until,
+                            idempotency_key="ops-1-sms", created_at=now, updated_at=now))
+
+
+async def test_readyz_fails_while_a_message_sits_in_sending_past_its_lease(client, db, clock):
+    now = clock.now()
+    await _warning_with_sms(db, now, status="sending", lease_until=now + timedelta(seconds=30))
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["outbox_sending"] == 1
+    clock.advance(31)  # the worker died: nobody renews the lease
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["outbox_sending_past_lease"] == 1 and "past their lease" in r.json()["lag"][0]
+
+
+async def test_readyz_fails_when_the_oldest_due_message_waits_longer_than_allowed(client, db, clock, settings):
+    now = clock.now()
+    await _warning_with_sms(db, now, status="queued")
+    assert (await client.get("/readyz")).status_code == 200
+    clock.advance(settings.ready_max_lag_seconds + 1)
+    r = await client.get("/readyz")
+    assert r.status_code == 503 and "oldest due message" in r.json()["lag"][0]

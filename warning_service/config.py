@@ -114,14 +114,26 @@ class Settings(BaseSettings):
     breaker_min_calls: int = Field(20, ge=1)
     breaker_window_seconds: float = Field(10.0, gt=0)
     breaker_cooldown_seconds: float = Field(30.0, gt=0)
-    # Per-channel pacing: "sms=100,voice=20" messages per second; concurrent requests per worker.
+    # Per-channel pacing: "sms=100,voice=20" messages per second, shared by all workers.
     channel_rate_limits: str = "sms=200,voice=50,email=50,broadcast=20,console=100000"
-    channel_concurrency: int = 50
+    # Sends in flight per channel per worker, each counted until its result is recorded (so a crash can
+    # double at most this many). At 200 ms per provider call, 500 keep ~2,500 messages/s per worker going.
+    channel_concurrency: int = Field(500, ge=1, le=5000)
 
     # Workers (issues 4 and 6).
+    # Largest single claim; the dispatcher claims only what its free send slots can take soon.
     dispatch_batch_size: int = Field(500, ge=1, le=10_000)
-    dispatch_interval_seconds: float = Field(1.0, gt=0)
-    dispatch_lease_seconds: int = Field(120, ge=5)
+    # How often an idle dispatcher looks for due messages.
+    dispatch_interval_seconds: float = Field(0.5, gt=0)
+    # A claimed row's lease, renewed by the worker's heartbeat while it holds the row.
+    dispatch_lease_seconds: int = Field(30, ge=5)
+    dispatch_heartbeat_seconds: float = Field(1.0, gt=0)
+    # A worker whose heartbeat is older than this is gone: the rows it held go back to the queue.
+    dispatch_worker_gone_seconds: float = Field(5.0, gt=0)
+    # On SIGTERM, how long sends under way may take to finish before the worker leaves without them.
+    dispatch_stop_grace_seconds: float = Field(10.0, ge=0)
+    # /readyz fails when the oldest due message has waited longer than this.
+    ready_max_lag_seconds: float = Field(120.0, gt=0)
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
     retry_max_attempts: int = 8

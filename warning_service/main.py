@@ -17,7 +17,7 @@ from warning_service.clock import Clock
 from warning_service.config import Settings, get_settings
 from warning_service.errors import DomainError
 from warning_service.logging import configure_logging, get_logger
-from warning_service.ops import lag_figures, render_metrics
+from warning_service.ops import lag_figures, lagging, render_metrics
 from warning_service.routers import include_routers
 from warning_service.runtime import Runtime, build_runtime
 from warning_service.security import SecurityMiddleware
@@ -108,6 +108,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             async with rt.db.session() as s:
                 await s.execute(text("SELECT 1"))
                 body.update(await lag_figures(s, now=rt.clock.now()))
+            # Lag fails readiness too: messages stuck past a dead worker's lease, or a queue far behind.
+            reasons = lagging(body, max_lag_seconds=rt.settings.ready_max_lag_seconds)
+            if reasons:
+                ok, body["lag"] = False, reasons
         except Exception as exc:  # noqa: BLE001 — readiness reports any failure
             ok, body["database"] = False, f"error: {type(exc).__name__}: {exc}"
         if rt.redis is not None:

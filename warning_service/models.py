@@ -4,7 +4,7 @@ from sqlmodel import SQLModel
 
 from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
-from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.duty.models import DutyMember, DutyShift
 from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
 from warning_service.evacuation.models import (
@@ -39,3 +39,5 @@ __all__ += ["DutyMember", "DutyShift", "EmergencyResponse", "ResponseChange", "R
 __all__ += ["ExportJob"]
 # Escalation digests (notice/)
 __all__ += ["EscalationDigest"]
+# The delivery engine's workers (delivery/)
+__all__ += ["DispatchWorker"]

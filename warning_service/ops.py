@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import Database
-from warning_service.delivery.models import OutboxMessage
+from warning_service.delivery.models import DispatchWorker, OutboxMessage
 from warning_service.ledger.models import LedgerPending
 from warning_service.notice.models import Notice
 
@@ -36,7 +36,8 @@ class DispatchCounters:
 
 
 async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
-    """Age of the oldest overdue notice and queued message, and the backlog sizes (all index scans)."""
+    """Age of the oldest overdue notice and queued message, the backlog sizes, and the messages stuck in
+    'sending' past their lease (a worker died and nobody has put them back) — all index scans."""
     oldest_notice = (await session.execute(
         select(func.min(Notice.next_action_at)).where(Notice.next_action_at.is_not(None)))).scalar()
     oldest_msg = (await session.execute(select(func.min(OutboxMessage.next_attempt_at)).where(
@@ -44,6 +45,11 @@ async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]
     queued = (await session.execute(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.status == "queued"))).scalar_one()
     pending_ledger = (await session.execute(select(func.count()).select_from(LedgerPending))).scalar_one()
+    stuck = (await session.execute(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status == "sending", OutboxMessage.lease_until < now))).scalar_one()
+    sending = (await session.execute(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status == "sending"))).scalar_one()
+    workers = (await session.execute(select(func.count()).select_from(DispatchWorker))).scalar_one()
 
     def age(t: datetime | None) -> float:
         return round(max(0.0, (now - t).total_seconds()), 3) if t else 0.0
@@ -53,7 +59,21 @@ async def lag_figures(session: AsyncSession, *, now: datetime) -> dict[str, Any]
         "oldest_queued_message_seconds": age(oldest_msg),
         "outbox_queued": queued,
         "ledger_unsealed": pending_ledger,
+        "outbox_sending": sending,
+        "outbox_sending_past_lease": stuck,
+        "dispatch_workers": workers,
     }
+
+
+def lagging(figures: dict[str, Any], *, max_lag_seconds: float) -> list[str]:
+    """Why readiness fails, if it does: messages stuck past their lease, or the queue lagging too far."""
+    reasons = []
+    if figures["outbox_sending_past_lease"]:
+        reasons.append(f"{figures['outbox_sending_past_lease']} messages stuck in 'sending' past their lease")
+    if figures["oldest_queued_message_seconds"] > max_lag_seconds:
+        reasons.append(f"oldest due message waiting {figures['oldest_queued_message_seconds']:.0f} s "
+                       f"(> {max_lag_seconds:g} s)")
+    return reasons
 
 
 async def render_metrics(*, db: Database, now: datetime, counters: DispatchCounters) -> str:
@@ -69,6 +89,9 @@ async def render_metrics(*, db: Database, now: datetime, counters: DispatchCount
         "oldest_queued_message_seconds": "Age of the oldest queued outbox message that is due",
         "outbox_queued": "Messages waiting in the outbox",
         "ledger_unsealed": "Ledger decisions not yet chained",
+        "outbox_sending": "Messages held by a dispatcher (claimed, being sent)",
+        "outbox_sending_past_lease": "Messages in 'sending' past their lease (a dead worker's, not yet put back)",
+        "dispatch_workers": "Dispatch workers registered (beating or not yet found gone)",
     }
     for key, value in figures.items():
         lines += [f"# HELP warning_service_{key} {help_[key]}", f"# TYPE warning_service_{key} gauge",

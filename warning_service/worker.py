@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from warning_service.delivery.dispatcher import dispatch_tick
+from warning_service.delivery.dispatcher import Dispatcher
 from warning_service.early_warning.models import Hazard, Level
 from warning_service.early_warning.policy import PolicyBook
 from warning_service.escalation.service import escalation_tick
@@ -43,6 +43,8 @@ class Worker:
         self.rt = runtime
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._locks: dict[str, asyncio.Lock] = {}
+        self.dispatcher: Dispatcher | None = None
+        self._dispatching: asyncio.Task[None] | None = None
 
     def _job(self, name: str, fn: Callable[[Runtime], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         lock = self._locks.setdefault(name, asyncio.Lock())
@@ -67,8 +69,9 @@ class Worker:
         # first tick runs at start rather than one interval later (next_run_time).
         common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None,
                   "next_run_time": datetime.now(UTC)}
-        self.scheduler.add_job(self._job("dispatch", dispatch_tick), "interval",
-                               seconds=s.dispatch_interval_seconds, id="dispatch", **common)
+        # The dispatcher streams on its own task (not a scheduler job a shutdown could cancel mid-write).
+        self.dispatcher = Dispatcher(self.rt)
+        self._dispatching = asyncio.create_task(self._dispatch(), name="dispatcher")
         self.scheduler.add_job(self._job("escalation", escalation_tick), "interval",
                                seconds=s.escalation_tick_seconds, id="escalation", **common)
         self.scheduler.add_job(self._job("ledger_seal", seal_tick), "interval", seconds=2, id="ledger_seal",
@@ -77,18 +80,33 @@ class Worker:
                                id="exports", **common)
         self.scheduler.start()
         shortest = shortest_wait(self.rt.policy)
-        log.info("worker_started", dispatch_every=s.dispatch_interval_seconds,
+        log.info("worker_started", dispatcher=self.dispatcher.id, concurrency=s.channel_concurrency,
                  escalation_every=s.escalation_tick_seconds, shortest_wait=shortest)
         if s.escalation_tick_seconds > shortest * TICK_FRACTION:
             log.warning("escalation_tick_too_slow", escalation_every=s.escalation_tick_seconds,
                         shortest_wait=shortest, advice=f"set ESCALATION_TICK_SECONDS <= {shortest * TICK_FRACTION:g}")
 
+    async def _dispatch(self) -> None:
+        """Run the dispatcher until stopped; a crash (a bug, never a provider or database error, which it rides
+        out) is logged and the engine started afresh: its rows come back through the heartbeat."""
+        while not self.rt.stopping.is_set():
+            try:
+                await self.dispatcher.run()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001
+                log.exception("dispatcher_crashed")
+                await asyncio.sleep(1.0)
+                self.dispatcher = Dispatcher(self.rt)
+
     async def stop(self) -> None:
-        """Stop ticking and wait for running ticks to finish their current batch; nothing is cut mid-write."""
-        # A long tick checks this between batches and ends after the one it is writing.
+        """Stop ticking and wait for running ticks to finish; the dispatcher finishes or hands back what it
+        holds (sends under way get DISPATCH_STOP_GRACE_SECONDS) and records every result; nothing is cut
+        mid-write."""
         self.rt.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self._dispatching is not None:
+            await self._dispatching
+            self._dispatching = None
         for lock in self._locks.values():
             async with lock:
                 pass

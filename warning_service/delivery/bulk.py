@@ -30,6 +30,7 @@ _SUCCESS_STATUS = """CASE WHEN o.status IN ('queued', 'sending') THEN v.status
 _PG_SUCCESS = text(f"""
 UPDATE outbox AS o SET status = {_SUCCESS_STATUS}, provider_id = v.provider_id, segments = v.segments,
        sent_at = v.at, delivered_at = COALESCE(o.delivered_at, v.delivered_at), lease_until = NULL,
+       claimed_by = NULL,
        error_code = NULL, error_message = NULL, updated_at = v.at
 FROM unnest(CAST(:ids AS int[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]), CAST(:providers AS text[]),
             CAST(:segments AS int[]), CAST(:ats AS timestamptz[]), CAST(:delivered AS timestamptz[]))
@@ -48,7 +49,7 @@ _SUCCESS = (
                     else_=OUTBOX.c.status),
         provider_id=bindparam("b_provider"), segments=bindparam("b_segments"), sent_at=_AT,
         delivered_at=func.coalesce(OUTBOX.c.delivered_at, bindparam("b_delivered_at", type_=UTCDateTime())),
-        lease_until=None, error_code=None, error_message=None, updated_at=_AT,
+        lease_until=None, claimed_by=None, error_code=None, error_message=None, updated_at=_AT,
     )
 )
 FAILURE = (
@@ -57,14 +58,14 @@ FAILURE = (
            OUTBOX.c.status == SENDING)
     .values(status=bindparam("b_status"), next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
             error_code=bindparam("b_code"), error_message=bindparam("b_message"), lease_until=None,
-            updated_at=_AT)
+            claimed_by=None, updated_at=_AT)
 )
 DEFERRED = (
     update(OUTBOX)
     .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.attempts == bindparam("b_attempts"),
            OUTBOX.c.status == SENDING)
-    .values(status=QUEUED, attempts=OUTBOX.c.attempts - 1, lease_until=None, next_attempt_at=_AT,
-            updated_at=_AT)
+    .values(status=QUEUED, attempts=OUTBOX.c.attempts - 1, lease_until=None, claimed_by=None,
+            next_attempt_at=_AT, updated_at=_AT)
 )
 
 

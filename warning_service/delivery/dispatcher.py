@@ -1,16 +1,26 @@
 """The outbox dispatcher: claim due messages, drop those that must no longer go, render, send paced, record.
 
-Every step is set-based (one claim UPDATE per batch, bulk inserts and updates for the results), and the
-database is the only memory: a row is 'sending' under a lease while a worker holds it, and a crashed
-worker's rows are reclaimed when the lease runs out. That reclaim is the only way a message can go twice,
-and it goes with the same idempotency key.
+`Dispatcher` streams: a bounded pool of sends per channel is fed continuously from small claims (no batch
+barrier: a slow send holds only its own slot), each result is written by a group commit within milliseconds,
+and a send's slot is freed only once its result is in the database — so at any instant at most
+`CHANNEL_CONCURRENCY` sends per channel are unrecorded, and that is all a crash can double. The worker
+beats every second and renews the leases of what it holds; a worker that stops beating is known gone within
+`DISPATCH_WORKER_GONE_SECONDS` and its rows go back to the queue. Just before each send the warning and notice
+state is re-read (at most `RECHECK_SECONDS` old), so a lift, an answer or an expiry stops the messages not yet
+sent. A reclaimed message goes again with the same idempotency key.
+
+`dispatch_once` is the one-claim form (claim, send all, record) kept for pacing tests and tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import socket
 import time
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +33,9 @@ from warning_service.delivery import store
 from warning_service.delivery.adapters import adapter_names
 from warning_service.delivery.models import AFTER_END_KINDS
 from warning_service.delivery.ratelimit import bucket_for, burst_for
-from warning_service.delivery.sending import Item, Outcome, send_all
+from warning_service.delivery.sending import Item, Outcome, StreamPacer, send_all, send_one
 from warning_service.early_warning.models import EarlyWarning
-from warning_service.logging import get_logger
+from warning_service.logging import debug_enabled, get_logger
 from warning_service.notice.models import CHASE_KINDS, Notice
 from warning_service.runtime import Runtime
 
@@ -33,8 +43,10 @@ log = get_logger(__name__)
 
 # Kinds that only make sense while someone is still silent: drop them once the notice is answered or closed.
 SETTLED_NOTICE_STATES = ("acknowledged", "closed")
-# How long one dispatch_tick keeps draining before handing back to the scheduler.
-TICK_BUDGET_SECONDS = 30.0
+# A send waits for a state re-check at most this old (a lift or an answer stops it within about a second).
+RECHECK_SECONDS = 0.5
+# The progress line (INFO) is written at most this often, and once when a drain ends.
+PROGRESS_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -48,46 +60,10 @@ class Batch:
 
 
 async def dispatch_tick(rt: Runtime) -> int:
-    """Worker job: drain due messages batch after batch; returns how many were handled.
-
-    On PostgreSQL the next batch is claimed and rendered while the current one is sent and recorded, so
-    the database's round trips overlap the CPU work instead of adding to it.
-    """
-    total, started = 0, time.monotonic()
-    size = rt.settings.dispatch_batch_size
-    if rt.db.is_sqlite:  # one writer: overlapping transactions would only queue behind each other
-        while True:
-            n = await dispatch_once(rt, batch_size=size)
-            total += n
-            if n < size or time.monotonic() - started > TICK_BUDGET_SECONDS:
-                return total
-    upcoming: asyncio.Task[Batch] | None = asyncio.create_task(prepare(rt, batch_size=size))
-    try:
-        while upcoming is not None:
-            batch = await upcoming
-            total += batch.claimed
-            more = batch.claimed >= size and time.monotonic() - started <= TICK_BUDGET_SECONDS
-            upcoming = asyncio.create_task(prepare(rt, batch_size=size)) if more else None
-            await deliver(rt, batch)
-        return total
-    except BaseException:
-        if upcoming is not None:
-            await asyncio.shield(_abandon(rt, upcoming))
-        raise
-
-
-async def _abandon(rt: Runtime, upcoming: asyncio.Task[Batch]) -> None:
-    """Stopping: hand a claimed-but-unsent batch back to the queue now rather than after its lease."""
-    if not upcoming.done():
-        upcoming.cancel()
-    try:
-        batch = await upcoming
-    except BaseException:  # noqa: BLE001 — cancelled before it claimed, or failed: nothing to hand back
-        return
-    recorder = store.Recorder(rt)
-    for item in batch.items:
-        recorder.add(Outcome(item, None))
-    await recorder.flush()
+    """Drain every due message through the streaming engine and return how many were claimed (tests, benches,
+    one-off runs; the worker runs the same engine continuously with `Dispatcher.run`)."""
+    engine = Dispatcher(rt)
+    return await engine.run(drain=True)
 
 
 async def dispatch_once(rt: Runtime, *, batch_size: int, pace_budget: float | None = None) -> int:
@@ -240,3 +216,339 @@ async def _fallback_messages(rt: Runtime, rows: Sequence[Any]) -> dict[int, Mess
                             metadata={"kind": r.kind, "warning_id": str(r.warning_id), "outbox_id": str(r.id),
                                       "notice_id": str(r.notice_id or "")})
     return out
+
+
+class Dispatcher:
+    """One worker's streaming engine (see the module docstring). `run()` until `rt.stopping` is set (or, with
+    `drain=True`, until nothing is due and nothing is held); returns how many rows it claimed."""
+
+    def __init__(self, rt: Runtime, *, worker_id: str | None = None) -> None:
+        self.rt = rt
+        s = rt.settings
+        self.id = worker_id or f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.concurrency = s.channel_concurrency
+        self.queues: dict[str, deque[Item]] = {}
+        self.ready: dict[str, asyncio.Condition] = {}
+        self.senders: dict[str, list[asyncio.Task[None]]] = {}
+        self.held: dict[int, Any] = {}  # claimed rows not yet recorded or handed back
+        self.sending: set[int] = set()  # held rows handed to a provider, result not yet committed
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.claimed = 0
+        self.cancelled = 0
+        self.recorder = store.Recorder(rt)
+        self.pacers: dict[str, StreamPacer] = {}
+        self.names = adapter_names(s)
+        self.limits = s.rate_limits()
+        self._room = asyncio.Event()  # a sender took an item: the feeder may claim more
+        self._checked_at = -1e9
+        self._check_lock = asyncio.Lock()
+        self._healthy_since: float | None = None  # loop time since the database last answered every beat
+        self._closing = False
+        self._drain = False
+        self._idle = asyncio.Event()
+
+    # --- the engine's tasks -----------------------------------------------------------------------------
+
+    async def run(self, *, drain: bool = False) -> int:
+        self._drain = drain
+        loop = asyncio.get_running_loop()
+        await self._register()
+        writer = asyncio.create_task(self.recorder.run(), name="dispatch-recorder")
+        beat = asyncio.create_task(self._heartbeat(), name="dispatch-heartbeat")
+        feeder = asyncio.create_task(self._feed(), name="dispatch-feeder")
+        progress = asyncio.create_task(self._progress(), name="dispatch-progress")
+        try:
+            stop = asyncio.create_task(self.rt.stopping.wait())
+            await asyncio.wait({feeder, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if feeder.done():
+                feeder.result()  # a crashed feeder is a bug: surface it
+        finally:
+            # Stopping (or cancelled): claim nothing more, hand back what is not yet sent, let the sends under way
+            # finish within the grace, record everything — none of it may be cut off by the cancellation.
+            await asyncio.shield(self._close(feeder, writer, beat, progress,
+                                             grace=0.0 if not self.rt.stopping.is_set() and not drain
+                                             else self.rt.settings.dispatch_stop_grace_seconds,
+                                             loop=loop))
+        return self.claimed
+
+    async def _close(self, feeder: asyncio.Task[None], writer: asyncio.Task[None], beat: asyncio.Task[None],
+                     progress: asyncio.Task[None], *, grace: float, loop: asyncio.AbstractEventLoop) -> None:
+        self._closing = True
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        unsent = [it for q in self.queues.values() for it in q]
+        for q in self.queues.values():
+            q.clear()
+        for cond in self.ready.values():
+            async with cond:
+                cond.notify_all()
+        senders = [t for ts in self.senders.values() for t in ts]
+        if senders:
+            _, pending = await asyncio.wait(senders, timeout=grace) if grace > 0 else (set(), set(senders))
+            for t in pending:
+                t.cancel()  # its row stays 'sending', claimed by us; others reclaim it once we are gone
+            await asyncio.gather(*senders, return_exceptions=True)
+        for it in unsent:
+            self.recorder.add(Outcome(it, None))
+            self.held.pop(it.row.id, None)
+        recorded = await self.recorder.drain(deadline=loop.time() + max(grace, 5.0))
+        for t in (writer, beat, progress):
+            t.cancel()
+        await asyncio.gather(writer, beat, progress, return_exceptions=True)
+        self._log_progress(final=True)
+        try:
+            async with self.rt.db.session() as session:
+                await store.unregister_worker(session, worker=self.id)
+        except Exception as exc:  # noqa: BLE001 — our heartbeat stops anyway; others see us gone soon
+            log.warning("dispatch_unregister_failed", worker=self.id, error=f"{type(exc).__name__}: {exc}")
+        if not recorded or self.held:
+            log.warning("dispatch_left_rows", worker=self.id, held=len(self.held),
+                        unrecorded=len(self.recorder.pending))
+
+    async def _register(self) -> None:
+        while True:
+            try:
+                async with self.rt.db.session() as session:
+                    await store.register_worker(session, worker=self.id, host=socket.gethostname(),
+                                                pid=os.getpid(), now=self.rt.clock.now())
+                # A starting worker may judge others at once: their heartbeats are as old as they look.
+                self._healthy_since = asyncio.get_running_loop().time() - self.rt.settings.dispatch_worker_gone_seconds
+                return
+            except Exception as exc:  # noqa: BLE001 — the database is down at start: wait for it
+                if self.rt.stopping.is_set():
+                    raise
+                log.warning("dispatch_register_retry", error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(1.0)
+
+    async def _heartbeat(self) -> None:
+        """Every beat: say we are alive, renew our leases, and put back rows of workers known gone."""
+        s = self.rt.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(s.dispatch_heartbeat_seconds)
+            try:
+                await self._beat()
+                if self._healthy_since is None:
+                    self._healthy_since = loop.time()
+            except Exception as exc:  # noqa: BLE001 — the database is away; the recorder keeps our results
+                self._healthy_since = None
+                log.warning("dispatch_heartbeat_failed", worker=self.id, held=len(self.held),
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def _beat(self) -> None:
+        s = self.rt.settings
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as session:
+            await store.heartbeat(session, worker=self.id, now=now, held=list(self.held),
+                                  lease_until=now + timedelta(seconds=s.dispatch_lease_seconds))
+        await self._reclaim(now)
+
+    async def _reclaim(self, now: datetime) -> None:
+        s = self.rt.settings
+        loop = asyncio.get_running_loop()
+        # After an outage every heartbeat is old: judge others only once they have had time to beat again.
+        judge = self._healthy_since is not None and loop.time() - self._healthy_since >= s.dispatch_worker_gone_seconds
+        gone_before = now - timedelta(seconds=s.dispatch_worker_gone_seconds) if judge else None
+        async with self.rt.db.session() as session:
+            reclaimed = await store.reclaim_expired(session, now=now, max_attempts=s.retry_max_attempts,
+                                                    adapters=self.names, me=self.id, gone_before=gone_before)
+        if reclaimed:
+            log.warning("dispatch_reclaimed", count=len(reclaimed), outbox_ids=reclaimed[:50])
+            self._room.set()
+
+    async def _feed(self) -> None:
+        """Keep every channel's queue about one pool deep: claim what the free slots can take, render, queue."""
+        s = self.rt.settings
+        await self._reclaim(self.rt.clock.now())
+        while True:
+            waiting = sum(len(q) for q in self.queues.values())
+            room = min(s.dispatch_batch_size, 2 * self.concurrency - waiting)
+            rows: list[Any] = []
+            if room >= max(1, self.concurrency // 4) or (waiting == 0 and room > 0):
+                try:
+                    rows = await self._claim(room)
+                except Exception as exc:  # noqa: BLE001 — the database is away: try again shortly
+                    log.warning("dispatch_claim_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                    await asyncio.sleep(s.dispatch_interval_seconds)
+                    continue
+            if rows:
+                continue
+            if self._drain and not self.held and waiting == 0:
+                # Nothing due and nothing held; a reclaim may still free rows of a dead worker.
+                await self._reclaim(self.rt.clock.now())
+                if not await self._claim_probe():
+                    return
+                continue
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), s.dispatch_interval_seconds)
+            except TimeoutError:
+                pass
+
+    async def _claim_probe(self) -> bool:
+        """Whether anything is due now (drain mode ends when not)."""
+        async with self.rt.db.session() as session:
+            due = (await session.execute(select(store.OUTBOX.c.id).where(
+                store.OUTBOX.c.status == store.QUEUED,
+                store.OUTBOX.c.next_attempt_at <= self.rt.clock.now()).limit(1))).first()
+        return due is not None
+
+    async def _claim(self, room: int) -> list[Any]:
+        s = self.rt.settings
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as session:
+            rows = await store.claim(session, now=now, lease_until=now + timedelta(seconds=s.dispatch_lease_seconds),
+                                     batch_size=room, worker=self.id)
+            stale = await _stale(session, rows, now=now)
+            if stale:
+                await store.cancel(session, rows=[r for r in rows if r.id in stale], reasons=stale, now=now)
+        if not rows:
+            return rows
+        self.claimed += len(rows)
+        self.cancelled += len(stale)
+        live = [r for r in rows if r.id not in stale]
+        for r in live:
+            self.held[r.id] = r
+        messages = await _render(self.rt, live) if live else {}
+        for r in live:
+            channel = r.channel
+            q = self.queues.get(channel)
+            if q is None:
+                q = self.queues[channel] = deque()
+                self.ready[channel] = asyncio.Condition()
+                self.senders[channel] = [asyncio.create_task(self._sender(channel), name=f"dispatch-send-{channel}")
+                                         for _ in range(self.concurrency)]
+            adapter = self.rt.channels.get(channel)
+            name = getattr(adapter, "name", None) or self.names.get(channel, "console")
+            q.append(Item(r, messages[r.id], adapter, name, bucket_for(channel, name, self.limits)))
+        for channel in {r.channel for r in live}:
+            cond = self.ready[channel]
+            async with cond:
+                cond.notify(len(self.queues[channel]))
+        return rows
+
+    async def _next(self, channel: str) -> Item | None:
+        q, cond = self.queues[channel], self.ready[channel]
+        async with cond:
+            while not q:
+                if self._closing:
+                    return None
+                await cond.wait()
+            item = q.popleft()
+        if len(q) < self.concurrency:
+            self._room.set()
+        return item
+
+    async def _sender(self, channel: str) -> None:
+        clock = self.rt.clock
+        while not self._closing:
+            item = await self._next(channel)
+            if item is None:
+                return
+            try:
+                if not await self._still_due(item):
+                    continue
+                if item.bucket is not None:
+                    await self._pacer(item).take()
+                if self._closing:  # stopped while waiting: hand it back unsent
+                    self.recorder.add(Outcome(item, None))
+                    self.held.pop(item.row.id, None)
+                    continue
+            except asyncio.CancelledError:
+                self.recorder.add(Outcome(item, None))
+                self.held.pop(item.row.id, None)
+                raise
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.sending.add(item.row.id)
+            try:
+                outcome = await send_one(item, clock)
+            finally:
+                self.in_flight -= 1
+            if debug_enabled():
+                log.debug("message_sent", outbox_id=item.row.id, channel=channel,
+                          status=outcome.result.status if outcome.result else None)
+            # The slot stays taken until the result is committed: that bounds what a crash can double.
+            await self.recorder.commit(outcome)
+            self.held.pop(item.row.id, None)
+            self.sending.discard(item.row.id)
+            if self._drain:
+                self._room.set()
+
+    def _pacer(self, item: Item) -> StreamPacer:
+        key, rate = item.bucket  # type: ignore[misc]
+        pacer = self.pacers.get(key)
+        if pacer is None:
+            pacer = self.pacers[key] = StreamPacer(self.rt.ratelimiter, key, rate, burst_for(rate),
+                                                   backlog=lambda: sum(len(q) for q in self.queues.values()) + 1)
+        return pacer
+
+    async def _still_due(self, item: Item) -> bool:
+        """Re-read the state of every held row if the last look is older than RECHECK_SECONDS; False (and the
+        row cancelled) when this one must no longer go."""
+        loop = asyncio.get_running_loop()
+        while loop.time() - self._checked_at > RECHECK_SECONDS:
+            async with self._check_lock:
+                if loop.time() - self._checked_at <= RECHECK_SECONDS:
+                    break
+                started = loop.time()
+                try:
+                    await self._recheck()
+                    self._checked_at = started
+                except Exception as exc:  # noqa: BLE001 — without a fresh look nothing goes; try again
+                    log.warning("dispatch_recheck_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                    await asyncio.sleep(0.5)
+                    if self._closing:
+                        self.recorder.add(Outcome(item, None))
+                        self.held.pop(item.row.id, None)
+                        return False
+        return item.row.id in self.held
+
+    async def _recheck(self) -> None:
+        # Every held row not yet handed to a provider: queued here, or taken by a sender that has not sent it.
+        rows = [r for i, r in self.held.items() if i not in self.sending]
+        if not rows:
+            return
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as session:
+            stale = await _stale(session, rows, now=now)
+            if stale:
+                await store.cancel(session, rows=[r for r in rows if r.id in stale], reasons=stale, now=now)
+        if not stale:
+            return
+        self.cancelled += len(stale)
+        for q in self.queues.values():
+            keep = [it for it in q if it.row.id not in stale]
+            q.clear()
+            q.extend(keep)
+        for i in stale:
+            self.held.pop(i, None)
+        self._room.set()
+        log.info("dispatch_cancelled_before_send", count=len(stale), reasons=sorted(set(stale.values())))
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_SECONDS)
+            self._log_progress()
+
+    _last: dict[str, int] | None = None
+    _last_at: float = 0.0
+
+    def _log_progress(self, *, final: bool = False) -> None:
+        """One INFO line per interval: what this worker sent, retried, failed and holds (never one per message)."""
+        t = dict(self.recorder.totals)
+        now = time.monotonic()
+        last, self._last = self._last or {}, t
+        since, self._last_at = now - (self._last_at or now), now
+        delta = {k: v - last.get(k, 0) for k, v in t.items() if v - last.get(k, 0)}
+        if not delta and not final:
+            return
+        self.rt.counters.add(delta)
+        handled = sum(delta.get(k, 0) for k in ("sent", "delivered", "retrying", "failed"))
+        log.info("dispatch_progress", worker=self.id, final=final or None, claimed=self.claimed,
+                 cancelled=self.cancelled, held=len(self.held), in_flight=self.in_flight,
+                 max_in_flight=self.max_in_flight,
+                 queued_here=sum(len(q) for q in self.queues.values()),
+                 per_second=round(handled / since, 1) if since > 0 else None, **delta)

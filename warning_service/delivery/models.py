@@ -83,6 +83,21 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # The dispatch worker holding the row while it is 'sending' (see DispatchWorker).
+    claimed_by: str | None = Field(default=None, max_length=48)
+
+
+class DispatchWorker(SQLModel, table=True):
+    """A running dispatcher: it renews `heartbeat_at` every second; one that stops is known gone within
+    seconds, and the rows it held ('sending', claimed_by = its id) go back to the queue."""
+
+    __tablename__ = "dispatch_worker"
+
+    id: str = Field(primary_key=True, max_length=48)
+    host: str = Field(max_length=64)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class DeliveryAttempt(SQLModel, table=True):

@@ -47,6 +47,8 @@ class Sink(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def drain(self, *, deadline: float) -> bool: ...
+
 
 @dataclass
 class Pacer:
@@ -82,6 +84,36 @@ class Pacer:
                     self.exhausted = True
                     return False
                 await asyncio.sleep(wait)
+
+
+@dataclass
+class StreamPacer:
+    """The streaming dispatcher's pacer: takes tokens in bulk grants (as many as are waiting, at most one
+    second's worth) from the shared bucket and waits, without a deadline, when it is dry — the heartbeat keeps
+    the leases of paced rows alive."""
+
+    limiter: RateLimiter
+    key: str
+    rate: float
+    burst: float
+    backlog: Callable[[], int]
+    local: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def take(self) -> None:
+        while True:
+            if self.local > 0:
+                self.local -= 1
+                return
+            async with self.lock:
+                if self.local > 0:
+                    continue
+                want = max(1, min(self.backlog(), int(self.burst)))
+                granted, wait = await self.limiter.take(self.key, want, self.rate, self.burst)
+                if granted:
+                    self.local += granted
+                    continue
+                await asyncio.sleep(min(max(wait, 0.001), 1.0))
 
 
 async def send_one(item: Item, clock: Clock) -> Outcome:
@@ -153,7 +185,10 @@ async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimite
             wake.clear()
             if stopping:
                 return
-            await recorder.flush()
+            try:
+                await recorder.flush()
+            except Exception:  # noqa: BLE001 — kept pending; the final drain retries
+                log.warning("dispatch_flush_retry", pending=len(recorder.pending))
 
     async def finish() -> None:
         # Never cancel a flush half-way through its transaction: let the flusher finish, then flush the rest.
@@ -161,7 +196,7 @@ async def send_all(items: Sequence[Item], *, recorder: Sink, limiter: RateLimite
         stopping = True
         wake.set()
         await asyncio.gather(flushing, return_exceptions=True)
-        await recorder.flush()
+        await recorder.drain(deadline=asyncio.get_running_loop().time() + 30.0)
 
     flushing = asyncio.create_task(flusher())
     workers = [worker(q) for q in queues.values() for _ in range(min(concurrency, len(q)))]

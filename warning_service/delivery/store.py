@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, insert, literal_column, select, update
+from sqlalchemy import case, delete, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import sms_segments
 from warning_service.delivery import bulk
-from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
+from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.delivery.sending import Outcome
 from warning_service.dialect import chunks
 from warning_service.ledger import service as ledger
@@ -25,6 +25,7 @@ log = get_logger(__name__)
 ACTOR = "system:dispatcher"
 OUTBOX = OutboxMessage.__table__
 ATTEMPT = DeliveryAttempt.__table__
+WORKER = DispatchWorker.__table__
 # Status literals are inlined, not bound, so the partial queue index (WHERE status = 'queued') matches.
 QUEUED, SENDING = literal_column("'queued'"), literal_column("'sending'")
 CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.revision, OUTBOX.c.kind,
@@ -32,13 +33,16 @@ CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.
                    OUTBOX.c.attempts, OUTBOX.c.idempotency_key, OUTBOX.c.digest_id)
 
 
-async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, batch_size: int) -> list[Any]:
-    """Take up to `batch_size` due rows, highest priority first, under a lease; other workers skip them."""
+async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, batch_size: int,
+                worker: str | None = None) -> list[Any]:
+    """Take up to `batch_size` due rows, highest priority first, under a lease (held by `worker`, whose
+    heartbeat renews it); other workers skip them."""
     due = (select(OUTBOX.c.id).where(OUTBOX.c.status == QUEUED, OUTBOX.c.next_attempt_at <= now)
            .order_by(OUTBOX.c.priority.desc(), OUTBOX.c.id).limit(batch_size)
            .with_for_update(skip_locked=True))  # rendered on PostgreSQL only; SQLite has one writer
     stmt = (update(OUTBOX).where(OUTBOX.c.id.in_(due.scalar_subquery()))
-            .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1, updated_at=now)
+            .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1, updated_at=now,
+                    claimed_by=worker)
             .returning(*CLAIMED_COLUMNS))
     rows = (await session.execute(stmt)).all()
     rows.sort(key=lambda r: (-r.priority, r.id))
@@ -46,15 +50,25 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
 
 
 async def reclaim_expired(session: AsyncSession, *, now: datetime, max_attempts: int,
-                          adapters: dict[str, str]) -> list[int]:
+                          adapters: dict[str, str], me: str | None = None,
+                          gone_before: datetime | None = None) -> list[int]:
     """Rows whose worker died mid-send go back to the queue (or fail, if out of attempts); returns their ids.
 
+    A row is abandoned when its lease ran out, or (with `gone_before`) when the worker holding it has not
+    beaten since then. `me` never reclaims its own rows: it still holds them and will record them.
     The interrupted try is recorded as an attempt: it may or may not have reached the provider.
     """
-    stmt = (update(OUTBOX).where(OUTBOX.c.status == SENDING, OUTBOX.c.lease_until < now)
+    abandoned = OUTBOX.c.lease_until < now
+    if gone_before is not None:
+        alive = select(WORKER.c.id).where(WORKER.c.heartbeat_at >= gone_before)
+        abandoned = or_(abandoned, OUTBOX.c.claimed_by.not_in(alive.scalar_subquery()))
+    where = [OUTBOX.c.status == SENDING, abandoned]
+    if me is not None:
+        where.append(or_(OUTBOX.c.claimed_by.is_(None), OUTBOX.c.claimed_by != me))
+    stmt = (update(OUTBOX).where(*where)
             .values(status=case((OUTBOX.c.attempts >= max_attempts, literal_column("'failed'")),
                                 else_=QUEUED),
-                    next_attempt_at=now, lease_until=None, error_code="lease_expired",
+                    next_attempt_at=now, lease_until=None, claimed_by=None, error_code="lease_expired",
                     error_message="the worker stopped before recording the result", updated_at=now)
             .returning(OUTBOX.c.id, OUTBOX.c.warning_id, OUTBOX.c.notice_id, OUTBOX.c.channel,
                        OUTBOX.c.address, OUTBOX.c.status))
@@ -83,11 +97,42 @@ async def cancel(session: AsyncSession, *, rows: Sequence[Any], reasons: dict[in
         for part in chunks(ids, 1000):
             await session.execute(
                 update(OUTBOX).where(OUTBOX.c.id.in_(part), OUTBOX.c.status == SENDING)
-                .values(status="cancelled", attempts=OUTBOX.c.attempts - 1, lease_until=None,
+                .values(status="cancelled", attempts=OUTBOX.c.attempts - 1, lease_until=None, claimed_by=None,
                         error_code=reason, updated_at=now))
     await ledger.append_many(session, _ledger_rows(
         rows, now=now, action="messages.cancelled",
         extra=lambda rs: {"reasons": dict(Counter(reasons[r.id] for r in rs))}))
+
+
+async def register_worker(session: AsyncSession, *, worker: str, host: str, pid: int, now: datetime) -> None:
+    await session.execute(delete(WORKER).where(WORKER.c.id == worker))
+    await session.execute(insert(WORKER).values(id=worker, host=host[:64], pid=pid, started_at=now,
+                                                heartbeat_at=now))
+
+
+async def heartbeat(session: AsyncSession, *, worker: str, now: datetime, held: Sequence[int],
+                    lease_until: datetime) -> int:
+    """Say this worker is alive and renew the leases of the rows it holds; returns how many were renewed."""
+    beat = await session.execute(update(WORKER).where(WORKER.c.id == worker).values(heartbeat_at=now))
+    if beat.rowcount == 0:  # removed by an operator or a test: come back
+        await session.execute(insert(WORKER).values(id=worker, host="?", pid=0, started_at=now, heartbeat_at=now))
+    renewed = 0
+    for part in chunks(list(held), 1000):
+        renewed += (await session.execute(
+            update(OUTBOX).where(OUTBOX.c.id.in_(part), OUTBOX.c.status == SENDING, OUTBOX.c.claimed_by == worker)
+            .values(lease_until=lease_until))).rowcount
+    return renewed
+
+
+async def unregister_worker(session: AsyncSession, *, worker: str) -> None:
+    """A worker leaving: whatever it still holds (sends it gave up waiting for) is reclaimed by the others."""
+    await session.execute(delete(WORKER).where(WORKER.c.id == worker))
+
+
+async def hand_back(session: AsyncSession, *, rows: Sequence[Any], now: datetime) -> None:
+    """Claimed rows this worker will not send after all go back to the queue untouched (attempt not counted)."""
+    if rows:
+        await session.execute(bulk.DEFERRED, [{"b_id": r.id, "b_attempts": r.attempts, "b_at": now} for r in rows])
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
@@ -139,7 +184,8 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
         totals["failed" if final else "retrying"] += 1
         if final:
             failed_rows.append((row, r.error_code or "failed"))
-        log.warning("message_failed" if final else "message_retry", outbox_id=row.id,
+        # A give-up is rare and needs a look; a retry is routine (counted in the progress line), so DEBUG.
+        (log.warning if final else log.debug)("message_failed" if final else "message_retry", outbox_id=row.id,
                     warning_id=row.warning_id, notice_id=row.notice_id, channel=row.channel,
                     attempt=row.attempts, error_code=r.error_code, error=r.error_message,
                     retry_in=round(delay, 1) if not final else None)
@@ -186,40 +232,87 @@ def _ledger_rows(rows: Sequence[Any], *, now: datetime, action: str, extra: Any 
 
 
 class Recorder:
-    """Collects outcomes while a batch is sent and writes them in bulk, as they accumulate."""
+    """Collects outcomes and writes them in bulk: `flush()` on demand, or as a group commit (`commit()` waits
+    until its outcome is in the database, `run()` writes whatever has gathered as soon as the last write is
+    done), so an accepted send is recorded within a few milliseconds and a crash loses at most the
+    outcomes being written."""
 
     def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.pending: list[Outcome] = []
+        self._waiters: list[asyncio.Future[None]] = []
         self.totals: dict[str, int] = defaultdict(int)
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.failures = 0  # writes that failed and were retried (for the progress line)
 
     def add(self, outcome: Outcome) -> None:
         self.pending.append(outcome)
+
+    async def commit(self, outcome: Outcome) -> None:
+        """Queue `outcome` for the next group write and wait until it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(outcome)
+        self._waiters.append(done)
+        self._wake.set()
+        # A sender cancelled while waiting leaves its outcome queued: the writer still records it.
+        await asyncio.shield(done)
 
     async def flush(self) -> None:
         async with self._lock:
             if not self.pending:
                 return
             batch, self.pending = self.pending, []
+            waiters, self._waiters = self._waiters, []
             try:
                 totals = await self._write(batch)
             except BaseException:
-                self.pending = batch + self.pending  # nothing was committed: keep them for the next flush
+                # nothing was committed: keep them for the next flush
+                self.pending, self._waiters = batch + self.pending, waiters + self._waiters
                 raise
             for k, v in totals.items():
                 self.totals[k] += v
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def run(self, *, gather_seconds: float = 0.005, max_backoff: float = 2.0) -> None:
+        """Group commit until cancelled: write what has gathered, retrying a failed write (the database may be
+        restarting) for as long as the process runs — an outcome is never dropped while it is held."""
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if gather_seconds:
+                await asyncio.sleep(gather_seconds)  # let the sends finishing in the same instant join
+            try:
+                await self.flush()
+                backoff = 0.1
+            except Exception as exc:  # noqa: BLE001
+                self.failures += 1
+                log.warning("dispatch_record_retry", pending=len(self.pending), retry_in=backoff,
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(backoff)
+                backoff = min(max_backoff, backoff * 2)
+            if self.pending:
+                self._wake.set()
+
+    async def drain(self, *, deadline: float) -> bool:
+        """Write everything pending, retrying until `deadline` (event-loop time); True if nothing is left."""
+        backoff = 0.1
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.flush()
+                return True
+            except Exception as exc:  # noqa: BLE001
+                if loop.time() + backoff > deadline:
+                    log.error("dispatch_record_failed", count=len(self.pending),
+                              error=f"{type(exc).__name__}: {exc}"[:300])
+                    return False
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
 
     async def _write(self, batch: list[Outcome]) -> dict[str, int]:
-        # A database hiccup should not turn sent messages into duplicates: retry the write a few times.
-        for attempt in range(4):
-            try:
-                async with self.rt.db.session() as session:
-                    return await record(session, batch, now=self.rt.clock.now(), settings=self.rt.settings)
-            except Exception as exc:  # noqa: BLE001
-                if attempt == 3:
-                    log.error("dispatch_record_failed", count=len(batch),
-                              error=f"{type(exc).__name__}: {exc}")
-                    raise
-                await asyncio.sleep(0.5 * 2 ** attempt)
-        raise AssertionError("unreachable")
+        async with self.rt.db.session() as session:
+            return await record(session, batch, now=self.rt.clock.now(), settings=self.rt.settings)

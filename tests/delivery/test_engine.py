@@ -1,0 +1,106 @@
+"""The streaming engine in process: a lift seen before the next send, a dead worker's rows put back as soon
+as its heartbeat stops, a slow send holding only its own slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from channels.base import Message, SendResult
+from tests.delivery.conftest import issue, outbox, status_counts, use
+from warning_service.delivery import store
+from warning_service.delivery.dispatcher import Dispatcher, dispatch_tick
+from warning_service.runtime import Runtime
+
+
+class Slow:
+    """Takes `seconds` per send (real time); a send to an address in `stuck` waits until released."""
+
+    name = "slow"
+    send_timeout = None
+
+    def __init__(self, seconds: float, stuck: frozenset[str] = frozenset()) -> None:
+        self.seconds = seconds
+        self.stuck = stuck
+        self.sent: list[Message] = []
+        self.release = asyncio.Event()
+
+    async def send(self, message: Message) -> SendResult:
+        if message.address in self.stuck:
+            await self.release.wait()
+        else:
+            await asyncio.sleep(self.seconds)
+        self.sent.append(message)
+        return SendResult.ok(f"slow-{len(self.sent)}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def wait_for(predicate, *, deadline: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not await predicate():
+        assert loop.time() < end, "not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_lift_mid_dispatch_stops_the_alerts_not_yet_sent_within_a_second(client, duty, db, runtime):
+    runtime.settings.channel_concurrency = 1
+    wid = await issue(client, duty, targets=["331081"])
+    slow = Slow(0.05)
+    use(runtime, slow)
+    engine = Dispatcher(runtime)
+    task = asyncio.create_task(engine.run(drain=True))
+
+    async def three_sent() -> bool:
+        return len(slow.sent) >= 3
+
+    await wait_for(three_sent)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风转向"})
+    assert r.status_code == 200, r.text
+    lifted_at = len(slow.sent)
+    await asyncio.wait_for(task, 30)
+    alerts_after = [m for m in slow.sent[lifted_at:] if m.metadata.get("kind") == "alert"]
+    # At most what was already handed over plus one re-check interval's worth at one send per 50 ms.
+    assert len(alerts_after) <= 3 * 20 // 2 and len(alerts_after) < 12
+    cancelled = [m for m in await outbox(db, warning_id=wid, status="cancelled") if m.kind == "alert"]
+    assert cancelled and {m.error_code for m in cancelled} <= {"warning_lifted", "lifted"}, \
+        {m.error_code for m in cancelled}
+    assert "sending" not in await status_counts(db, wid) and "queued" not in await status_counts(db, wid)
+
+
+async def test_a_dead_workers_rows_go_back_as_soon_as_its_heartbeat_stops(client, duty, db, runtime, clock,
+                                                                           console):
+    wid = await issue(client, duty, targets=["331081"])
+    total = len(await outbox(db, warning_id=wid))
+    now = clock.now()
+    async with db.session() as s:  # a worker registered, claimed everything with a long lease, then died
+        await store.register_worker(s, worker="dead:1:x", host="h", pid=1, now=now)
+        await store.claim(s, now=now, lease_until=now + timedelta(seconds=runtime.settings.dispatch_lease_seconds),
+                          batch_size=1000, worker="dead:1:x")
+    assert (await status_counts(db, wid)) == {"sending": total}
+    clock.advance(runtime.settings.dispatch_worker_gone_seconds + 1)  # well inside the lease
+    await dispatch_tick(runtime)
+    assert (await status_counts(db, wid)) == {"delivered": total}
+    assert Counter(m.idempotency_key for m in console.sent) == {m.idempotency_key: 1
+                                                               for m in await outbox(db, warning_id=wid)}
+
+
+async def test_a_send_that_hangs_holds_only_its_own_slot(client, duty, db, runtime: Runtime):
+    runtime.settings.channel_concurrency = 3
+    wid = await issue(client, duty, targets=["331081"])
+    sms = await outbox(db, warning_id=wid, channel="sms")
+    slow = Slow(0.0, stuck=frozenset({sms[0].address}))
+    use(runtime, slow)
+    task = asyncio.create_task(dispatch_tick(runtime))
+
+    async def all_but_one() -> bool:
+        return (await status_counts(db, wid)).get("sent", 0) == len(await outbox(db, warning_id=wid)) - 1
+
+    await wait_for(all_but_one)  # everything else went past the stuck send, and was recorded
+    assert (await status_counts(db, wid)).get("sending") == 1
+    slow.release.set()
+    await asyncio.wait_for(task, 30)
+    assert set(await status_counts(db, wid)) == {"sent"}
