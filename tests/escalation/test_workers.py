@@ -182,9 +182,17 @@ async def test_a_worker_acts_at_once_on_start_and_stops_cleanly_on_sigterm(
                 assert line, "worker exited:\n" + "".join(output[-30:])
                 output.append(line)
         proc.send_signal(signal.SIGTERM)
+        tail: list[str] = []
         async with asyncio.timeout(30):
-            rest = (await proc.stdout.read()).decode()  # type: ignore[union-attr]
+            # Read up to the worker's last word, not to EOF: a child process it started (an export's) may
+            # hold the pipe open a moment longer than the worker itself lives.
+            while not tail or "worker_stopped" not in tail[-1]:
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                if not line:
+                    break
+                tail.append(line)
             await proc.wait()
+        rest = "".join(tail)
     finally:
         if proc.returncode is None:
             proc.kill()
