@@ -253,19 +253,8 @@ GROUP_HEADER = [
     "已返回户数",
     "提前返回户数",
 ]
-GROUP_KEYS = [
-    "households",
-    "people",
-    "moved",
-    "people_moved",
-    "not_moved",
-    "people_not_moved",
-    "refused",
-    "people_refused",
-    "unreachable",
-    "returned",
-    "returned_early",
-]
+# The measures summed per group (a group is never "released" as a whole).
+GROUP_KEYS = [m for m in MEASURES if m != "released"]
 
 
 def _local(t: datetime | None) -> str:
