@@ -43,6 +43,7 @@ class Worker:
         self.rt = runtime
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[object]] = set()
         self.dispatcher: Dispatcher | None = None
         self._dispatching: asyncio.Task[None] | None = None
 
@@ -50,13 +51,18 @@ class Worker:
         lock = self._locks.setdefault(name, asyncio.Lock())
 
         async def run() -> None:
-            if lock.locked():
+            if lock.locked() or self.rt.stopping.is_set():
                 return  # the previous tick of this job is still working; it will pick up the rest
-            async with lock:
-                try:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                async with lock:
                     await fn(self.rt)
-                except Exception:  # noqa: BLE001 — a failed tick is logged and the next one retries
-                    log.exception("worker_job_failed", job=name)
+            except Exception:  # noqa: BLE001 — a failed tick is logged and the next one retries
+                log.exception("worker_job_failed", job=name)
+            finally:
+                self._running.discard(task)
 
         return run
 
@@ -102,14 +108,18 @@ class Worker:
         holds (sends under way get DISPATCH_STOP_GRACE_SECONDS) and records every result; nothing is cut
         mid-write."""
         self.rt.stopping.set()
+        # APScheduler's asyncio executor *cancels* the ticks it is running when shut down; a tick cancelled
+        # mid-commit can leave its connection holding SQLite's write lock. So: pause (no new ticks; ones
+        # already handed out see `stopping` and return), let the running ticks finish, then shut down.
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()
         if self._dispatching is not None:
             await self._dispatching
             self._dispatching = None
-        for lock in self._locks.values():
-            async with lock:
-                pass
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         log.info("worker_stopped")
 
     async def run_until_signalled(self) -> None:

@@ -218,6 +218,14 @@ async def _fallback_messages(rt: Runtime, rows: Sequence[Any]) -> dict[int, Mess
     return out
 
 
+async def _finish(task: asyncio.Task[Any], *, within: float) -> None:
+    """Wait for a task asked to stop; cancel it only if it has not finished `within` seconds."""
+    _, pending = await asyncio.wait({task}, timeout=within)
+    if pending:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class Dispatcher:
     """One worker's streaming engine (see the module docstring). `run()` until `rt.stopping` is set (or, with
     `drain=True`, until nothing is due and nothing is held); returns how many rows it claimed."""
@@ -245,6 +253,7 @@ class Dispatcher:
         self._check_lock = asyncio.Lock()
         self._healthy_since: float | None = None  # loop time since the database last answered every beat
         self._closing = False
+        self._beat_stop = asyncio.Event()
         self._drain = False
         self._idle = asyncio.Event()
 
@@ -275,9 +284,12 @@ class Dispatcher:
 
     async def _close(self, feeder: asyncio.Task[None], writer: asyncio.Task[None], beat: asyncio.Task[None],
                      progress: asyncio.Task[None], *, grace: float, loop: asyncio.AbstractEventLoop) -> None:
+        # Tasks that write are asked to stop and awaited, never cancelled while they can be mid-statement: a
+        # statement cancelled on SQLite can leave its connection holding the write lock (everyone else then
+        # waits out busy_timeout). Cancelling is the last resort for a task that does not finish in time.
         self._closing = True
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
+        self._room.set()
+        await _finish(feeder, within=max(grace, 5.0))
         unsent = [it for q in self.queues.values() for it in q]
         for q in self.queues.values():
             q.clear()
@@ -294,9 +306,12 @@ class Dispatcher:
             self.recorder.add(Outcome(it, None))
             self.held.pop(it.row.id, None)
         recorded = await self.recorder.drain(deadline=loop.time() + max(grace, 5.0))
-        for t in (writer, beat, progress):
-            t.cancel()
-        await asyncio.gather(writer, beat, progress, return_exceptions=True)
+        self.recorder.stop()
+        self._beat_stop.set()
+        await _finish(writer, within=5.0)
+        await _finish(beat, within=5.0)
+        progress.cancel()  # it only logs
+        await asyncio.gather(progress, return_exceptions=True)
         self._log_progress(final=True)
         try:
             async with self.rt.db.session() as session:
@@ -327,7 +342,11 @@ class Dispatcher:
         s = self.rt.settings
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(s.dispatch_heartbeat_seconds)
+            try:
+                await asyncio.wait_for(self._beat_stop.wait(), s.dispatch_heartbeat_seconds)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self._beat()
                 if self._healthy_since is None:
@@ -362,7 +381,7 @@ class Dispatcher:
         """Keep every channel's queue about one pool deep: claim what the free slots can take, render, queue."""
         s = self.rt.settings
         await self._reclaim(self.rt.clock.now())
-        while True:
+        while not self._closing:
             waiting = sum(len(q) for q in self.queues.values())
             room = min(s.dispatch_batch_size, 2 * self.concurrency - waiting)
             rows: list[Any] = []

@@ -244,6 +244,7 @@ class Recorder:
         self.totals: dict[str, int] = defaultdict(int)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stopped = False
         self.failures = 0  # writes that failed and were retried (for the progress line)
 
     def add(self, outcome: Outcome) -> None:
@@ -276,13 +277,20 @@ class Recorder:
                 if not w.done():
                     w.set_result(None)
 
+    def stop(self) -> None:
+        """Ask `run` to return once its write in progress (if any) is done."""
+        self._stopped = True
+        self._wake.set()
+
     async def run(self, *, gather_seconds: float = 0.005, max_backoff: float = 2.0) -> None:
-        """Group commit until cancelled: write what has gathered, retrying a failed write (the database may be
+        """Group commit until stopped: write what has gathered, retrying a failed write (the database may be
         restarting) for as long as the process runs — an outcome is never dropped while it is held."""
         backoff = 0.1
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._stopped:
+                return
             if gather_seconds:
                 await asyncio.sleep(gather_seconds)  # let the sends finishing in the same instant join
             try:
