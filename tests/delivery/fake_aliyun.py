@@ -206,7 +206,7 @@ class FakeAliyun:
         if any(not str(x) or len(str(x)) > self.voice_variable_max for x in values.values()):
             return 200, {"Code": "isv.PARAM_LENGTH_LIMIT", "Message": "参数超出长度限制", "RequestId": rid}
         call_id = f"{next(self._ids):09d}^{next(self._ids):012d}"
-        record.update(numbers=[number], values=[values], call_id=call_id, out_id=p.get("OutId"), code=code,
+        record.update(numbers=[number], values=[values], call_id=call_id, out_id=p.get("OutId"), template=code,
                       menu=menu, bye=p.get("ByeCode"), play_times=p.get("PlayTimes"), timeout=p.get("Timeout"))
         return 200, {"Code": "OK", "Message": "OK", "CallId": call_id, "RequestId": rid}
 
