@@ -41,16 +41,18 @@ async def acknowledge_by_key(db: Database, *, report: push.AliyunVoiceReport, no
     if ACK_KEY not in digits:
         # Only key 1 is bound in the call's menu; any other key leaves the notice open for the re-call.
         return "no_key"
-    notice_id = await _notice_of_call(db, call_id=report.call_id, out_id=report.out_id)
-    if notice_id is None:
+    found = await _call_of(db, call_id=report.call_id, out_id=report.out_id)
+    if found is None:
         log.warning("aliyun_voice_key_unknown_call", call_id=report.call_id, out_id=report.out_id)
         return "unknown_call"
+    notice_id, called = found
     sid = f"aliyun:{report.call_id}"
     if not await first_receipt(db, sid=sid, kind="voice_key", now=now):
         return "replayed"
     try:
+        # The number called answered, as Twilio's "Called" says (a key-press push may not name the callee).
         await answer(db, notice_id=notice_id, path="voice_key", now=now, raw_input=digits,
-                     source=phone_key(report.callee) if report.callee else None)
+                     source=called or (phone_key(report.callee) if report.callee else None))
     except (NotAcknowledgeable, NotFound):
         # Lifted or closed meanwhile: the person heard the platform's confirmation, nothing is owed.
         return "not_acknowledgeable"
@@ -60,17 +62,17 @@ async def acknowledge_by_key(db: Database, *, report: push.AliyunVoiceReport, no
     return "acknowledged"
 
 
-async def _notice_of_call(db: Database, *, call_id: str, out_id: str | None) -> int | None:
-    """The notice of the voice message sent as `call_id`: every attempt keeps its CallId, the outbox row the
-    latest one; OutId finds a row whose CallId is not written yet."""
+async def _call_of(db: Database, *, call_id: str, out_id: str | None) -> tuple[int, str] | None:
+    """(notice, number called) of the voice message sent as `call_id`: every attempt keeps its CallId, the
+    outbox row the latest one; OutId finds a row whose CallId is not written yet."""
     async with db.session() as session:
-        found = (await session.execute(select(DeliveryAttempt.notice_id).where(
-            DeliveryAttempt.provider_id == call_id, DeliveryAttempt.channel == "voice").limit(1))).scalar()
-        if found is not None:
-            return int(found)
-        match = OutboxMessage.provider_id == call_id
-        if out_id and out_id.isdigit():
-            match = or_(match, and_(OutboxMessage.id == int(out_id), OutboxMessage.provider_id.is_(None)))
-        found = (await session.execute(select(OutboxMessage.notice_id).where(
-            match, OutboxMessage.channel == "voice").limit(1))).scalar()
-        return int(found) if found is not None else None
+        row = (await session.execute(select(DeliveryAttempt.notice_id, DeliveryAttempt.address).where(
+            DeliveryAttempt.provider_id == call_id, DeliveryAttempt.channel == "voice",
+            DeliveryAttempt.notice_id.is_not(None)).limit(1))).first()
+        if row is None:
+            match = OutboxMessage.provider_id == call_id
+            if out_id and out_id.isdigit():
+                match = or_(match, and_(OutboxMessage.id == int(out_id), OutboxMessage.provider_id.is_(None)))
+            row = (await session.execute(select(OutboxMessage.notice_id, OutboxMessage.address).where(
+                match, OutboxMessage.channel == "voice", OutboxMessage.notice_id.is_not(None)).limit(1))).first()
+        return (int(row[0]), row[1]) if row is not None else None
