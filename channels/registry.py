@@ -16,7 +16,8 @@ from channels.fake import FakeAdapter
 from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
 from channels.templates import TemplateSet
 from channels.twilio_common import TwilioAdapter, TwilioConfig
-from channels.voice_aliyun import DEFAULT_VARIABLE_MAX as VOICE_VARIABLE_MAX, AliyunVoiceAdapter, AliyunVoiceConfig
+from channels.voice_aliyun import DEFAULT_VARIABLE_MAX as VOICE_VARIABLE_MAX
+from channels.voice_aliyun import AliyunVoiceAdapter, AliyunVoiceConfig
 
 # A factory gets the configuration and the channels it will serve (so it can ask for exactly the
 # credentials those channels need, e.g. a From number for voice but not for a messaging service).

@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     aliyun_voice_endpoint: str = "dyvmsapi.aliyuncs.com"
     aliyun_voice_play_times: int = Field(2, ge=1, le=3)
     aliyun_voice_key_timeout_ms: int = Field(8000, ge=1000, le=60000)
-    # Aliyun's HTTP push (SmsReport / SmsUp, VoiceReport / VoiceCallReport) carries no signature: the push URL configured in the console
-    # carries this token (`?token=…`), compared in constant time; use HTTPS.
+    # Aliyun's HTTP push (SmsReport / SmsUp, VoiceReport / VoiceCallReport) carries no signature: the push
+    # URL configured in the console carries this token (`?token=…`), compared in constant time; use HTTPS.
     aliyun_push_token: SecretStr | None = None
     # Tencent Cloud SMS (issue 14); templates as for Aliyun, variables in the order of {1}, {2} ….
     tencent_secret_id: str | None = None

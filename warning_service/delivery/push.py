@@ -1,4 +1,4 @@
-"""Receipts and replies pushed by Aliyun (SMS and voice) and Tencent Cloud SMS: verification and the shapes they come in.
+"""Receipts and replies pushed by Aliyun (SMS, voice) and Tencent Cloud SMS: verification and their shapes.
 
 Neither platform signs its HTTP push (Aliyun's SmsReport / SmsUp, Tencent's status and reply callbacks are
 plain JSON arrays POSTed to the URL set in the console). What authenticates a push here is a long random token
