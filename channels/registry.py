@@ -8,6 +8,7 @@ from typing import Any
 from channels.base import Adapter, ChannelConfigError
 from channels.breaker import Breakers
 from channels.broadcast import BroadcastStub
+from channels.by_channel import ByChannel
 from channels.console import ConsoleAdapter
 from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter
@@ -15,6 +16,8 @@ from channels.fake import FakeAdapter
 from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
 from channels.templates import TemplateSet
 from channels.twilio_common import TwilioAdapter, TwilioConfig
+from channels.voice_aliyun import DEFAULT_VARIABLE_MAX as VOICE_VARIABLE_MAX
+from channels.voice_aliyun import AliyunVoiceAdapter, AliyunVoiceConfig
 
 # A factory gets the configuration and the channels it will serve (so it can ask for exactly the
 # credentials those channels need, e.g. a From number for voice but not for a messaging service).
@@ -142,12 +145,23 @@ def _broadcast(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
 
 
 def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
-    if channels - {"sms"}:
+    """Aliyun serves sms (短信服务) and voice (语音服务): two APIs, one provider name in CHANNEL_ADAPTERS."""
+    if channels - {"sms", "voice"}:
         raise ChannelConfigError(
-            f"CHANNEL_ADAPTERS: 'aliyun' serves sms, not {', '.join(sorted(channels - {'sms'}))} "
-            "(use aliyun_voice for voice)")
-    require(config, "aliyun", channels, "aliyun_access_key_id", "aliyun_access_key_secret",
-            "aliyun_sms_sign_name", "aliyun_sms_templates")
+            f"CHANNEL_ADAPTERS: 'aliyun' serves sms and voice, not {', '.join(sorted(channels - {'sms', 'voice'}))}")
+    require(config, "aliyun", channels, "aliyun_access_key_id", "aliyun_access_key_secret")
+    adapters: dict[str, Adapter] = {}
+    if "sms" in channels:
+        adapters["sms"] = _aliyun_sms(config)
+    if "voice" in channels:
+        adapters["voice"] = _aliyun_voice(config)
+    if len(adapters) == 1:
+        return next(iter(adapters.values()))
+    return ByChannel("aliyun", adapters)
+
+
+def _aliyun_sms(config: Mapping[str, Any]) -> Adapter:
+    require(config, "aliyun", frozenset({"sms"}), "aliyun_sms_sign_name", "aliyun_sms_templates")
     templates = TemplateSet.parse(config["aliyun_sms_templates"], setting="ALIYUN_SMS_TEMPLATES",
                                   default_max=DEFAULT_VARIABLE_MAX)
     return AliyunSmsAdapter(AliyunSmsConfig(
@@ -157,6 +171,25 @@ def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
         timeout=float(config.get("aliyun_timeout") or 10.0),
         batch_size=int(config.get("aliyun_sms_batch_size") or 100),
         batch_wait=float(config.get("aliyun_sms_batch_wait") or 0.05),
+        max_connections=int(config.get("channel_concurrency") or 100)))
+
+
+def _aliyun_voice(config: Mapping[str, Any]) -> Adapter:
+    voice = frozenset({"voice"})
+    # A warning call asks for key 1, so the confirmation template is required with the rest.
+    require(config, "aliyun", voice, "aliyun_voice_called_show_number", "aliyun_voice_tts_templates",
+            "aliyun_voice_confirm_tts_code")
+    templates = TemplateSet.parse(config["aliyun_voice_tts_templates"], setting="ALIYUN_VOICE_TTS_TEMPLATES",
+                                  default_max=VOICE_VARIABLE_MAX)
+    return AliyunVoiceAdapter(AliyunVoiceConfig(
+        access_key_id=config["aliyun_access_key_id"], access_key_secret=config["aliyun_access_key_secret"],
+        called_show_number=config["aliyun_voice_called_show_number"], templates=templates,
+        confirm_code=config["aliyun_voice_confirm_tts_code"],
+        bye_code=config.get("aliyun_voice_bye_tts_code") or None,
+        endpoint=config.get("aliyun_voice_endpoint") or "dyvmsapi.aliyuncs.com",
+        play_times=int(config.get("aliyun_voice_play_times") or 2),
+        key_timeout_ms=int(config.get("aliyun_voice_key_timeout_ms") or 8000),
+        timeout=float(config.get("aliyun_timeout") or 10.0),
         max_connections=int(config.get("channel_concurrency") or 100)))
 
 

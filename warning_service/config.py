@@ -95,8 +95,18 @@ class Settings(BaseSettings):
     aliyun_sms_batch_size: int = Field(100, ge=1, le=100)
     aliyun_sms_batch_wait_ms: int = Field(50, ge=0, le=1000)
     aliyun_timeout_seconds: float = Field(10.0, gt=0)
-    # Aliyun's HTTP push (SmsReport / SmsUp) carries no signature: the push URL configured in the console
-    # carries this token (`?token=…`), compared in constant time; use HTTPS.
+    # Aliyun 语音服务 (voice=aliyun): calls come from this purchased number (真实号). Templates as for SMS, with
+    # TTS template codes ("alert=TTS_123:sender/20,area/20,hazard,level,deadline;cancel=TTS_124:area,hazard");
+    # a call that asks for an answer is an IvrCall whose key 1 plays the confirmation template.
+    aliyun_voice_called_show_number: str | None = None
+    aliyun_voice_tts_templates: str = ""
+    aliyun_voice_confirm_tts_code: str | None = None
+    aliyun_voice_bye_tts_code: str | None = None  # played when an interactive call ends without key 1
+    aliyun_voice_endpoint: str = "dyvmsapi.aliyuncs.com"
+    aliyun_voice_play_times: int = Field(2, ge=1, le=3)
+    aliyun_voice_key_timeout_ms: int = Field(8000, ge=1000, le=60000)
+    # Aliyun's HTTP push (SmsReport / SmsUp, VoiceReport / VoiceCallReport) carries no signature: the push
+    # URL configured in the console carries this token (`?token=…`), compared in constant time; use HTTPS.
     aliyun_push_token: SecretStr | None = None
     # Tencent Cloud SMS (issue 14); templates as for Aliyun, variables in the order of {1}, {2} ….
     tencent_secret_id: str | None = None

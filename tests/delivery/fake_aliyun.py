@@ -56,6 +56,8 @@ class FakeAliyun:
     access_key_secret: str = ACCESS_KEY_SECRET
     sign_names: set[str] = field(default_factory=lambda: {"浙江防汛"})
     templates: dict[str, set[str]] = field(default_factory=dict)  # registered code → its variable names
+    show_numbers: set[str] = field(default_factory=set)  # purchased caller numbers (voice); empty: any
+    voice_variable_max: int = 20
     latency: Callable[[], float] = field(default=lambda: 0.0)
     requests: list[dict[str, Any]] = field(default_factory=list)
     faults: deque[AliyunFault] = field(default_factory=deque)
@@ -157,8 +159,8 @@ class FakeAliyun:
                 return 200, {"Code": "isv.INVALID_JSON_PARAM", "Message": "JSON 参数不合法", "RequestId": rid}
             if len(numbers) > 100:
                 return 200, {"Code": "isv.MOBILE_COUNT_OVER_LIMIT", "Message": "号码数量超限", "RequestId": rid}
-        elif action == "SingleCallByTts":
-            return self._call(p, record, rid)
+        elif action in ("SingleCallByTts", "IvrCall"):
+            return self._call(action, p, record, rid)
         else:
             return 400, {"Code": "InvalidAction.NotFound", "Message": action, "RequestId": rid}
         code = p.get("TemplateCode", "")
@@ -178,16 +180,38 @@ class FakeAliyun:
         record.update(numbers=numbers, values=values, biz_id=biz_id)
         return 200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": rid}
 
-    def _call(self, p: dict[str, str], record: dict[str, Any], rid: str) -> tuple[int, dict[str, Any]]:
+    def _call(self, action: str, p: dict[str, str], record: dict[str, Any], rid: str
+              ) -> tuple[int, dict[str, Any]]:
+        """SingleCallByTts (TtsCode, TtsParam) or IvrCall (StartCode, StartTtsParams, MenuKeyMap.N.*)."""
         number = p.get("CalledNumber", "")
         if not MAINLAND.match(number):
             return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "号码格式非法", "RequestId": rid}
-        if p.get("TtsCode", "") not in self.templates:
+        if self.show_numbers and p.get("CalledShowNumber") not in self.show_numbers:
+            return 200, {"Code": "isv.DISPLAY_NUMBER_ILLEGAL", "Message": "外显号码不合法", "RequestId": rid}
+        if not 1 <= int(p.get("PlayTimes") or 1) <= 3:
+            return 200, {"Code": "isv.INVALID_PARAMETERS", "Message": "PlayTimes 取值 1~3", "RequestId": rid}
+        if len(p.get("OutId", "").encode()) > 15:
+            return 200, {"Code": "isv.INVALID_PARAMETERS", "Message": "OutId 长度 1~15 字节", "RequestId": rid}
+        ivr = action == "IvrCall"
+        code = p.get("StartCode" if ivr else "TtsCode", "")
+        values = json.loads(p.get("StartTtsParams" if ivr else "TtsParam") or "{}")
+        menu = {p[k]: p.get(k.removesuffix("Key") + "Code", "") for k in p
+                if k.startswith("MenuKeyMap.") and k.endswith(".Key")}
+        codes = [code, *menu.values(), *([p["ByeCode"]] if p.get("ByeCode") else [])]
+        if any(c not in self.templates for c in codes) or (ivr and not menu):
             return 200, {"Code": "isv.TTS_TEMPLATE_ILLEGAL", "Message": "模板不合法", "RequestId": rid}
+        if set(values) != self.templates[code]:
+            return 200, {"Code": "isv.TEMPLATE_MISSING_PARAMETERS", "Message": "模板变量缺少对应参数值",
+                         "RequestId": rid}
+        if any(not str(x) or len(str(x)) > self.voice_variable_max for x in values.values()):
+            return 200, {"Code": "isv.PARAM_LENGTH_LIMIT", "Message": "参数超出长度限制", "RequestId": rid}
         call_id = f"{next(self._ids):09d}^{next(self._ids):012d}"
-        record.update(numbers=[number], values=[json.loads(p.get("TtsParam") or "{}")], call_id=call_id,
-                      out_id=p.get("OutId"))
+        record.update(numbers=[number], values=[values], call_id=call_id, out_id=p.get("OutId"), template=code,
+                      menu=menu, bye=p.get("ByeCode"), play_times=p.get("PlayTimes"), timeout=p.get("Timeout"))
         return 200, {"Code": "OK", "Message": "OK", "CallId": call_id, "RequestId": rid}
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [r for r in self.accepted() if r["action"] in ("SingleCallByTts", "IvrCall")]
 
 
 async def start(fake: FakeAliyun) -> web.AppRunner:

@@ -1,4 +1,5 @@
-"""叫应 endpoints: the link page and Twilio's SMS-reply and key-press webhooks (proxy answers: notice/routes.py)."""
+"""叫应 endpoints: the link page; Twilio's SMS-reply and key-press webhooks; the domestic platforms' reply and
+key-press pushes (proxy answers: notice/routes.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from twilio.twiml.messaging_response import MessagingResponse
 
-from warning_service.acknowledgment import feedback, inbound, pages, voice
+from warning_service.acknowledgment import feedback, inbound, pages, voice, voice_keys
 from warning_service.acknowledgment.feedback import FeedbackIn
 from warning_service.config import Settings
 from warning_service.delivery import push
@@ -241,6 +242,15 @@ async def aliyun_sms_up(request: Request, items: AliyunPush, settings: SettingsD
     for up in push.parse(push.AliyunUplink, items):
         await inbound.handle_sms_reply(request.app.state.db, from_number=up.phone_number, body=up.content,
                                        now=now, settings=settings)
+    return JSONResponse(ALIYUN_OK)
+
+
+@push_router.post("/aliyun/voice/report", include_in_schema=False)
+async def aliyun_voice_report(request: Request, items: AliyunPush, now: NowDep) -> JSONResponse:
+    """Aliyun VoiceReport and VoiceCallReport pushes (token verified): key 1 acknowledges the call's notice
+    once, as Twilio's <Gather> does; final call statuses are receipts."""
+    await voice_keys.apply_aliyun_voice_push(request.app.state.db, items=push.parse(push.AliyunVoiceReport, items),
+                                             now=now)
     return JSONResponse(ALIYUN_OK)
 
 

@@ -1,4 +1,4 @@
-"""Receipts and replies pushed by Aliyun and Tencent Cloud SMS: verification and the shapes they come in.
+"""Receipts and replies pushed by Aliyun (SMS, voice) and Tencent Cloud SMS: verification and their shapes.
 
 Neither platform signs its HTTP push (Aliyun's SmsReport / SmsUp, Tencent's status and reply callbacks are
 plain JSON arrays POSTed to the URL set in the console). What authenticates a push here is a long random token
@@ -112,6 +112,55 @@ async def apply_aliyun_reports(session: AsyncSession, *, items: list[AliyunRepor
             session, provider_id=aliyun_provider_id(r.biz_id, r.phone_number), status=status,
             raw=r.err_code or status, error_code=None if r.success else f"aliyun_{r.err_code or 'failed'}",
             now=now))
+    return out
+
+
+# Aliyun 语音服务: VoiceReport (a call's end) and VoiceCallReport (its steps; 300000 carries a key press) come
+# in one shape. Final codes (2xxxxx) are receipts in our words; the rest changes nothing here.
+VOICE_DELIVERED = {"200000", "200001", "200008"}  # heard to the end, hung up early, no key before the timeout
+VOICE_FAILED = {"200004"}  # the number does not exist
+# Everything else final (200002 busy, 200003 not answered, 200005 refused, 200007 out of reach, 200010 off,
+# 200011 suspended …) is undelivered: nobody heard it, the escalation calls again.
+
+
+class AliyunVoiceReport(BaseModel):
+    """One VoiceReport or VoiceCallReport item (Aliyun's field names)."""
+
+    model_config = ConfigDict(extra="ignore")
+    call_id: str = Field(min_length=1, max_length=64)
+    status_code: str = Field(min_length=1, max_length=16)
+    status_msg: str = Field("", max_length=200)
+    out_id: str | None = Field(None, max_length=32)
+    dtmf: str | None = Field(None, max_length=64)
+    duration: int | str | None = None
+    callee: str | None = Field(None, max_length=32)
+    start_time: str | None = None
+    end_time: str | None = None
+    status_time: str | None = None
+
+
+def voice_receipt_status(status_code: str) -> str | None:
+    """Our status for a final call status code; None for a step of the call (ringing, key press …)."""
+    if not status_code.startswith("2"):
+        return None
+    if status_code in VOICE_DELIVERED:
+        return "delivered"
+    return "failed" if status_code in VOICE_FAILED else "undelivered"
+
+
+async def apply_aliyun_voice_reports(session: AsyncSession, *, items: list[AliyunVoiceReport], now: datetime
+                                    ) -> list[str]:
+    """Each final call status through the one receipt path (the CallId is the message's provider id)."""
+    out = []
+    for r in items:
+        status = voice_receipt_status(r.status_code)
+        if status is None:
+            out.append("step")
+            continue
+        out.append(await record_receipt(
+            session, provider_id=r.call_id, status=status, raw=r.status_code,
+            error_code=None if status == "delivered" else f"aliyun_voice_{r.status_code}",
+            outbox_hint=r.out_id, now=now))
     return out
 
 
