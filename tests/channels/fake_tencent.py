@@ -174,7 +174,8 @@ class FakeTencent:
         if caps is None:
             return error("FailedOperation.TemplateIncorrectOrUnapproved", "模板未审批或内容不匹配")
         if len(params) != len(caps):
-            return error("FailedOperation.TemplateParamSetNotMatchApprovedTemplate", "请求内容与审核通过的模板内容不匹配")
+            return error("FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
+                         "请求内容与审核通过的模板内容不匹配")
         for value, cap in zip(params, caps, strict=True):
             if not value or len(value) > cap:
                 return error("InvalidParameterValue.TemplateParameterLengthLimit", "单个模板变量字符数超过规定的限制数")

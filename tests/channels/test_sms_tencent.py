@@ -22,8 +22,16 @@ from channels.sms_aliyun import AliyunSmsAdapter, AliyunSmsConfig
 from channels.sms_tencent import TencentSmsAdapter, TencentSmsConfig
 from channels.templates import TemplateSet
 from channels.tencent_common import answer_code
-from tests.channels.fake_tencent import (SDK_APP_ID, SECRET_ID, SECRET_KEY, SIGN_NAME, FakeTencent, TencentFault,
-                                         start, tc3_signature)
+from tests.channels.fake_tencent import (
+    SDK_APP_ID,
+    SECRET_ID,
+    SECRET_KEY,
+    SIGN_NAME,
+    FakeTencent,
+    TencentFault,
+    start,
+    tc3_signature,
+)
 from tests.conftest import make_settings
 from tests.delivery import fake_aliyun
 from warning_service.delivery.adapters import build_channels
@@ -229,7 +237,8 @@ async def test_a_cap_above_what_tencent_registered_is_refused_by_tencent_and_han
 
 def tencent_settings(db, **overrides: object):
     values: dict[str, object] = {
-        "channel_adapters": "sms=aliyun,tencent,twilio", "aliyun_access_key_id": "LTAI", "aliyun_access_key_secret": "x",
+        "channel_adapters": "sms=aliyun,tencent,twilio",
+        "aliyun_access_key_id": "LTAI", "aliyun_access_key_secret": "x",
         "aliyun_sms_sign_name": SIGN_NAME, "aliyun_sms_templates": "alert=SMS_1:area,token",
         "twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t", "twilio_from_number": "+15005550006",
         "tencent_secret_id": SECRET_ID, "tencent_secret_key": SECRET_KEY, "tencent_sms_sdk_app_id": SDK_APP_ID,
