@@ -19,7 +19,6 @@ Provider id of a message: the `SerialNo` Tencent gives each number, which its st
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -35,7 +34,6 @@ BATCH_LIMIT = 200  # numbers per SendSms call (Tencent's limit)
 # Tencent's per-variable rule: 6 characters for accounts opened since 2024-01-25 (12 for older ones, more where the
 # console allows it; the console shows each account's figure). `/N` in the template setting overrides it.
 DEFAULT_VARIABLE_MAX = 6
-POOL_SIZE = 20  # connections per SDK client (see TencentSmsAdapter.__init__)
 PERSONAL = frozenset({"token"})  # variables that make a text one person's own
 
 
@@ -58,19 +56,11 @@ class TencentSmsAdapter:
 
     def __init__(self, config: TencentSmsConfig) -> None:
         self.config = config
-        # httpx's connection pool does work proportional to its size for every request it queues or ends, so a
-        # pool of hundreds stalls the event loop under a burst: several clients with small pools instead.
-        self.clients: list[SmsClient] = []
-        self._sdk_transports = []
-        for size in _pool_sizes(config.max_connections):
-            credential, profile, transport = sdk_client_args(
-                secret_id=config.secret_id, secret_key=config.secret_key, endpoint=config.endpoint,
-                timeout=config.timeout, max_connections=size)
-            client = SmsClient(credential, config.region, profile)
-            self._sdk_transports.append(client.http_client)
-            client.http_client = transport
-            self.clients.append(client)
-        self._next_client = itertools.cycle(self.clients)
+        credential, profile, transport = sdk_client_args(
+            secret_id=config.secret_id, secret_key=config.secret_key, endpoint=config.endpoint,
+            timeout=config.timeout, max_connections=config.max_connections)
+        self.client = SmsClient(credential, config.region, profile)
+        self._sdk_transport, self.client.http_client = self.client.http_client, transport
         # Calls beyond the connection pool wait here, before their timeout starts: a call that never left is
         # not one that timed out.
         self.gate = asyncio.Semaphore(config.max_connections)
@@ -124,7 +114,7 @@ class TencentSmsAdapter:
             self.calls += 1
             try:
                 async with asyncio.timeout(self.config.timeout):
-                    response = await next(self._next_client).SendSms(request)
+                    response = await self.client.SendSms(request)
             except Exception as exc:  # noqa: BLE001 — adapters report provider errors, never raise them
                 return classify(exc), []
         statuses: dict[str, list[sms_models.SendStatus]] = {}
@@ -144,16 +134,8 @@ class TencentSmsAdapter:
 
     async def aclose(self) -> None:
         await self.groups.aclose()
-        for client in self.clients:
-            await client.http_client.aclose()
-        for transport in self._sdk_transports:
-            await transport.aclose()
-
-
-def _pool_sizes(total: int, per_pool: int = POOL_SIZE) -> list[int]:
-    """`total` connections split into pools of at most `per_pool`: 100 → [17, 17, 17, 17, 16, 16]."""
-    pools = max(1, -(-total // per_pool))
-    return [total // pools + (1 if i < total % pools else 0) for i in range(pools)]
+        await self.client.http_client.aclose()
+        await self._sdk_transport.aclose()
 
 
 def _segments(message: Message) -> int | None:

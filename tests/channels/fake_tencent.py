@@ -46,6 +46,7 @@ class TencentFault:
     message: str = "业务短信日下发条数超过设定的上限"
     hang: float = 0.0  # seconds to wait before answering (a timeout test waits past its adapter's limit)
     then_send: bool = False  # after the hang, take the request as if nothing happened (it did go out)
+    drop: bool = False  # take the request, then cut the connection before answering
 
 
 def tc3_signature(secret_key: str, *, method: str, path: str, query: str, headers: dict[str, str],
@@ -150,6 +151,10 @@ class FakeTencent:
             fault = self.faults.popleft()
             if fault.hang:
                 await asyncio.sleep(fault.hang)
+            if fault.drop and request.transport is not None:
+                record["accepted"] = []  # what Tencent did with it is unknown to the caller
+                request.transport.abort()
+                return 200, {"Response": {"RequestId": rid}}
             if not fault.then_send:
                 if fault.status != 200:
                     return fault.status, {"message": fault.message}

@@ -184,6 +184,12 @@ async def test_a_timeout_after_the_request_left_may_have_sent_and_is_returned_as
     assert (r.status, r.error_code, r.retryable, r.not_sent) == ("failed", "timeout", True, False)
 
 
+async def test_a_connection_cut_after_the_request_left_may_have_sent(fake, tencent) -> None:
+    fake.fail_next(TencentFault(drop=True))
+    r = await tencent.send(alert(1))
+    assert (r.status, r.error_code, r.retryable, r.not_sent) == ("failed", "network", True, False)
+
+
 @pytest.mark.parametrize(("code", "expected"), [
     ("Ok", None),
     ("InvalidParameterValue.IncorrectPhoneNumber", ("final", False)),  # no provider can reach it
