@@ -20,10 +20,16 @@ from typing import Any
 from channels.base import Message, TemplateFields
 from channels.sms_tencent import TencentSmsAdapter, TencentSmsConfig
 from channels.templates import TemplateSet
-from tests.channels.fake_tencent import SDK_APP_ID, SECRET_ID, SECRET_KEY, SIGN_NAME, FakeTencent, start
-
-TEMPLATES = "alert=1001:sender/12,area/12,hazard,level,reply_code,token/28;allclear=1002:area/12,hazard,level"
-REGISTERED = {"1001": (12, 12, 6, 6, 6, 28), "1002": (12, 6, 6)}
+from tests.channels.fake_tencent import (
+    REGISTERED,
+    SDK_APP_ID,
+    SECRET_ID,
+    SECRET_KEY,
+    SIGN_NAME,
+    TEMPLATES,
+    FakeTencent,
+    start,
+)
 
 
 def _serve(latency: float, port_queue: Any, stop: Any) -> None:

@@ -37,6 +37,11 @@ MAINLAND = re.compile(r"^\+861[3-9]\d{9}$")
 ALGORITHM = "TC3-HMAC-SHA256"
 SERVICE = "sms"
 VERSION = "2021-01-11"
+# As a county registers them: the alert carries the person's link token (28 characters: a longer variable
+# registered for it); the all-clear reads the same for everyone of an area. REGISTERED is what Tencent's console
+# holds (each variable's cap, {1} {2} … in order); TEMPLATES the matching TENCENT_SMS_TEMPLATES.
+TEMPLATES = "alert=1001:sender/12,area/12,hazard,level,reply_code,token/28;allclear=1002:area/12,hazard,level"
+REGISTERED = {"1001": (12, 12, 6, 6, 6, 28), "1002": (12, 6, 6)}
 
 
 @dataclass

@@ -19,51 +19,21 @@ from channels.failover import FailoverAdapter
 from channels.fake import FakeAdapter
 from channels.registry import ChannelRegistry
 from channels.sms_aliyun import AliyunSmsAdapter, AliyunSmsConfig
-from channels.sms_tencent import TencentSmsAdapter, TencentSmsConfig
 from channels.templates import TemplateSet
 from channels.tencent_common import answer_code
+from tests.channels.conftest import adapter_for
 from tests.channels.fake_tencent import (
     SDK_APP_ID,
     SECRET_ID,
     SECRET_KEY,
     SIGN_NAME,
-    FakeTencent,
+    TEMPLATES,
     TencentFault,
-    start,
     tc3_signature,
 )
 from tests.conftest import make_settings
 from tests.delivery import fake_aliyun
 from warning_service.delivery.adapters import build_channels
-
-# As a county registers them: the alert carries the person's link token (28 characters: a longer variable
-# registered for it); the all-clear reads the same for everyone of an area.
-TEMPLATES = "alert=1001:sender/12,area/12,hazard,level,reply_code,token/28;allclear=1002:area/12,hazard,level"
-REGISTERED = {"1001": (12, 12, 6, 6, 6, 28), "1002": (12, 6, 6)}
-TOKEN = "A" * 28
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTencent]:
-    server = FakeTencent(templates=dict(REGISTERED))
-    runner = await start(server)
-    yield server
-    await runner.cleanup()
-
-
-def adapter_for(fake: FakeTencent, *, secret: str = SECRET_KEY, templates: str = TEMPLATES,
-                endpoint: str | None = None, timeout: float = 15.0, max_connections: int = 100) -> TencentSmsAdapter:
-    return TencentSmsAdapter(TencentSmsConfig(
-        secret_id=SECRET_ID, secret_key=secret, sdk_app_id=SDK_APP_ID, sign_name=SIGN_NAME,
-        templates=TemplateSet.parse(templates, setting="TENCENT_SMS_TEMPLATES", default_max=6),
-        endpoint=endpoint or fake.base_url, timeout=timeout, batch_wait=0.02, max_connections=max_connections))
-
-
-@pytest.fixture
-async def tencent(fake: FakeTencent) -> AsyncIterator[TencentSmsAdapter]:
-    adapter = adapter_for(fake)
-    yield adapter
-    await adapter.aclose()
 
 
 def alert(i: int, **fields: str) -> Message:
@@ -80,14 +50,14 @@ def allclear(i: int, area: str = "城东街道") -> Message:
 
 # --- what goes out ------------------------------------------------------------------------------------------
 
-async def test_each_personal_text_goes_as_its_own_signed_call_many_at_once(fake, tencent) -> None:
-    fake.latency = lambda: 0.05
+async def test_each_personal_text_goes_as_its_own_signed_call_many_at_once(fake_tencent, tencent) -> None:
+    fake_tencent.latency = lambda: 0.05
     results = await asyncio.gather(*(tencent.send(alert(i)) for i in range(40)))
     assert all(r.status == "sent" and r.segments == 1 for r in results)
-    calls = [r for r in fake.requests if r["code"] == "Ok"]
+    calls = [r for r in fake_tencent.requests if r["code"] == "Ok"]
     assert len(calls) == 40 and all(len(c["numbers"]) == 1 for c in calls)
-    assert fake.max_in_flight > 10  # concurrently, not one after another
-    by_number = {n: (serial, params) for serial, n, params in fake.sent()}
+    assert fake_tencent.max_in_flight > 10  # concurrently, not one after another
+    by_number = {n: (serial, params) for serial, n, params in fake_tencent.sent()}
     for i, r in enumerate(results):
         serial, params = by_number[f"+86139{i:08d}"]
         assert r.provider_id == serial  # what the status callback's `sid` will name
@@ -95,42 +65,42 @@ async def test_each_personal_text_goes_as_its_own_signed_call_many_at_once(fake,
     assert {c["context"] for c in calls} == {str(i) for i in range(40)}  # SessionContext = outbox id
 
 
-async def test_identical_texts_share_calls_of_up_to_200_numbers(fake, tencent) -> None:
+async def test_identical_texts_share_calls_of_up_to_200_numbers(fake_tencent, tencent) -> None:
     msgs = [allclear(i) for i in range(450)] + [allclear(1000 + i, area="城西街道") for i in range(3)]
     results = await asyncio.gather(*(tencent.send(m) for m in msgs))
     assert all(r.status == "sent" for r in results)
-    sizes = sorted((len(r["numbers"]), r["params"][0]) for r in fake.requests)
+    sizes = sorted((len(r["numbers"]), r["params"][0]) for r in fake_tencent.requests)
     assert sizes == [(3, "城西街道"), (50, "城东街道"), (200, "城东街道"), (200, "城东街道")]
     assert len({r.provider_id for r in results}) == 453
-    assert Counter(n for _, n, _ in fake.sent()) == Counter(m.address for m in msgs)
+    assert Counter(n for _, n, _ in fake_tencent.sent()) == Counter(m.address for m in msgs)
 
 
-async def test_one_bad_number_in_a_shared_call_fails_alone(fake, tencent) -> None:
+async def test_one_bad_number_in_a_shared_call_fails_alone(fake_tencent, tencent) -> None:
     bad = Message("sms", "+8612345678901", "解除", "bad", metadata={"kind": "allclear"},
                   template=allclear(0).template)
     results = await asyncio.gather(*(tencent.send(m) for m in [allclear(1), bad, allclear(2)]))
     assert [r.status for r in results] == ["sent", "failed", "sent"]
     assert (results[1].error_code, results[1].not_sent) == ("tencent_InvalidParameterValue.IncorrectPhoneNumber",
                                                            False)
-    assert len(fake.requests) == 1
+    assert len(fake_tencent.requests) == 1
 
 
 # --- the server checks signatures ---------------------------------------------------------------------------
 
-async def test_a_wrong_secret_fails_the_servers_signature_check_and_nothing_is_sent(fake) -> None:
-    adapter = adapter_for(fake, secret="not-the-secret")
+async def test_a_wrong_secret_fails_the_servers_signature_check_and_nothing_is_sent(fake_tencent) -> None:
+    adapter = adapter_for(fake_tencent, secret="not-the-secret")
     r = await adapter.send(alert(1))
     await adapter.aclose()
     assert (r.status, r.error_code, r.retryable, r.not_sent) == (
         "failed", "tencent_AuthFailure.SignatureFailure", True, True)
-    assert fake.sent() == []
+    assert fake_tencent.sent() == []
 
 
-async def test_a_body_changed_after_signing_is_refused(fake) -> None:
+async def test_a_body_changed_after_signing_is_refused(fake_tencent) -> None:
     """The server recomputes the signature over the body it received, not just the secret's owner."""
     body = json.dumps({"PhoneNumberSet": ["+8613900000001"], "SmsSdkAppId": SDK_APP_ID, "SignName": SIGN_NAME,
                        "TemplateId": "1002", "TemplateParamSet": ["城东街道", "台风", "红色"]}).encode()
-    host = fake.base_url.removeprefix("http://")
+    host = fake_tencent.base_url.removeprefix("http://")
     now = int(time.time())
     date = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
     headers = {"content-type": "application/json", "host": host}
@@ -141,15 +111,15 @@ async def test_a_body_changed_after_signing_is_refused(fake) -> None:
     common = {"Content-Type": "application/json", "X-TC-Action": "SendSms", "X-TC-Version": "2021-01-11",
               "X-TC-Timestamp": str(now), "Authorization": auth}
     async with httpx.AsyncClient() as http:
-        ok = (await http.post(fake.base_url + "/", content=body, headers=common)).json()["Response"]
+        ok = (await http.post(fake_tencent.base_url + "/", content=body, headers=common)).json()["Response"]
         forged = body.replace(b"+8613900000001", b"+8613900000002")
-        bad = (await http.post(fake.base_url + "/", content=forged, headers=common)).json()["Response"]
+        bad = (await http.post(fake_tencent.base_url + "/", content=forged, headers=common)).json()["Response"]
         stale = dict(common, **{"X-TC-Timestamp": str(now - 3600)})
-        old = (await http.post(fake.base_url + "/", content=body, headers=stale)).json()["Response"]
+        old = (await http.post(fake_tencent.base_url + "/", content=body, headers=stale)).json()["Response"]
     assert ok["SendStatusSet"][0]["Code"] == "Ok"
     assert bad["Error"]["Code"] == "AuthFailure.SignatureFailure"
     assert old["Error"]["Code"] == "AuthFailure.SignatureExpire"
-    assert [n for _, n, _ in fake.sent()] == ["+8613900000001"]
+    assert [n for _, n, _ in fake_tencent.sent()] == ["+8613900000001"]
 
 
 # --- answers → results ----------------------------------------------------------------------------------------
@@ -162,30 +132,30 @@ async def test_a_body_changed_after_signing_is_refused(fake) -> None:
     TencentFault(code="FailedOperation.InsufficientBalanceInSmsPackage", message="套餐包余量不足"),
     TencentFault(code="UnauthorizedOperation.ServiceSuspendDueToArrears", message="欠费被停止服务"),
 ])
-async def test_quota_throttling_and_server_errors_are_certainly_not_sent(fake, tencent, fault) -> None:
-    fake.fail_next(fault)
+async def test_quota_throttling_and_server_errors_are_certainly_not_sent(fake_tencent, tencent, fault) -> None:
+    fake_tencent.fail_next(fault)
     r = await tencent.send(alert(1))
     assert (r.status, r.retryable, r.not_sent) == ("failed", True, True)
-    assert fake.sent() == []
+    assert fake_tencent.sent() == []
 
 
-async def test_a_refused_connection_is_certainly_not_sent(fake) -> None:
-    dead = adapter_for(fake, endpoint="http://127.0.0.1:9")
+async def test_a_refused_connection_is_certainly_not_sent(fake_tencent) -> None:
+    dead = adapter_for(fake_tencent, endpoint="http://127.0.0.1:9")
     r = await dead.send(alert(1))
     await dead.aclose()
     assert (r.error_code, r.retryable, r.not_sent) == ("network_refused", True, True)
 
 
-async def test_a_timeout_after_the_request_left_may_have_sent_and_is_returned_as_is(fake) -> None:
-    adapter = adapter_for(fake, timeout=0.3)
-    fake.fail_next(TencentFault(hang=0.6, then_send=True))
+async def test_a_timeout_after_the_request_left_may_have_sent_and_is_returned_as_is(fake_tencent) -> None:
+    adapter = adapter_for(fake_tencent, timeout=0.3)
+    fake_tencent.fail_next(TencentFault(hang=0.6, then_send=True))
     r = await adapter.send(alert(1))
     await adapter.aclose()
     assert (r.status, r.error_code, r.retryable, r.not_sent) == ("failed", "timeout", True, False)
 
 
-async def test_a_connection_cut_after_the_request_left_may_have_sent(fake, tencent) -> None:
-    fake.fail_next(TencentFault(drop=True))
+async def test_a_connection_cut_after_the_request_left_may_have_sent(fake_tencent, tencent) -> None:
+    fake_tencent.fail_next(TencentFault(drop=True))
     r = await tencent.send(alert(1))
     assert (r.status, r.error_code, r.retryable, r.not_sent) == ("failed", "network", True, False)
 
@@ -215,24 +185,24 @@ def test_tencent_codes_are_classified_so_nothing_is_sent_twice(code, expected) -
 
 # --- per-variable length rules --------------------------------------------------------------------------------
 
-async def test_variables_follow_the_length_rules_text_shortened_exact_refused(fake) -> None:
+async def test_variables_follow_the_length_rules_text_shortened_exact_refused(fake_tencent) -> None:
     # sender/area at Tencent's default of 6; the server's registered caps are 6 for every variable but the token.
-    fake.templates["2001"] = (6, 6, 6, 6, 6, 28)
-    adapter = adapter_for(fake, templates="alert=2001:sender,area,hazard,level,reply_code,token/28")
+    fake_tencent.templates["2001"] = (6, 6, 6, 6, 6, 28)
+    adapter = adapter_for(fake_tencent, templates="alert=2001:sender,area,hazard,level,reply_code,token/28")
     long_area = await adapter.send(alert(1, area="城东街道、城西街道、太平街道"))
     assert long_area.status == "sent"
-    [(_, _, params)] = fake.sent()
+    [(_, _, params)] = fake_tencent.sent()
     assert params[1] == "城东街道、…" and len(params[1]) == 6
     too_long = await adapter.send(alert(2, token="x" * 29))  # a link must never be cut
     assert (too_long.status, too_long.error_code, too_long.not_sent) == ("failed", "template_param_too_long", True)
     empty = await adapter.send(alert(3, reply_code=""))
     assert (empty.error_code, empty.not_sent) == ("template_param_empty", True)
-    assert len(fake.requests) == 1  # neither went to Tencent
+    assert len(fake_tencent.requests) == 1  # neither went to Tencent
     await adapter.aclose()
 
 
-async def test_a_cap_above_what_tencent_registered_is_refused_by_tencent_and_handed_on(fake) -> None:
-    adapter = adapter_for(fake, templates="allclear=1002:area/20,hazard,level")  # Tencent allows 12
+async def test_a_cap_above_what_tencent_registered_is_refused_by_tencent_and_handed_on(fake_tencent) -> None:
+    adapter = adapter_for(fake_tencent, templates="allclear=1002:area/20,hazard,level")  # Tencent allows 12
     r = await adapter.send(allclear(1, area="城东街道、城西街道、太平街道、横峰街道"))
     await adapter.aclose()
     assert (r.error_code, r.retryable, r.not_sent) == (
@@ -274,6 +244,16 @@ async def test_a_chosen_tencent_without_what_it_needs_stops_start_up_naming_it(d
         build_channels(tencent_settings(db, **overrides))
 
 
+async def test_an_account_allowed_longer_variables_says_so_once_for_all_of_them(db) -> None:
+    channels = build_channels(tencent_settings(db, channel_adapters="sms=tencent", tencent_sms_variable_max=30,
+                                               tencent_sms_templates="alert=1001:area,token"))
+    try:
+        [template] = channels.get("sms").config.templates.templates.values()  # type: ignore[attr-defined]
+        assert [(v.name, v.max_len) for v in template.variables] == [("area", 30), ("token", 30)]
+    finally:
+        await channels.aclose()
+
+
 # --- failover into Tencent --------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -286,7 +266,7 @@ async def aliyun_down() -> AsyncIterator[fake_aliyun.FakeAliyun]:
     await runner.cleanup()
 
 
-async def test_aliyun_all_5xx_every_message_goes_through_tencent_once_none_doubled(aliyun_down, fake, tencent
+async def test_aliyun_all_5xx_every_message_goes_through_tencent_once_none_doubled(aliyun_down, fake_tencent, tencent
                                                                                     ) -> None:
     aliyun = AliyunSmsAdapter(AliyunSmsConfig(
         fake_aliyun.ACCESS_KEY_ID, fake_aliyun.ACCESS_KEY_SECRET, SIGN_NAME,
@@ -297,15 +277,15 @@ async def test_aliyun_all_5xx_every_message_goes_through_tencent_once_none_doubl
     results = await asyncio.gather(*(failover.send(alert(i)) for i in range(300)))
     await aliyun.aclose()
     assert Counter((r.status, r.provider, r.error_code) for r in results) == {("sent", "tencent", None): 300}
-    sent = Counter(n for _, n, _ in fake.sent())
+    sent = Counter(n for _, n, _ in fake_tencent.sent())
     assert sent == Counter(f"+86139{i:08d}" for i in range(300))  # every one once: 0 doubled, 0 lost
     assert aliyun_down.sent() == [] and len(aliyun_down.requests) > 0
     assert failover.counts["aliyun"]["failed_refused"] == 300
 
 
-async def test_a_tencent_timeout_is_not_handed_to_the_next_provider(fake) -> None:
-    adapter = adapter_for(fake, timeout=0.3)
-    fake.fail_next(TencentFault(hang=0.6, then_send=True))
+async def test_a_tencent_timeout_is_not_handed_to_the_next_provider(fake_tencent) -> None:
+    adapter = adapter_for(fake_tencent, timeout=0.3)
+    fake_tencent.fail_next(TencentFault(hang=0.6, then_send=True))
     after = FakeAdapter(keep=True)
     r = await FailoverAdapter([("tencent", adapter), ("twilio", after)], breakers=Breakers()).send(alert(1))
     await adapter.aclose()

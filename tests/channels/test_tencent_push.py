@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 
 from channels.fake import FakeAdapter
 from channels.sms_tencent import TencentSmsAdapter
-from tests.channels.fake_tencent import FakeTencent, start
-from tests.channels.test_sms_tencent import REGISTERED, adapter_for
+from tests.channels.conftest import adapter_for
 from tests.conftest import make_settings
 from tests.delivery.conftest import attempts, issue, notices, outbox, use
 from warning_service.acknowledgment.models import Acknowledgment
@@ -26,14 +25,6 @@ PUSH_TOKEN = "tencent-push-token-0123456789abcdefghij"
 @pytest.fixture
 def settings(db: Database):
     return make_settings(db, tencent_push_token=PUSH_TOKEN)
-
-
-@pytest.fixture
-async def fake_tencent() -> AsyncIterator[FakeTencent]:
-    fake = FakeTencent(templates=dict(REGISTERED))
-    runner = await start(fake)
-    yield fake
-    await runner.cleanup()
 
 
 @pytest.fixture
