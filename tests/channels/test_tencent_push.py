@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
 
+from channels.breaker import Breakers
+from channels.failover import FailoverAdapter
 from channels.fake import FakeAdapter
+from channels.sms_aliyun import AliyunSmsAdapter, AliyunSmsConfig
 from channels.sms_tencent import TencentSmsAdapter
+from channels.templates import TemplateSet
 from tests.channels.conftest import adapter_for
 from tests.conftest import make_settings
+from tests.delivery import fake_aliyun
 from tests.delivery.conftest import attempts, issue, notices, outbox, use
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.db import Database
@@ -135,3 +141,38 @@ async def test_a_reply_acknowledges_the_notice_exactly_once(client, db, town_war
     assert acks == [("sms_reply", 1)]
     n = next(n for n in await notices(db, town_warning) if n.id == m.notice_id)
     assert n.state == "acknowledged"
+
+
+# --- failover: Aliyun down, Tencent sends, and Tencent's receipts find the messages ------------------------------
+
+@pytest.fixture
+async def aliyun_down() -> AsyncIterator[fake_aliyun.FakeAliyun]:
+    server = fake_aliyun.FakeAliyun(templates={"SMS_1": {"sender", "area", "hazard", "level", "reply_code",
+                                                         "token"}})
+    server.fail_next(*[fake_aliyun.AliyunFault(status=503)] * 10_000)
+    runner = await fake_aliyun.start(server)
+    yield server
+    await runner.cleanup()
+
+
+async def test_with_aliyun_down_a_warning_goes_through_tencent_once_and_its_receipts_land(
+        client, duty, db, runtime, tencent, fake_tencent, aliyun_down) -> None:
+    aliyun = AliyunSmsAdapter(AliyunSmsConfig(
+        fake_aliyun.ACCESS_KEY_ID, fake_aliyun.ACCESS_KEY_SECRET, "浙江防汛",
+        TemplateSet.parse("alert=SMS_1:sender/20,area/20,hazard,level,reply_code,token", setting="T",
+                          default_max=35), endpoint=aliyun_down.base_url, timeout=15.0, batch_wait=0.02))
+    use(runtime, FailoverAdapter([("aliyun", aliyun), ("tencent", tencent)], breakers=Breakers()), ("sms",))
+    try:
+        wid = await issue(client, duty, targets=["331081001"])
+        await dispatch_tick(runtime)
+    finally:
+        await aliyun.aclose()
+    sms = await outbox(db, warning_id=wid, channel="sms")
+    assert len(sms) >= 3 and all(m.status == "sent" for m in sms)
+    assert Counter(n for _, n, _ in fake_tencent.sent()) == Counter(m.address for m in sms)  # each once
+    assert aliyun_down.sent() == [] and aliyun_down.requests
+    for m in sms:
+        assert len(await attempts(db, outbox_id=m.id)) == 1
+    r = await push(client, "report", [report(m) for m in sms])
+    assert r.status_code == 200
+    assert {m.status for m in await outbox(db, warning_id=wid, channel="sms")} == {"delivered"}
