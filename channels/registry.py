@@ -14,6 +14,8 @@ from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter
 from channels.fake import FakeAdapter
 from channels.sms_aliyun import DEFAULT_VARIABLE_MAX, AliyunSmsAdapter, AliyunSmsConfig
+from channels.sms_tencent import DEFAULT_VARIABLE_MAX as TENCENT_VARIABLE_MAX
+from channels.sms_tencent import TencentSmsAdapter, TencentSmsConfig
 from channels.templates import TemplateSet
 from channels.twilio_common import TwilioAdapter, TwilioConfig
 from channels.voice_aliyun import DEFAULT_VARIABLE_MAX as VOICE_VARIABLE_MAX
@@ -162,8 +164,7 @@ def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
 
 def _aliyun_sms(config: Mapping[str, Any]) -> Adapter:
     require(config, "aliyun", frozenset({"sms"}), "aliyun_sms_sign_name", "aliyun_sms_templates")
-    templates = TemplateSet.parse(config["aliyun_sms_templates"], setting="ALIYUN_SMS_TEMPLATES",
-                                  default_max=DEFAULT_VARIABLE_MAX)
+    templates = templates_for(config, "aliyun_sms_templates", default_max=DEFAULT_VARIABLE_MAX)
     return AliyunSmsAdapter(AliyunSmsConfig(
         access_key_id=config["aliyun_access_key_id"], access_key_secret=config["aliyun_access_key_secret"],
         sign_name=config["aliyun_sms_sign_name"], templates=templates,
@@ -193,6 +194,38 @@ def _aliyun_voice(config: Mapping[str, Any]) -> Adapter:
         max_connections=int(config.get("channel_concurrency") or 100)))
 
 
+def _tencent(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
+    if channels - {"sms"}:
+        raise ChannelConfigError(
+            f"CHANNEL_ADAPTERS: 'tencent' serves sms, not {', '.join(sorted(channels - {'sms'}))}")
+    require(config, "tencent", channels, "tencent_secret_id", "tencent_secret_key", "tencent_sms_sdk_app_id",
+            "tencent_sms_sign_name", "tencent_sms_templates")
+    templates = templates_for(config, "tencent_sms_templates",
+                              default_max=int(config.get("tencent_sms_variable_max") or TENCENT_VARIABLE_MAX))
+    return TencentSmsAdapter(TencentSmsConfig(
+        secret_id=config["tencent_secret_id"], secret_key=config["tencent_secret_key"],
+        sdk_app_id=config["tencent_sms_sdk_app_id"], sign_name=config["tencent_sms_sign_name"], templates=templates,
+        endpoint=config.get("tencent_sms_endpoint") or "sms.tencentcloudapi.com",
+        region=config.get("tencent_region") or "ap-guangzhou",
+        timeout=float(config.get("tencent_timeout") or 10.0),
+        batch_wait=float(config.get("tencent_sms_batch_wait") or 0.05),
+        max_connections=int(config.get("channel_concurrency") or 100)))
+
+
+def templates_for(config: Mapping[str, Any], key: str, *, default_max: int) -> TemplateSet:
+    """The template setting parsed; a link token capped shorter than tokens are would fail every message, so
+    that stops start-up instead (`token_length` comes from the service, which makes the tokens)."""
+    setting = key.upper()
+    templates = TemplateSet.parse(config[key], setting=setting, default_max=default_max)
+    length = int(config.get("token_length") or 0)
+    short = templates.capped_below("token", length) if length else []
+    if short:
+        raise ChannelConfigError(
+            f"{setting}: {', '.join(short)}: the token variable allows fewer than the {length} characters of a "
+            f"link token; register a longer variable and write token/{length}")
+    return templates
+
+
 register("console", _console)
 register("fake", _fake)
 register("twilio", _twilio)
@@ -200,3 +233,4 @@ register("smtp", _smtp)
 register("stub", _broadcast)
 register("broadcast", _broadcast)
 register("aliyun", _aliyun)
+register("tencent", _tencent)

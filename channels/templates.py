@@ -86,6 +86,11 @@ class TemplateSet:
             templates[kind.strip()] = Template(code.strip(), tuple(variables))
         return cls(templates)
 
+    def capped_below(self, name: str, length: int) -> list[str]:
+        """Kinds whose `name` variable is capped below `length`: an exact value that long could never be sent."""
+        return [kind for kind, t in sorted(self.templates.items())
+                if any(v.name == name and 0 < v.max_len < length for v in t.variables)]
+
     def __bool__(self) -> bool:
         return bool(self.templates)
 

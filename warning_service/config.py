@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     # Aliyun's HTTP push (SmsReport / SmsUp, VoiceReport / VoiceCallReport) carries no signature: the push
     # URL configured in the console carries this token (`?token=…`), compared in constant time; use HTTPS.
     aliyun_push_token: SecretStr | None = None
-    # Tencent Cloud SMS (issue 14); templates as for Aliyun, variables in the order of {1}, {2} ….
+    # Tencent Cloud SMS (issue 14); templates as for Aliyun, variables in the order of {1}, {2} …; a variable
+    # without `/N` is capped at TENCENT_SMS_VARIABLE_MAX (Tencent's console shows the account's figure: 6 for
+    # accounts opened since 2024-01-25, 12 for older ones). Push URLs carry TENCENT_PUSH_TOKEN like Aliyun's.
     tencent_secret_id: str | None = None
     tencent_secret_key: SecretStr | None = None
     tencent_sms_sdk_app_id: str | None = None
@@ -117,6 +119,8 @@ class Settings(BaseSettings):
     tencent_sms_endpoint: str = "sms.tencentcloudapi.com"
     tencent_region: str = "ap-guangzhou"
     tencent_timeout_seconds: float = Field(10.0, gt=0)
+    tencent_sms_variable_max: int = Field(6, ge=1, le=100)
+    tencent_sms_batch_wait_ms: int = Field(50, ge=0, le=1000)
     tencent_push_token: SecretStr | None = None
     # Failover between providers of one channel: a provider's breaker opens when at least `min_calls`
     # outcomes in a window hold this share of failures, and stays open for the cool-down.

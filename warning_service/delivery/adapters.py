@@ -10,6 +10,10 @@ from channels import registry
 from channels.base import ChannelConfigError
 from channels.breaker import BreakerPolicy, Breakers
 from warning_service.config import Settings
+from warning_service.notice.tokens import make_token
+
+# Every link token has this length (a fixed-size id and MAC): templates must let it through whole.
+TOKEN_LENGTH = len(make_token(1, key=bytes(32)))
 
 CHANNELS = ("sms", "voice", "email", "broadcast")
 
@@ -55,6 +59,9 @@ def channel_config(settings: Settings) -> dict[str, object]:
         "tencent_sms_endpoint": settings.tencent_sms_endpoint,
         "tencent_region": settings.tencent_region,
         "tencent_timeout": settings.tencent_timeout_seconds,
+        "tencent_sms_variable_max": settings.tencent_sms_variable_max,
+        "tencent_sms_batch_wait": settings.tencent_sms_batch_wait_ms / 1000,
+        "token_length": TOKEN_LENGTH,
     }
 
 
