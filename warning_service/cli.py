@@ -142,7 +142,7 @@ def people_import(file: Path) -> None:
 @users_app.command("create")
 def users_create(username: str = typer.Option(...), password: str = typer.Option(..., prompt=True,
                  hide_input=True), role: str = typer.Option(...), region: str = typer.Option(...)) -> None:
-    """Create a console user (admin, duty_officer or auditor) scoped to a region."""
+    """Create a console user (admin, duty_officer, leader = 带班领导 who signs off, or auditor) scoped to a region."""
     async def go(settings: Settings) -> Any:
         async def work(s: Any) -> Any:
             now = utcnow()

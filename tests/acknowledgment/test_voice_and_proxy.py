@@ -150,7 +150,8 @@ async def test_auditor_cannot_acknowledge_on_someones_behalf(client, tree, db, g
 
 
 @pytest.mark.parametrize("body", [{"method": "pigeon", "note": "x"}, {"method": "other"},
-                                  {"method": "other", "note": " "}, {"method": "phone"}, {"method": "visit", "note": ""},
+                                  {"method": "other", "note": " "}, {"method": "phone"},
+                                  {"method": "visit", "note": ""},
                                   {"method": "loudspeaker", "note": " \n "}, {}])
 async def test_proxy_needs_a_known_method_and_a_note_whatever_the_method(client, duty, db, grid_notice, body):
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty, json=body)
