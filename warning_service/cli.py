@@ -234,6 +234,8 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
               f"  Console       {base}/console/  (值班台: issue, list, live board, roster; reports for auditors)\n"
               f"  Health        {base}/readyz\n"
               f"  Duty officer  username [bold]{info['duty']}[/bold]  password [bold]{info['password']}[/bold]\n"
+              f"  Leader 带班领导 username [bold]{info['leader']}[/bold]  password [bold]{info['password']}[/bold]"
+              "  (signs off levels with sign_off in POLICY_FILE)\n"
               f"  Auditor       username [bold]{info['auditor']}[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Admin         username [bold]admin[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Database      {info['database']}\n"
