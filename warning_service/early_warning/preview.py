@@ -89,12 +89,13 @@ async def _preview(session: AsyncSession, *, regions: list[Region], warning: Ear
         select(Person.id, Person.name, Person.role, Person.region_code).select_from(Person)
         .join(Region, Region.code == Person.region_code).where(*conds).order_by(Region.path, Person.id).limit(1)
     )).first()
+    # Read before rendering: the savepoint's rollback expires a stored warning's attributes.
+    area, title, instruction, snapshot = warning.area_desc, warning.title, warning.instruction, warning.policy
     texts = await _render_texts(session, warning=warning, sample=sample, settings=settings, now=now, held=held)
     return Preview(
         recipient_count=total,
         by_role=[{"role": r, "role_zh": ROLE_ZH.get(r, r), "count": n} for r, n in sorted(by_role.items())],
-        by_town=by_town,
-        area=warning.area_desc, title=warning.title, instruction=warning.instruction, policy=warning.policy,
+        by_town=by_town, area=area, title=title, instruction=instruction, policy=snapshot,
         texts=texts,
         sample_recipient=({"name": sample.name, "role": sample.role, "region_code": sample.region_code}
                           if sample else None))
