@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -206,3 +207,16 @@ async def test_pending_warnings_hold_no_reply_code_and_are_listed_after_active_o
     async with db.session() as s:
         codes = {w.id: w.reply_code for w in (await s.execute(select(EarlyWarning))).scalars()}
     assert r.status_code == 200 and codes[wid] != codes[orange]
+
+
+async def test_two_leaders_approving_at_once_send_it_once(client, duty, db, signoff):
+    wid = await submit(client, duty)
+    a, b = await login(client, "wl_leader"), await login(client, "wl_leader2")
+    results = await asyncio.gather(*(client.post(f"/api/v1/warnings/{wid}/approve", headers=h) for h in (a, b)))
+    assert sorted(r.status_code for r in results) == [200, 409]
+    assert await count(db, Notice, Notice.warning_id == wid, Notice.reason == "primary") == 7
+    assert len(await ledger(db, "warning.issued")) == 1
+    async with db.session() as s:
+        keys = (await s.execute(select(OutboxMessage.idempotency_key).where(OutboxMessage.warning_id == wid))
+                ).scalars().all()
+    assert len(keys) == len(set(keys))
