@@ -76,7 +76,7 @@ def test_demo_prepares_data_once_and_reuses_it(env):
     again = prepare_demo(get_settings())
     assert info["regions"] == again["regions"] > 2000
     assert info["people"] == again["people"] > 2000
-    assert count(env, "app_user") == 3
+    assert count(env, "app_user") == 4  # duty, leader (带班领导), auditor, admin
 
 
 def test_audit_verify_prints_the_head_and_detects_a_rollback(env):

@@ -142,7 +142,7 @@ def people_import(file: Path) -> None:
 @users_app.command("create")
 def users_create(username: str = typer.Option(...), password: str = typer.Option(..., prompt=True,
                  hide_input=True), role: str = typer.Option(...), region: str = typer.Option(...)) -> None:
-    """Create a console user (admin, duty_officer or auditor) scoped to a region."""
+    """Create a console user (admin, duty_officer, leader = 带班领导 who signs off, or auditor) scoped to a region."""
     async def go(settings: Settings) -> Any:
         async def work(s: Any) -> Any:
             now = utcnow()
@@ -234,6 +234,8 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
               f"  Console       {base}/console/  (值班台: issue, list, live board, roster; reports for auditors)\n"
               f"  Health        {base}/readyz\n"
               f"  Duty officer  username [bold]{info['duty']}[/bold]  password [bold]{info['password']}[/bold]\n"
+              f"  Leader 带班领导 username [bold]{info['leader']}[/bold]  password [bold]{info['password']}[/bold]"
+              "  (signs off levels with sign_off in POLICY_FILE)\n"
               f"  Auditor       username [bold]{info['auditor']}[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Admin         username [bold]admin[/bold]  password [bold]{info['password']}[/bold]\n"
               f"  Database      {info['database']}\n"

@@ -62,7 +62,8 @@ async def _prepare(settings: Settings) -> dict[str, Any]:
                 rows = (await s.execute(select(Region.code, Region.level).where(
                     Region.code.like(f"{COUNTY}%")).order_by(Region.path))).all()
                 await people.import_csv(s, path="demo-people.csv", raw=generated_people_csv(rows), now=utcnow())
-            for username, role in (("duty", "duty_officer"), ("auditor", "auditor"), ("admin", "admin")):
+            for username, role in (("duty", "duty_officer"), ("leader", "leader"), ("auditor", "auditor"),
+                                   ("admin", "admin")):
                 if not (await s.execute(select(User.id).where(User.username == username))).first():
                     await create_user(s, username=username, password=DEMO_PASSWORD, role=role,
                                       region_code=COUNTY, now=utcnow())
@@ -72,7 +73,7 @@ async def _prepare(settings: Settings) -> dict[str, Any]:
     finally:
         await db.dispose()
     return {"county": "温岭市 331081", "regions": n_regions, "people": n_people, "duty": "duty",
-            "auditor": "auditor", "password": DEMO_PASSWORD, "database": settings.database_url}
+            "leader": "leader", "auditor": "auditor", "password": DEMO_PASSWORD, "database": settings.database_url}
 
 
 class DemoRefused(RuntimeError):
@@ -82,7 +83,7 @@ class DemoRefused(RuntimeError):
 def prepare_demo(settings: Settings) -> dict[str, Any]:
     """Migrate, then load the demo data unless it is already there (running twice reuses it)."""
     if settings.environment == "production":
-        raise DemoRefused("warning-service demo refuses ENVIRONMENT=production: it creates admin, duty and "
+        raise DemoRefused("warning-service demo refuses ENVIRONMENT=production: it creates admin, duty, leader and "
                           f"auditor users with the published password {DEMO_PASSWORD!r}. "
                           "生产环境禁止运行演示(演示账号使用公开密码)。")
     upgrade(settings.database_url)

@@ -127,11 +127,11 @@ async def get_principal(request: Request, session: SessionDep, settings: Setting
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(*roles: str):
-    """Dependency: the caller must hold one of `roles` (admins always may)."""
+def require_role(*roles: str, admin: bool = True):
+    """Dependency: the caller must hold one of `roles` (admins always may, unless `admin=False`)."""
 
     async def check(principal: CurrentPrincipal) -> Principal:
-        if principal.user.role != "admin" and principal.user.role not in roles:
+        if not (admin and principal.user.role == "admin") and principal.user.role not in roles:
             raise Forbidden(f"role {principal.user.role} may not do this (needs {' or '.join(roles)})",
                             f"角色 {principal.user.role} 无权执行此操作")
         return principal
@@ -141,5 +141,7 @@ def require_role(*roles: str):
 
 DutyOfficer = Annotated[Principal, Depends(require_role("duty_officer"))]
 Auditor = Annotated[Principal, Depends(require_role("auditor"))]
-Reader = Annotated[Principal, Depends(require_role("duty_officer", "auditor"))]
+Reader = Annotated[Principal, Depends(require_role("duty_officer", "leader", "auditor"))]
+# 审核签发 is a 带班领导's personal act, recorded with their name: not an admin's.
+Approver = Annotated[Principal, Depends(require_role("leader", admin=False))]
 Admin = Annotated[Principal, Depends(require_role())]

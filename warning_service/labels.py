@@ -66,7 +66,8 @@ HAZARD = _frozen({
 })
 WARNING_LEVEL = _frozen({"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"})
 WARNING_STATUS = _frozen({"actual": "实际", "exercise": "演练", "test": "测试"})
-WARNING_STATE = _frozen({"active": "生效中", "lifted": "已解除", "expired": "已失效"})
+WARNING_STATE = _frozen({"pending": "待审核", "rejected": "已退回", "active": "生效中", "lifted": "已解除",
+                         "expired": "已失效"})
 # CAP msgType → the action word of a Chinese warning ("继续发布" is written by the sender, not a type).
 MSG_TYPE = _frozen({"alert": "发布", "update": "更新", "cancel": "解除"})
 

@@ -6,7 +6,13 @@ from warning_service.acknowledgment.models import Acknowledgment, Feedback, Inbo
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.duty.models import DutyMember, DutyShift
-from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
+from warning_service.early_warning.models import (
+    EarlyWarning,
+    IssueRequest,
+    WarningRevision,
+    WarningSignoff,
+    WarningTarget,
+)
 from warning_service.evacuation.models import (
     DangerZone,
     EvacThreshold,
@@ -41,3 +47,5 @@ __all__ += ["ExportJob"]
 __all__ += ["EscalationDigest"]
 # The delivery engine's workers (delivery/)
 __all__ += ["DispatchWorker"]
+# 审核签发 (early_warning/signoff.py)
+__all__ += ["WarningSignoff"]

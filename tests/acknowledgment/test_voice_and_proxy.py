@@ -109,7 +109,7 @@ async def test_duty_officer_records_an_answer_obtained_by_phone(client, duty, db
     assert (await reload(db, Notice, grid_notice.id)).state == "acknowledged"
     # the person answering afterwards is told it is done; the proxy stays the record
     again = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty,
-                              json={"method": "visit"})
+                              json={"method": "visit", "note": "上门确认"})
     assert again.json()["status"] == "already_acknowledged" and again.json()["path"] == "proxy"
     listed = await client.get(f"/api/v1/notices/{grid_notice.id}/acknowledgments", headers=duty)
     assert [i["path"] for i in listed.json()["items"]] == ["proxy"]
@@ -120,7 +120,8 @@ async def test_duty_officer_records_an_answer_obtained_by_phone(client, duty, db
 
 
 async def test_proxy_feedback_after_the_answer(client, duty, db, grid_notice):
-    await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty, json={"method": "visit"})
+    await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty,
+                      json={"method": "visit", "note": "上门确认"})
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/feedback", headers=duty,
                           json={"at_post": True, "people_evacuated": 12})
     assert r.status_code == 200 and r.json()["feedback"]["people_evacuated"] == 12
@@ -129,8 +130,9 @@ async def test_proxy_feedback_after_the_answer(client, duty, db, grid_notice):
 async def test_a_notice_outside_the_officers_scope_looks_absent(client, tree, db, grid_notice):
     other = await login(client, "lh_duty")  # 临海市, not 温岭市
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=other,
-                          json={"method": "phone"})
-    missing = await client.post("/api/v1/notices/999999/acknowledge", headers=other, json={"method": "phone"})
+                          json={"method": "phone", "note": "电话确认"})
+    missing = await client.post("/api/v1/notices/999999/acknowledge", headers=other,
+                                json={"method": "phone", "note": "电话确认"})
     assert r.status_code == missing.status_code == 404 and r.json() == {
         **missing.json(), "detail": {**missing.json()["detail"],
                                      "message": f"notice {grid_notice.id} not found",
@@ -143,22 +145,27 @@ async def test_a_notice_outside_the_officers_scope_looks_absent(client, tree, db
 async def test_auditor_cannot_acknowledge_on_someones_behalf(client, tree, db, grid_notice):
     auditor = await login(client, "wl_audit")
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=auditor,
-                          json={"method": "phone"})
+                          json={"method": "phone", "note": "电话确认"})
     assert r.status_code == 403 and await acks(db) == []
 
 
-@pytest.mark.parametrize("body", [{"method": "pigeon"}, {"method": "other"}, {"method": "other", "note": " "},
-                                  {}])
-async def test_proxy_needs_a_known_method_and_a_note_for_other(client, duty, db, grid_notice, body):
+@pytest.mark.parametrize("body", [{"method": "pigeon", "note": "x"}, {"method": "other"},
+                                  {"method": "other", "note": " "}, {"method": "phone"},
+                                  {"method": "visit", "note": ""},
+                                  {"method": "loudspeaker", "note": " \n "}, {}])
+async def test_proxy_needs_a_known_method_and_a_note_whatever_the_method(client, duty, db, grid_notice, body):
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty, json=body)
     assert r.status_code == 422 and await acks(db) == []
+    if "method" in body and body["method"] != "pigeon":
+        assert r.json()["detail"]["field"] == "note"
 
 
 async def test_proxy_for_a_lifted_warning_is_a_conflict_and_unknown_notice_404(client, duty, runtime, db,
                                                                                grid_notice):
     await lift(runtime, grid_notice.warning_id)
     r = await client.post(f"/api/v1/notices/{grid_notice.id}/acknowledge", headers=duty,
-                          json={"method": "phone"})
+                          json={"method": "phone", "note": "电话确认"})
     assert r.status_code == 409 and r.json()["detail"]["code"] == "not_acknowledgeable"
-    r = await client.post("/api/v1/notices/999999/acknowledge", headers=duty, json={"method": "phone"})
+    r = await client.post("/api/v1/notices/999999/acknowledge", headers=duty,
+                          json={"method": "phone", "note": "电话确认"})
     assert r.status_code == 404

@@ -30,7 +30,8 @@ VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, 
 async def tree(db, clock):
     t = await build_tree(db, now=clock.now())
     for username, role, region in (("wl_duty", "duty_officer", "331081"), ("wl_audit", "auditor", "331081"),
-                                   ("wl_admin", "admin", "331081"), ("lh_duty", "duty_officer", "331082")):
+                                   ("wl_admin", "admin", "331081"), ("lh_duty", "duty_officer", "331082"),
+                                   ("wl_leader", "leader", "331081"), ("lh_leader", "leader", "331082")):
         await make_user(db, username=username, role=role, region=region, now=clock.now())
     return t
 

@@ -21,6 +21,7 @@ async def cookie_login(client, username: str, next_path: str = "") -> None:
 
 
 @pytest.mark.parametrize(("username", "landing"), [("wl_duty", "/console/warnings"),
+                                                   ("wl_leader", "/console/approvals"),
                                                    ("wl_audit", "/console/reports"),
                                                    ("wl_admin", "/console/people")])
 async def test_each_role_lands_on_its_own_page(client, tree, username, landing):
@@ -107,6 +108,7 @@ async def test_offline_docs_reference_only_local_assets(client, tree):
 @browser_only[0]
 async def test_auditor_and_admin_land_on_their_pages_in_chromium(chromium, viewport, tree):
     for username, landing, name in (("wl_audit", "/console/reports", "auditor-reports"),
+                                    ("wl_leader", "/console/approvals", "leader-approvals"),
                                     ("wl_admin", "/console/people", "admin-people")):
         page = await chromium.page(viewport)
         await log_in(page, chromium.base, username, "/console/", lands=landing)

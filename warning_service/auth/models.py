@@ -1,4 +1,4 @@
-"""Users of the console: admins, duty officers (值班员) and auditors, each scoped to a region."""
+"""Users of the console: admins, duty officers (值班员), leaders (带班领导) and auditors, each scoped to a region."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class UserRole(StrEnum):
     admin = "admin"
     duty_officer = "duty_officer"
     auditor = "auditor"
+    # 带班领导: signs off (审核签发) the warnings whose policy requires it, in their region.
+    leader = "leader"
 
 
 class User(SQLModel, table=True):

@@ -15,11 +15,13 @@ from warning_service.auth.throttle import TooManyAttempts, throttled_authenticat
 from warning_service.clock import utcnow
 from warning_service.console import service
 from warning_service.console.render import BEIJING, LANDING, STATE_ZH, STATUS_ZH, render, safe_next, to_login
-from warning_service.deps import TOKEN_COOKIE, Principal, SessionDep, SettingsDep, get_principal
-from warning_service.early_warning import queries
+from warning_service.deps import TOKEN_COOKIE, NowDep, Principal, SessionDep, SettingsDep, get_principal
+from warning_service.early_warning import queries, signoff
 from warning_service.early_warning.guidance import default_instruction
-from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, Hazard, Level
+from warning_service.early_warning.models import HAZARD_ZH, LEVEL_ZH, UNSENT_STATES, Hazard, Level
+from warning_service.early_warning.preview import preview_held
 from warning_service.errors import DomainError, Forbidden, Invalid
+from warning_service.labels import CHANNEL as CHANNEL_ZH
 from warning_service.ledger import service as ledger
 from warning_service.person import service as people
 from warning_service.person.models import ROLE_ZH
@@ -133,19 +135,23 @@ def _choice(value: str | None, allowed: dict[str, str], field: str, label: str) 
 async def warning_list(request: Request, session: SessionDep, settings: SettingsDep,
                        state: str | None = None, hazard: str | None = None, level: str | None = None,
                        status: str | None = None, region: str | None = None,
+                       region_q: Annotated[str | None, Query(max_length=50)] = None,
                        from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None,
                        page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
-    """预警列表: active first; filters by state, hazard, level, kind, region and date (Beijing days)."""
+    """预警列表: active first; filters by state, hazard, level, kind, region (by Chinese name) and date."""
     principal = await _principal(request, session, settings)
     if principal is None:
         return to_login(request)
     try:
-        _allow(principal, "duty_officer", "auditor")
+        _allow(principal, "duty_officer", "leader", "auditor")
         since, until = _day(from_, "from", "起始日期"), _day(to, "to", "截止日期")
         area = None
         if region:
             area = await regions.get(session, code=region)
             principal.require_covers(area)
+        elif region_q and region_q.strip():
+            area = await service.region_by_name(session, scope_path=principal.scope.path, q=region_q.strip())
+            region = area.code
         filters = service.WarningFilter(
             state=_choice(state, STATE_ZH, "state", "状态"), hazard=_choice(hazard, HAZARD_ZH, "hazard", "灾种"),
             level=_choice(level, LEVEL_ZH, "level", "等级"), status=_choice(status, STATUS_ZH, "status", "类别"),
@@ -155,10 +161,12 @@ async def warning_list(request: Request, session: SessionDep, settings: Settings
         return _refuse(request, principal, exc)
     query = {k: v for k, v in (("state", state), ("hazard", hazard), ("level", level), ("status", status),
                                ("region", region), ("from", from_), ("to", to)) if v}
+    area_name = (await regions.region_paths(session, [area.code])).get(area.code, area.name) if area else ""
     pages = max(1, -(-total // service.PAGE_SIZE))
     return render(request, "warnings.html", user=principal.user, active="warnings", rows=rows, total=total,
                   page=page, pages=pages, query=query, qs=lambda **kw: urlencode({**query, **kw}),
-                  area=area, hazards=HAZARD_ZH, levels=LEVEL_ZH, states=STATE_ZH, statuses=STATUS_ZH,
+                  area=area, area_name=area_name, region_q=region_q or "",
+                  hazards=HAZARD_ZH, levels=LEVEL_ZH, states=STATE_ZH, statuses=STATUS_ZH,
                   can_issue=principal.user.role in ("duty_officer", "admin"))
 
 
@@ -170,17 +178,19 @@ async def warning_board(warning_id: int, request: Request, session: SessionDep, 
     if principal is None:
         return to_login(request)
     try:
-        _allow(principal, "duty_officer", "auditor")
+        _allow(principal, "duty_officer", "leader", "auditor")
         actor = principal.as_actor()
         w = await queries.get_visible(session, warning_id=warning_id, actor=actor)
         final = (await service.final_figures(session, warning_id=warning_id, actor=actor)
-                 if w.state != "active" else None)
+                 if w.state not in ("active", *UNSENT_STATES) else None)
+        held = await signoff.signoff_of(session, warning_id=warning_id)
     except DomainError as exc:
         return _refuse(request, principal, exc)
     can_act = principal.user.role in ("duty_officer", "admin")
     board = {"id": w.id, "state": w.state, "level": w.level, "can_act": can_act, "role_zh": ROLE_ZH}
     return render(request, "board.html", user=principal.user, active="board", w=w, final=final, board=board,
-                  can_act=can_act, levels=LEVEL_ZH, issued=issued)
+                  can_act=can_act, levels=LEVEL_ZH, issued=issued, signoff=held,
+                  unsent=w.state in UNSENT_STATES, can_approve=principal.user.role == "leader")
 
 
 # --- 预警发布 -----------------------------------------------------------------------------------------------------
@@ -204,6 +214,24 @@ async def issue_form(request: Request, session: SessionDep, settings: SettingsDe
                   role_zh=ROLE_ZH, idempotency_key=secrets.token_urlsafe(18))
 
 
+# --- 待审核 (审核签发) ------------------------------------------------------------------------------------------
+
+@page_router.get("/approvals", response_class=HTMLResponse)
+async def approvals(request: Request, session: SessionDep, settings: SettingsDep, now: NowDep) -> Response:
+    """待审核: warnings held for sign-off in the leader's scope, each with what approving it would send."""
+    principal = await _principal(request, session, settings)
+    if principal is None:
+        return to_login(request)
+    if principal.user.role != "leader":
+        # Not even an admin: 审核签发 is the leader's own act, recorded under their name.
+        return _refuse(request, principal, Forbidden(
+            "only a leader (带班领导) signs warnings off", "只有带班领导可以审核签发预警"))
+    items = await signoff.queue(session, actor=principal.as_actor())
+    previews = [await preview_held(session, warning=p.warning, settings=settings, now=now) for p in items]
+    return render(request, "approvals.html", user=principal.user, active="approvals",
+                  items=list(zip(items, previews, strict=True)), channel_zh=CHANNEL_ZH)
+
+
 # --- 人员名册 -----------------------------------------------------------------------------------------------------
 
 @page_router.get("/people", response_class=HTMLResponse)
@@ -215,7 +243,7 @@ async def roster(request: Request, session: SessionDep, settings: SettingsDep, r
     if principal is None:
         return to_login(request)
     try:
-        _allow(principal, "duty_officer", "auditor")
+        _allow(principal, "duty_officer", "leader", "auditor")
         area = principal.scope
         if region:
             area = await regions.get(session, code=region)

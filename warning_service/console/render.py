@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment
 
+from warning_service import labels
 from warning_service.auth.models import User
 from warning_service.early_warning.models import HAZARD_ZH, LEVEL_COLOUR, LEVEL_ZH
 from warning_service.person.models import ROLE_ZH
@@ -22,8 +23,8 @@ from warning_service.templating import page_environment
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 STATUS_ZH = {"actual": "实际", "exercise": "演练", "test": "测试"}
-STATE_ZH = {"active": "生效中", "lifted": "已解除", "expired": "已失效"}
-USER_ROLE_ZH = {"duty_officer": "值班员", "auditor": "审计员", "admin": "管理员"}
+STATE_ZH = dict(labels.WARNING_STATE)
+USER_ROLE_ZH = {"duty_officer": "值班员", "leader": "带班领导", "auditor": "审计员", "admin": "管理员"}
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,23 @@ class MenuItem:
 # Admins see everything; the others only what their role may use, so no menu entry leads to a refusal.
 MENU = (
     MenuItem("issue", "预警发布", "/console/issue", ("duty_officer",)),
-    MenuItem("warnings", "预警列表", "/console/warnings", ("duty_officer", "auditor")),
-    MenuItem("board", "叫应看板", "/console/board", ("duty_officer", "auditor")),
+    MenuItem("approvals", "待审核", "/console/approvals", ("leader",)),
+    MenuItem("warnings", "预警列表", "/console/warnings", ("duty_officer", "leader", "auditor")),
+    MenuItem("board", "叫应看板", "/console/board", ("duty_officer", "leader", "auditor")),
     MenuItem("reports", "叫应统计", "/console/reports", ("auditor",)),
-    MenuItem("people", "人员名册", "/console/people", ("duty_officer", "auditor")),
+    MenuItem("people", "人员名册", "/console/people", ("duty_officer", "leader", "auditor")),
     MenuItem("audit", "审计", "/console/audit", ("auditor",)),
 )
-LANDING = {"duty_officer": "/console/warnings", "auditor": "/console/reports", "admin": "/console/people"}
+LANDING = {"duty_officer": "/console/warnings", "leader": "/console/approvals", "auditor": "/console/reports",
+           "admin": "/console/people"}
+
+
+# Sign-off is the leader's own act: an admin account (often a technician's, sometimes shared) has no queue.
+LEADER_ONLY = frozenset({"approvals"})
 
 
 def menu_for(role: str) -> list[MenuItem]:
-    return [m for m in MENU if role == "admin" or role in m.roles]
+    return [m for m in MENU if role in m.roles or (role == "admin" and m.key not in LEADER_ONLY)]
 
 
 def beijing(t: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

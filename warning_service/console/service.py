@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
 from warning_service.early_warning import queries
-from warning_service.early_warning.models import EarlyWarning
+from warning_service.early_warning.models import UNSENT_STATES, EarlyWarning
+from warning_service.errors import Invalid
 from warning_service.notice.models import ANSWERABLE_STATES, Notice, NoticeReason
 from warning_service.person import service as people
 from warning_service.person.models import ROLE_ZH, Person
+from warning_service.region import service as regions
 from warning_service.region.models import Region
 from warning_service.region.scope import Scope
 
@@ -47,7 +49,7 @@ class WarningRow:
     def deadline(self) -> datetime | None:
         """When the first answers are due: issue time plus the policy's deadline (None if no answer is asked)."""
         policy = self.warning.policy or {}
-        if not policy.get("ack_required"):
+        if not policy.get("ack_required") or self.warning.state in UNSENT_STATES:
             return None
         return self.warning.issued_at + timedelta(seconds=float(policy.get("ack_deadline", 0)))
 
@@ -80,6 +82,21 @@ async def warning_rows(session: AsyncSession, *, actor: Actor, filters: WarningF
         return WarningRow(w, required_n, acked, still_open if w.state == "active" else never)
 
     return total, [row(w) for w in warnings]
+
+
+async def region_by_name(session: AsyncSession, *, scope_path: str, q: str) -> Region:
+    """The one region in scope the user means by a Chinese name: its exact name, else the only one containing it."""
+    found = await regions.search(session, scope_path=scope_path, q=q, limit=20)
+    exact = [r for r in found if r.name == q]
+    if len(exact) == 1 or len(found) == 1:
+        return exact[0] if exact else found[0]
+    if not found:
+        raise Invalid(f"region: no region named like {q!r} in your scope",
+                      f"区域:您的管辖范围内没有名称含“{q}”的区域", field="region_q")
+    names = await regions.region_paths(session, [r.code for r in (exact or found)[:5]])
+    listed = "、".join(names.values())
+    raise Invalid(f"region: {q!r} matches several regions; pick one from the list",
+                  f"区域:名称含“{q}”的区域有多个({listed}等),请从下拉列表中选择", field="region_q")
 
 
 async def latest_active(session: AsyncSession, *, actor: Actor) -> int | None:

@@ -32,8 +32,10 @@ def cap_time(t: datetime) -> str:
     return t.astimezone(CHINA_TZ).strftime("%Y-%m-%dT%H:%M:%S+08:00")
 
 
-def to_cap(warning: EarlyWarning, rev: WarningRevision, *, references: list[str], geocodes: list[str]) -> bytes:
-    """The CAP 1.2 alert for one revision of a warning (Alert, Update or Cancel)."""
+def to_cap(warning: EarlyWarning, rev: WarningRevision, *, references: list[str], geocodes: list[str],
+           note: str | None = None) -> bytes:
+    """The CAP 1.2 alert for one revision of a warning (Alert, Update or Cancel); `note` names who drafted
+    and who signed off a warning issued under 审核签发 ("拟稿:…;签发:…")."""
     e = etree.Element(f"{{{NS}}}alert", nsmap={None: NS})
 
     def sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
@@ -48,6 +50,8 @@ def to_cap(warning: EarlyWarning, rev: WarningRevision, *, references: list[str]
     sub(e, "status", warning.status.capitalize())
     sub(e, "msgType", rev.msg_type.capitalize())
     sub(e, "scope", "Public")
+    if note:
+        sub(e, "note", note)
     if references:
         sub(e, "references", " ".join(references))
     info = sub(e, "info")

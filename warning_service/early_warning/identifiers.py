@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service.early_warning.models import WarningRevision
+from warning_service.early_warning.models import UNSENT_STATES, EarlyWarning, WarningRevision
 
 CHINA_TZ = timezone(timedelta(hours=8))
 
@@ -24,4 +24,7 @@ async def next_identifier(session: AsyncSession, *, code: str, at: datetime) -> 
     prefix = f"{code}_{stamp}_"
     taken = (await session.execute(select(func.count()).select_from(WarningRevision).where(
         WarningRevision.identifier.startswith(prefix)))).scalar_one()
-    return f"{prefix}{taken + 1}"
+    # A warning held for sign-off (or rejected) owns its identifier before any revision carries it.
+    held = (await session.execute(select(func.count()).select_from(EarlyWarning).where(
+        EarlyWarning.identifier.startswith(prefix), EarlyWarning.state.in_(UNSENT_STATES)))).scalar_one()
+    return f"{prefix}{taken + held + 1}"

@@ -66,9 +66,17 @@ class WarningStatus(StrEnum):
 
 
 class WarningState(StrEnum):
+    # 审核签发: held for a leader's approval, nothing sent yet (its policy has `sign_off`).
+    pending = "pending"
+    # Refused by the leader: never sent, kept for the record.
+    rejected = "rejected"
     active = "active"
     lifted = "lifted"
     expired = "expired"
+
+
+# States of a warning that never reached anyone: no deadlines run, no figures count.
+UNSENT_STATES = (WarningState.pending.value, WarningState.rejected.value)
 
 
 class MsgType(StrEnum):
@@ -210,8 +218,45 @@ class WarningLift(BaseModel):
 class IssueResponse(BaseModel):
     id: int
     identifier: str
-    recipient_count: int
+    recipient_count: int  # 0 while the warning waits for sign-off: nobody has been reached
     revision: int = 1
+    state: str = "active"  # "pending" when the policy holds it for a leader's approval (审核签发)
+
+
+class WarningReject(BaseModel):
+    """退回: why the leader refuses to sign the warning off (told to the submitter, kept in the ledger)."""
+
+    reason: str = PField(max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _said(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a rejection needs its reason (退回须填写原因)")
+        return v.strip()
+
+
+class WarningSignoff(SQLModel, table=True):
+    """审核签发 of one warning: who submitted it, and which leader approved or rejected it, when and why.
+
+    Names are kept as they were (usernames), so the record still reads right if an account is renamed."""
+
+    __tablename__ = "warning_signoff"
+
+    warning_id: int = Field(foreign_key="early_warning.id", primary_key=True)
+    submitted_by: int = Field(foreign_key="app_user.id")
+    submitter: str = Field(max_length=64)
+    submitted_at: datetime = Field(sa_type=UTCDateTime)
+    decision: str | None = Field(default=None, max_length=10)  # approved | rejected
+    decided_by: int | None = Field(default=None, foreign_key="app_user.id")
+    decider: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reason: str | None = Field(default=None, max_length=500)
+
+    @property
+    def cap_note(self) -> str:
+        """The CAP `note`: 拟稿 (the duty officer who drafted and submitted) and 签发 (the leader who signed)."""
+        return f"拟稿:{self.submitter};签发:{self.decider}"
 
 
 class IssueRequest(SQLModel, table=True):

@@ -13,6 +13,8 @@ unanswered after 3 minutes, three calls (叫应必答), then the level above. A 
     forwarded_from = "{region}气象台"          # a key that is not a level applies to every level
     [hazards.mountain_torrent.red]
     level_name = "立即转移"                    # 山洪 levels by what people must do (and 准备转移 for orange)
+    [levels.orange]
+    sign_off = true                            # 审核签发: held until a 带班领导 approves (default off)
 
 `issuer` and `forwarded_from` are templates over `{region}`, the issuing region's name. A warning with
 `forwarded_from` is a product of that body which the office forwards with its own instructions
@@ -74,6 +76,10 @@ class LevelPolicy(BaseModel):
     # The level's own name where a hazard has one, e.g. 山洪 "准备转移" (orange) and "立即转移" (red);
     # otherwise texts say "红色" and so on.
     level_name: str | None = Field(None, min_length=1, max_length=8)
+    # 审核签发: an issue is held, unsent, until a 带班领导 (console role `leader`, not the submitter) approves it.
+    # Off by default at every level: a warning must never wait on an approver a county has not set up;
+    # a county that signs off orange/red sets `[levels.red] sign_off = true` (docs/notes/signoff.md).
+    sign_off: bool = False
 
     @field_validator("issuer", "forwarded_from")
     @classmethod

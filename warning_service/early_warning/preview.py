@@ -20,9 +20,9 @@ from channels.base import sms_segments
 from warning_service.actor import Actor
 from warning_service.config import Settings
 from warning_service.early_warning import messages
-from warning_service.early_warning.models import EarlyWarning, WarningCreate, WarningRevision
+from warning_service.early_warning.models import EarlyWarning, WarningCreate, WarningRevision, WarningState
 from warning_service.early_warning.policy import PolicyBook
-from warning_service.early_warning.service import prepare_warning
+from warning_service.early_warning.service import free_reply_code, prepare_warning
 from warning_service.notice import service as notices
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region.models import Region
@@ -61,6 +61,23 @@ async def preview_issue(session: AsyncSession, *, data: WarningCreate, actor: Ac
     """What issuing `data` now would do. Raises the same errors as the issue; leaves the database unchanged."""
     regions, warning = await prepare_warning(session, data=data, actor=actor, policy=policy, settings=settings,
                                              now=now)
+    return await _preview(session, regions=regions, warning=warning, settings=settings, now=now)
+
+
+async def preview_held(session: AsyncSession, *, warning: EarlyWarning, settings: Settings,
+                       now: datetime) -> Preview:
+    """What approving a warning held for sign-off would send now: the leader's view before 批准签发."""
+    regions = await _targets(session, warning)
+    try:
+        return await _preview(session, regions=regions, warning=warning, settings=settings, now=now, held=True)
+    finally:
+        # The savepoint's rollback expired what the rendering changed on the stored warning: read it back
+        # now, while we may still do IO, rather than in a template.
+        await session.refresh(warning)
+
+
+async def _preview(session: AsyncSession, *, regions: list[Region], warning: EarlyWarning, settings: Settings,
+                   now: datetime, held: bool = False) -> Preview:
     roles = list(warning.policy["roles"])
     conds = notices.recipient_conditions(target_paths=[r.path for r in regions], roles=roles)
     by_role = {role: int(n) for role, n in (await session.execute(
@@ -72,12 +89,13 @@ async def preview_issue(session: AsyncSession, *, data: WarningCreate, actor: Ac
         select(Person.id, Person.name, Person.role, Person.region_code).select_from(Person)
         .join(Region, Region.code == Person.region_code).where(*conds).order_by(Region.path, Person.id).limit(1)
     )).first()
-    texts = await _render_texts(session, warning=warning, sample=sample, settings=settings, now=now)
+    # Read before rendering: the savepoint's rollback expires a stored warning's attributes.
+    area, title, instruction, snapshot = warning.area_desc, warning.title, warning.instruction, warning.policy
+    texts = await _render_texts(session, warning=warning, sample=sample, settings=settings, now=now, held=held)
     return Preview(
         recipient_count=total,
         by_role=[{"role": r, "role_zh": ROLE_ZH.get(r, r), "count": n} for r, n in sorted(by_role.items())],
-        by_town=by_town,
-        area=warning.area_desc, title=warning.title, instruction=warning.instruction, policy=warning.policy,
+        by_town=by_town, area=area, title=title, instruction=instruction, policy=snapshot,
         texts=texts,
         sample_recipient=({"name": sample.name, "role": sample.role, "region_code": sample.region_code}
                           if sample else None))
@@ -112,10 +130,14 @@ async def _count_by_town(session: AsyncSession, *, regions: list[Region], conds:
 
 
 async def _render_texts(session: AsyncSession, *, warning: EarlyWarning, sample: Any, settings: Settings,
-                        now: datetime) -> list[RenderedText]:
+                        now: datetime, held: bool = False) -> list[RenderedText]:
     channels = set(warning.policy["channels"]) | ({warning.policy["recall_channel"]} - {None})
     nested = await session.begin_nested()
     try:
+        if held:
+            # Rendered as approval would send it: in force, with the reply code it would then carry.
+            warning.state = WarningState.active.value
+            warning.reply_code = await free_reply_code(session, keep=warning.reply_code)
         session.add(warning)
         await session.flush()
         session.add(WarningRevision(

@@ -37,7 +37,7 @@ async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | No
                         hazard: str | None = None, level: str | None = None, state: str | None = None,
                         region: str | None = None, issued_from: datetime | None = None,
                         issued_to: datetime | None = None, offset: int = 0, limit: int = 50,
-                        active_first: bool = False) -> tuple[int, list[EarlyWarning]]:
+                        active_first: bool = False, oldest_first: bool = False) -> tuple[int, list[EarlyWarning]]:
     q = select(EarlyWarning).where(_overlaps_scope(actor))
     if region:
         r = await regions.get(session, code=region)
@@ -51,10 +51,11 @@ async def list_warnings(session: AsyncSession, *, actor: Actor, status: str | No
     if issued_to:
         q = q.where(EarlyWarning.issued_at < issued_to)
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
-    order = [EarlyWarning.issued_at.desc(), EarlyWarning.id.desc()]
+    order = ([EarlyWarning.issued_at, EarlyWarning.id] if oldest_first
+             else [EarlyWarning.issued_at.desc(), EarlyWarning.id.desc()])
     if active_first:
-        # The duty room's list: what is still being called comes before history.
-        order.insert(0, case((EarlyWarning.state == "active", 0), else_=1))
+        # The duty room's list: what is still being called comes before what waits for sign-off, then history.
+        order.insert(0, case((EarlyWarning.state == "active", 0), (EarlyWarning.state == "pending", 1), else_=2))
     rows = (await session.execute(q.order_by(*order).offset(offset).limit(limit))).scalars().all()
     return total, list(rows)
 

@@ -9,17 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from warning_service.delivery.service import warning_delivery_stats
-from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
-from warning_service.early_warning import cap, queries, relay, service
+from warning_service.deps import Approver, DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
+from warning_service.early_warning import cap, queries, relay, service, signoff
 from warning_service.early_warning.models import (
     IssueResponse,
     WarningCreate,
     WarningIssue,
     WarningLift,
+    WarningReject,
     WarningUpdate,
 )
 from warning_service.early_warning.preview import preview_issue
-from warning_service.errors import Invalid
+from warning_service.errors import Conflict, Invalid
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
 
@@ -53,7 +54,27 @@ async def issue(body: WarningIssue, request: Request, response: Response, princi
     if result.replayed:
         response.status_code = 200
     return IssueResponse(id=result.warning.id, identifier=result.warning.identifier,  # type: ignore[arg-type]
-                         recipient_count=result.recipient_count, revision=result.warning.revision)
+                         recipient_count=result.recipient_count, revision=result.warning.revision,
+                         state=result.warning.state)
+
+
+@router.post("/{warning_id}/approve", response_model=IssueResponse)
+async def approve(warning_id: int, principal: Approver, session: SessionDep, now: NowDep) -> IssueResponse:
+    """批准签发 (role leader, not the submitter, every target in scope): send a warning held for sign-off now.
+
+    Approving twice, or after a rejection, is a 409 and sends nothing more."""
+    result = await signoff.approve(session, warning_id=warning_id, actor=principal.as_actor(), now=now)
+    return IssueResponse(id=result.warning.id, identifier=result.warning.identifier,  # type: ignore[arg-type]
+                         recipient_count=result.recipient_count, revision=result.warning.revision,
+                         state=result.warning.state)
+
+
+@router.post("/{warning_id}/reject")
+async def reject(warning_id: int, body: WarningReject, principal: Approver, session: SessionDep,
+                 now: NowDep) -> dict[str, Any]:
+    """退回 with a reason (role leader, not the submitter): the warning is never sent."""
+    w = await signoff.reject(session, warning_id=warning_id, reason=body.reason, actor=principal.as_actor(), now=now)
+    return {"id": w.id, "state": w.state, "reason": body.reason}
 
 
 @router.post("/preview")
@@ -108,6 +129,10 @@ async def get_warning(warning_id: int, principal: Reader, session: SessionDep, s
                           "sent_at": r.sent_at, "level": r.level, "references": r.references}
                          for r in await queries.revisions(session, warning_id=w.id)]  # type: ignore[arg-type]
     body["delivery"] = await warning_delivery_stats(session, warning_id=w.id, settings=settings)
+    so = await signoff.signoff_of(session, warning_id=w.id)  # type: ignore[arg-type]
+    body["signoff"] = None if so is None else {
+        "submitted_by": so.submitter, "submitted_at": so.submitted_at, "decision": so.decision,
+        "decided_by": so.decider, "decided_at": so.decided_at, "reason": so.reason}
     return body
 
 
@@ -148,10 +173,15 @@ async def get_cap(warning_id: int, principal: Reader, session: SessionDep,
     """The warning as an OASIS CAP 1.2 alert (latest message, or a given revision)."""
     w = await queries.get_visible(session, warning_id=warning_id, actor=principal.as_actor())
     revs = await queries.revisions(session, warning_id=w.id)  # type: ignore[arg-type]
+    if not revs:
+        raise Conflict(f"warning is {w.state}: it was never sent, so it has no CAP message",
+                       "该预警尚未签发(或已退回),没有 CAP 消息", field="state")
     chosen = revs[-1] if revision is None else next((r for r in revs if r.revision == revision), None)
     if chosen is None:
         raise Invalid(f"no revision {revision}", f"没有第 {revision} 版", field="revision")
     earlier = [service.cap_reference(w.sender_code, r.identifier, r.sent_at) for r in revs
                if r.revision < chosen.revision]
-    xml = cap.to_cap(w, chosen, references=earlier, geocodes=list(chosen.targets))
+    so = await signoff.signoff_of(session, warning_id=w.id)  # type: ignore[arg-type]
+    note = so.cap_note if so is not None and so.decision == "approved" else None
+    xml = cap.to_cap(w, chosen, references=earlier, geocodes=list(chosen.targets), note=note)
     return Response(content=xml, media_type="application/cap+xml")

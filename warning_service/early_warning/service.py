@@ -16,6 +16,7 @@ from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
+from warning_service.auth.models import User
 from warning_service.config import Settings
 from warning_service.delivery.models import OutboxMessage
 from warning_service.dialect import chunks
@@ -31,6 +32,7 @@ from warning_service.early_warning.models import (
     WarningCreate,
     WarningLift,
     WarningRevision,
+    WarningSignoff,
     WarningState,
     WarningTarget,
     WarningUpdate,
@@ -42,10 +44,15 @@ from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
 from warning_service.notice.models import Notice, NoticeReason
+from warning_service.region import service as region_service
 from warning_service.region.models import Region
 from warning_service.response import service as responses
 
 log = get_logger(__name__)
+
+
+STATE_CANNOT_CHANGE = {"lifted": "已解除", "expired": "已失效", "pending": "尚待审核签发、未发出",
+                       "rejected": "已被退回、未发出"}
 
 
 @dataclass
@@ -97,12 +104,15 @@ def area_description(regions: list[Region]) -> str:
     return "、".join(names) + more
 
 
-async def _free_reply_code(session: AsyncSession) -> int:
+async def free_reply_code(session: AsyncSession, *, keep: int | None = None) -> int:
     """Smallest two-digit code not used by an active warning (people reply "12" to answer warning 12), nor
-    by an escalation digest still open (its recipient may owe answers to both)."""
+    by an escalation digest still open (its recipient may owe answers to both). `keep` if it is still free:
+    a warning held for sign-off keeps the code its preview showed unless another took it meanwhile."""
     active = EarlyWarning.state == WarningState.active
     used = set((await session.execute(select(EarlyWarning.reply_code).where(active))).scalars())
     used |= set((await session.execute(notices.open_digest_codes())).scalars())
+    if keep is not None and keep not in used:
+        return keep
     return next(c for c in range(10, 10_000) if c not in used)
 
 
@@ -146,24 +156,80 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
         status=data.status.value, state="active", title=title[:300], description=data.description,
         instruction=instruction, issued_at=now, effective_at=effective, expires_at=data.expires_at,
         targets=[r.code for r in regions], area_desc=area, policy=snapshot, revision=1, ack_round=1,
-        reply_code=await _free_reply_code(session), source=source, created_by=actor.user_id, updated_at=now,
+        reply_code=await free_reply_code(session), source=source, created_by=actor.user_id, updated_at=now,
     )
 
 
 async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
                         settings: Settings, now: datetime, source: str = "api") -> IssueResult:
-    """Issue a warning: notices for every person reached and their first messages, in the caller's transaction."""
+    """Issue a warning: notices for every person reached and their first messages, in the caller's transaction.
+
+    Under a policy with `sign_off` (审核签发) the warning is only stored, in state `pending`, with its targets
+    and nothing sent: `signoff.approve` releases it later through `release` below, the same path as here.
+    A CAP alert relayed from an upstream issuer was signed off there, and is released at once.
+    """
     regions, warning = await prepare_warning(session, data=data, actor=actor, policy=policy, settings=settings,
                                              now=now, source=source)
-    identifier, sender, snapshot, area = warning.identifier, warning.sender, warning.policy, warning.area_desc
+    held = bool(warning.policy.get("sign_off")) and source != "cap"
+    if held:
+        if actor.user_id is None:
+            raise Invalid("a warning that needs sign-off must be submitted by a user",
+                          "需要审核签发的预警必须由登录用户提交", field="sign_off")
+        if not await has_approver(session, regions=regions):
+            # Held with nobody able to approve, it would wait silently forever: refuse now, loudly.
+            raise Conflict("this level needs sign-off (sign_off in POLICY_FILE) but no active leader account "
+                           "covers these regions; create one (warning-service users create --role leader) or "
+                           "change the policy",
+                           "本级预警须经带班领导审核签发,但该区域没有可用的带班领导账号;"
+                           "请先创建带班领导账号(角色 leader)或调整预警规则", field="sign_off")
+        warning.state = WarningState.pending.value
     session.add(warning)
     await session.flush()
+    await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
+    if held:
+        await _hold_for_signoff(session, warning=warning, actor=actor, now=now, source=source)
+        return IssueResult(warning=warning, recipient_count=0, messages_queued=0)
+    return await release(session, warning=warning, regions=regions, actor=actor, now=now, source=source)
+
+
+async def _hold_for_signoff(session: AsyncSession, *, warning: EarlyWarning, actor: Actor, now: datetime,
+                            source: str) -> None:
+    session.add(WarningSignoff(warning_id=warning.id, submitted_by=actor.user_id, submitter=username(actor),
+                               submitted_at=now))  # type: ignore[arg-type]
+    await ledger.append(session, at=now, actor=actor.name, action="warning.submitted", subject_type="warning",
+                        subject_id=warning.id, details={
+                            "identifier": warning.identifier, "hazard": warning.hazard, "level": warning.level,
+                            "status": warning.status, "targets": warning.targets, "sender": warning.sender,
+                            "submitted_by": username(actor), "source": source})
+    log.info("warning_submitted", warning_id=warning.id, identifier=warning.identifier, level=warning.level)
+
+
+async def has_approver(session: AsyncSession, *, regions: list[Region]) -> bool:
+    """An active leader account whose scope holds every target (a leader of the region or above it)."""
+    common = set(region_service.ancestor_codes(regions[0].path))
+    for r in regions[1:]:
+        common &= set(region_service.ancestor_codes(r.path))
+    return (await session.execute(select(User.id).where(
+        User.role == "leader", User.active.is_(True), User.region_code.in_(common)).limit(1))).first() is not None
+
+
+def username(actor: Actor) -> str:
+    return actor.name.removeprefix("user:")
+
+
+async def release(session: AsyncSession, *, warning: EarlyWarning, regions: list[Region], actor: Actor,
+                  now: datetime, source: str, signoff: WarningSignoff | None = None) -> IssueResult:
+    """The sending half of an issue: the first CAP revision, notices, messages, ledger, evacuation.
+
+    Run at once by `issue_warning`, or by the leader's approval of a warning held for sign-off (then
+    `signoff` names both people, and the ledger's issue entry carries them).
+    """
+    identifier, sender, snapshot, area = warning.identifier, warning.sender, warning.policy, warning.area_desc
     session.add(WarningRevision(warning_id=warning.id, revision=1, msg_type="alert", identifier=identifier,
                                 references=None, sent_at=now, level=warning.level, title=warning.title,
                                 description=warning.description, instruction=warning.instruction,
                                 targets=warning.targets, area_desc=area, expires_at=warning.expires_at,
                                 actor_user_id=actor.user_id))
-    await session.execute(insert(WarningTarget), [{"warning_id": warning.id, "region_code": r.code} for r in regions])
     under = await responses.in_force(session, paths=[r.path for r in regions], hazard=warning.hazard)
     await responses.link_issued(session, responses=under, warning_id=warning.id, now=now)  # type: ignore[arg-type]
     count, floor = await notices.open_primary(session, warning=warning, target_paths=[r.path for r in regions],
@@ -174,12 +240,13 @@ async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Ac
     queued += await fanout.queue_broadcasts(session, warning=warning, kind="alert", now=now, regions=regions)
     roles = await _counts_by(session, Notice.role, Notice.warning_id == warning.id)
     by_channel = await _counts_by(session, OutboxMessage.channel, OutboxMessage.warning_id == warning.id)
+    signed = {"submitted_by": signoff.submitter, "approved_by": signoff.decider} if signoff else {}
     await ledger.append_many(session, [
         {"at": now, "actor": actor.name, "action": "warning.issued", "subject_type": "warning",
          "subject_id": warning.id, "details": {"identifier": identifier, "hazard": warning.hazard,
                                                "level": warning.level, "status": warning.status,
                                                "targets": warning.targets, "sender": sender,
-                                               "recipients": count, "source": source}},
+                                               "recipients": count, "source": source, **signed}},
         {"at": now, "actor": actor.name, "action": "policy.in_force", "subject_type": "warning",
          "subject_id": warning.id, "details": snapshot},
         {"at": now, "actor": actor.name, "action": "notices.created", "subject_type": "warning",
@@ -234,7 +301,7 @@ async def get_for_change(session: AsyncSession, *, warning_id: int, actor: Actor
         raise Forbidden("this warning reaches beyond your scope", "该预警范围超出您的管辖范围", field="warning_id")
     if warning.state != "active":
         raise Conflict(f"warning is {warning.state}; it can no longer be changed",
-                       f"预警已{'解除' if warning.state == 'lifted' else '失效'},不能再更改", field="state")
+                       f"预警{STATE_CANNOT_CHANGE.get(warning.state, '已失效')},不能再更改", field="state")
     return warning
 
 

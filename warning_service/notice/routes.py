@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, field_validator
 from pydantic import Field as PField
 from sqlalchemy import select
 
@@ -49,16 +49,20 @@ Officer = Annotated[Principal, Depends(require_role("duty_officer"))]
 
 
 class ProxyAck(BaseModel):
-    """How the duty officer obtained the answer (电话/上门/喇叭/其他) and what was said."""
+    """How the duty officer obtained the answer (电话/上门/喇叭/其他) and what was said.
+
+    The note is required whatever the method: a proxy answer stands in for the person's own, and an
+    after-action review must be able to tell who was reached, when and how ("19:42 电话联系本人,已到岗")."""
 
     method: Literal["phone", "visit", "loudspeaker", "other"]
-    note: str | None = PField(default=None, max_length=1000)
+    note: str = PField(max_length=1000)
 
-    @model_validator(mode="after")
-    def _note_for_other(self) -> ProxyAck:
-        if self.method == "other" and not (self.note or "").strip():
-            raise ValueError("describe how the answer was obtained when method is other")
-        return self
+    @field_validator("note")
+    @classmethod
+    def _note_said(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("describe how the answer was obtained (说明必填:何时、如何联系到本人)")
+        return v.strip()
 
 
 def client_ip(request: Request) -> str:

@@ -32,6 +32,7 @@ A, N, OB, FB = Acknowledgment.__table__, Notice.__table__, OutboxMessage.__table
 FAILED = ("failed", "undelivered")
 LEFT = ("sent", "delivered", "undelivered")
 LEDGER_ZH = {
+    "warning.submitted": "提交审核签发", "warning.approved": "带班领导审核签发", "warning.rejected": "带班领导退回",
     "warning.issued": "发布预警", "warning.updated": "更新预警", "warning.lifted": "解除预警",
     "warning.expired": "预警失效", "escalation.recalls": "重复叫应", "escalation.deputies": "B岗叫应",
     "escalation.escalated": "逐级上报", "escalation.duty_room": "值班室兜底", "escalation.duty_watch": "值班室知会",

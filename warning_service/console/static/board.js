@@ -120,7 +120,10 @@
   });
 
   if (B.state === "active") { refresh(); setInterval(() => refresh().catch(() => {}), 3000); }
-  else {
+  else if (B.state === "pending") {
+    // Held for sign-off: nothing to show until a leader decides; then the page becomes the live board.
+    setInterval(() => api(`/api/v1/warnings/${B.id}`).then((w) => { if (w.state !== B.state) location.reload(); }).catch(() => {}), 3000);
+  } else if (B.state !== "rejected") {
     // Lifted or expired: the final list of who never answered, and the escalations made.
     Promise.all([api(`/api/v1/warnings/${B.id}/notices?state=closed,timed_out&reason=primary&limit=500`),
       api(`/api/v1/warnings/${B.id}/notices?reason=escalation&limit=500`)]).then(([m, e]) => {

@@ -72,10 +72,16 @@
       ["未应答重呼", p.ack_required && p.recall_count && p.recall_channel ? `${CHANNEL_ZH[p.recall_channel]} ${p.recall_count} 次,每 ${minutes(p.recall_interval)}` : "不重呼"],
       ["B岗(副责任人)", p.ack_required && p.call_deputy ? "主责任人未应答时呼叫" : "不呼叫"],
       ["逐级上报", p.ack_required && p.escalate ? `超时未叫应逐级上报,最高至${LEVEL_NAME[p.escalate_until] || p.escalate_until}` : "不上报"],
+      ["审核签发", p.sign_off ? "须经带班领导审核签发后才发送" : "不需要,确认后立即发送"],
     ];
     $("policy-body").replaceChildren(el("table", {}, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))))),
       el("p", {class: "muted"}, `规则来源:${p.source}`));
     if (!guidanceEdited) $("instruction").value = GUIDANCE[key()];
+    // 审核签发: the same form submits for a leader's approval instead of sending.
+    $("confirm-button").textContent = p.sign_off ? "提交审核…" : "发布…";
+    $("confirm-heading").textContent = p.sign_off ? "提交带班领导审核?" : "确认发布?";
+    $("confirm-yes").textContent = p.sign_off ? "确认提交审核" : "确认发布";
+    $("signoff-note").hidden = !p.sign_off;
     invalidatePreview();
   }
   $("instruction").addEventListener("input", () => { guidanceEdited = true; invalidatePreview(); });
@@ -132,7 +138,10 @@
   $("confirm-button").addEventListener("click", () => {
     if (!lastPreview) return;
     const b = lastPreview.body, p = lastPreview.preview;
-    $("confirm-text").textContent = `向 ${p.area} 发布${HAZARD_ZH[b.hazard]}${LEVEL_ZH[b.level]}预警,共 ${p.recipient_count} 人。发布后立即发送,不能撤回(只能更新或解除)。`;
+    const held = POLICIES[`${b.hazard}.${b.level}`].sign_off;
+    $("confirm-text").textContent = held
+      ? `向 ${p.area} 发布${HAZARD_ZH[b.hazard]}${LEVEL_ZH[b.level]}预警,共 ${p.recipient_count} 人。本级预警须经带班领导审核签发,批准前不会发送任何消息。`
+      : `向 ${p.area} 发布${HAZARD_ZH[b.hazard]}${LEVEL_ZH[b.level]}预警,共 ${p.recipient_count} 人。发布后立即发送,不能撤回(只能更新或解除)。`;
     $("confirm-error").textContent = "";
     $("confirm-dialog").showModal();
   });
@@ -145,7 +154,7 @@
     try {
       // The key was made when the form was served: a double click or a resent request issues at most once.
       const r = await postJSON("/api/v1/warnings", lastPreview.body, {"Idempotency-Key": form.dataset.idempotencyKey});
-      location.href = `/console/warnings/${r.id}?issued=${r.recipient_count}`;
+      location.href = r.state === "pending" ? `/console/warnings/${r.id}` : `/console/warnings/${r.id}?issued=${r.recipient_count}`;
     } catch (err) {
       $("confirm-error").textContent = err.message;
       issuing = false; yes.disabled = false;
