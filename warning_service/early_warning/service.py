@@ -114,9 +114,12 @@ async def _counts_by(session: AsyncSession, column: Any, *conds: Any) -> dict[st
 # --- issue ----------------------------------------------------------------------------------------------------
 
 async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
-                          settings: Settings, now: datetime, source: str = "api"
-                          ) -> tuple[list[Region], EarlyWarning]:
-    """Check the request and build the (unsaved) warning an issue would write. Reads only."""
+                          settings: Settings, now: datetime, source: str = "api",
+                          policy_overrides: dict[str, Any] | None = None) -> tuple[list[Region], EarlyWarning]:
+    """Check the request and build the (unsaved) warning an issue would write. Reads only.
+
+    `policy_overrides` replace fields of the policy snapshot: a drill keeps loudspeakers silent, a number
+    check asks everyone by SMS with a long deadline and no chase (drills/)."""
     regions = await resolve_targets(session, codes=data.targets, actor=actor)
     effective = data.effective_at or now
     if data.expires_at is not None and data.expires_at <= max(now, effective):
@@ -130,6 +133,8 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
     under = await responses.in_force(session, paths=[r.path for r in regions], hazard=data.hazard.value)
     snapshot = policy.snapshot_under(data.hazard.value, data.level.value, responses.highest(under),
                                      region_name=scope_region.name if scope_region else "")
+    if policy_overrides:
+        snapshot = {**snapshot, **policy_overrides}
     sender = data.sender or snapshot["issuer"]
     code = data.sender_code or identifiers.sender_code(actor.scope_code, agency=settings.issuer_agency_code)
     identifier = data.identifier or await identifiers.next_identifier(session, code=code, at=now)
@@ -151,10 +156,11 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
 
 
 async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
-                        settings: Settings, now: datetime, source: str = "api") -> IssueResult:
+                        settings: Settings, now: datetime, source: str = "api",
+                        policy_overrides: dict[str, Any] | None = None) -> IssueResult:
     """Issue a warning: notices for every person reached and their first messages, in the caller's transaction."""
     regions, warning = await prepare_warning(session, data=data, actor=actor, policy=policy, settings=settings,
-                                             now=now, source=source)
+                                             now=now, source=source, policy_overrides=policy_overrides)
     identifier, sender, snapshot, area = warning.identifier, warning.sender, warning.policy, warning.area_desc
     session.add(warning)
     await session.flush()
