@@ -41,7 +41,7 @@ MENU = (
     MenuItem("board", "叫应看板", "/console/board", ("duty_officer", "auditor")),
     MenuItem("reports", "叫应统计", "/console/reports", ("auditor",)),
     MenuItem("people", "人员名册", "/console/people", ("duty_officer", "auditor")),
-    MenuItem("drills", "演练", "/console/drills", ("duty_officer",)),
+    MenuItem("drills", "演练", "/console/drills", ("duty_officer", "auditor")),
     MenuItem("audit", "审计", "/console/audit", ("auditor",)),
 )
 LANDING = {"duty_officer": "/console/warnings", "auditor": "/console/reports", "admin": "/console/people"}

@@ -29,4 +29,6 @@ async def drills_page(request: Request, session: SessionDep, settings: SettingsD
     return render(request, "drills.html", user=principal.user, active="drills", rows=rows, scope=principal.scope,
                   hazards=HAZARD_ZH, levels=LEVEL_ZH, now=now,
                   can_schedule=principal.user.role in ("duty_officer", "admin"),
+                  # The 通报 and reports are the auditors' (report/pages.py): link them only for those who may read.
+                  can_read_reports=principal.user.role in ("auditor", "admin"),
                   answer_minutes=settings.number_check_answer_minutes)
