@@ -19,6 +19,7 @@ from warning_service.early_warning.messages import render_outbox
 from warning_service.notice.answer import acknowledge
 from warning_service.notice.models import Notice
 from warning_service.person import service as people
+from warning_service.person.models import PersonUpdate
 
 VILLAGE = "331081001001"  # 横湖村
 
@@ -92,3 +93,9 @@ async def test_number_check_lists_failed_and_silent_numbers_and_roster_health_sh
     assert second and report["number_check_failed_total"] == 5
     dates = {f["person_id"]: f["checked_at"][:16] for f in report["number_check_failed"]}
     assert dates[proxied] == "2026-07-01T12:01" and list(dates.values()).count("2026-07-01T09:00") == 3
+    # A number corrected since its failed check is no longer the one that failed: it waits for the next check.
+    async with db.session() as s:
+        person = await people.get(s, person_id=proxied)
+        await people.update(s, person=person, data=PersonUpdate(phone="13911112222"), now=clock.now())
+        report = await people.roster_health(s, scope_path="/33/", level="village", now=clock.now())
+    assert proxied not in {f["person_id"] for f in report["number_check_failed"]}

@@ -72,7 +72,9 @@ def _reached() -> Any:
 
 
 def _failure_query(*, scope_path: str) -> Any:
-    last_error = (select(func.coalesce(OB.c.error_message, OB.c.error_code)).where(
+    # Nobody to call is recorded by the fan-out as a failed row with code no_address (early_warning/fanout.py).
+    last_error = (select(case((OB.c.error_code == "no_address", "无手机号码"),
+                              else_=func.coalesce(OB.c.error_message, OB.c.error_code))).where(
         OB.c.notice_id == N.c.id, OB.c.status.in_(FAILED)).order_by(OB.c.id.desc()).limit(1).scalar_subquery())
     return (select(N.c.id, N.c.deadline, Person.id.label("person_id"), Person.name, Person.role, Person.phone,
                    Region.code.label("region_code"), Region.name.label("region_name"),
@@ -108,16 +110,20 @@ async def roster_failures(session: AsyncSession, *, scope_path: str, now: dateti
                           limit: int = 50) -> tuple[int, list[CheckFailure]]:
     """People whose latest finished number check failed ("号码核验未通过"), with the date of that check.
 
-    Only the latest check counts: a number fixed and verified since drops off the list."""
+    Only the latest check counts: a number verified since drops off the list, and so does one corrected since
+    (it is no longer the number that failed; the next check verifies it)."""
     D = Drill.__table__
     finished = and_(D.c.kind == DrillKind.number_check, D.c.state == DrillState.issued,
                     N.c.reason == NoticeReason.primary, N.c.deadline <= now)
     latest = (select(N.c.person_id, func.max(N.c.id).label("nid"))
               .select_from(N.join(D, D.c.warning_id == N.c.warning_id))
               .where(finished).group_by(N.c.person_id).subquery("latest"))
+    # The number checked must still be the person's: one corrected since waits for the next check.
+    checked = (select(OB.c.address).where(OB.c.notice_id == N.c.id, OB.c.channel == "sms")
+               .order_by(OB.c.id).limit(1).scalar_subquery())
     q = (_failure_query(scope_path=scope_path).add_columns(D.c.due_at)
          .join(latest, latest.c.nid == N.c.id).join(D, D.c.warning_id == N.c.warning_id)
-         .where(Person.active.is_(True)))
+         .where(Person.active.is_(True), func.coalesce(checked, "") == func.coalesce(Person.phone, "")))
     total = (await session.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
     rows = (await session.execute(q.order_by(Region.path, Person.id).limit(limit))).all()
     found = (_failure(r, checked_at=r.due_at, now=now) for r in rows)
