@@ -17,6 +17,7 @@ from warning_service.drills.jobs import drill_tick
 from warning_service.drills.models import Drill
 from warning_service.early_warning.messages import render_outbox
 from warning_service.errors import Conflict
+from warning_service.ledger import service as ledger
 from warning_service.ledger.models import LedgerPending
 from warning_service.notice.answer import acknowledge
 from warning_service.notice.models import Notice
@@ -153,3 +154,19 @@ async def test_bad_input_is_refused_with_field_and_reason_and_changes_nothing(cl
                              json={"due_at": (clock.now() + 2 * HOUR).isoformat(), "level": "orange"})
     assert moved.status_code == 200 and moved.json()["level"] == "orange"
     assert (await client.get(f"/api/v1/drills/{ok.json()['id']}", headers=far)).status_code == 404
+
+
+async def test_the_audit_log_shows_a_drill_only_from_its_schedulers_scope_up(runtime, db, clock, tree, settings):
+    drill_id = await schedule(runtime, announced=False)
+    async with db.session() as s:
+        await ledger.seal(s, key=ledger.ledger_key(settings.secret_key.get_secret_value()))
+
+    async def seen(scope_path: str) -> list[str]:
+        async with db.session() as s:
+            rows, _ = await ledger.list_entries(s, filters=ledger.LedgerFilter(action="drill.scheduled"),
+                                                scope_path=scope_path, limit=10)
+            return [r.subject_id for r in rows]
+
+    assert await seen("/33/3310/331081/") == [str(drill_id)]
+    assert await seen("/33/3310/331081/331081001/") == []  # the town it will test
+    assert await seen("/33/3310/331082/") == []  # another county
