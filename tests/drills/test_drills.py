@@ -154,6 +154,14 @@ async def test_bad_input_is_refused_with_field_and_reason_and_changes_nothing(cl
                              json={"due_at": (clock.now() + 2 * HOUR).isoformat(), "level": "orange"})
     assert moved.status_code == 200 and moved.json()["level"] == "orange"
     assert (await client.get(f"/api/v1/drills/{ok.json()['id']}", headers=far)).status_code == 404
+    # The town sees the county's announced drill of its people, but may not call it off or change it.
+    town = await login(client, "tp_duty")
+    assert (await client.get(f"/api/v1/drills/{ok.json()['id']}", headers=town)).status_code == 200
+    refused = await client.post(f"/api/v1/drills/{ok.json()['id']}/cancel", headers=town)
+    assert refused.status_code == 403 and "上级" in refused.json()["detail"]["message_zh"]
+    # Turning it into a 突击 drill turns the standard text with it.
+    surprise = await client.put(f"/api/v1/drills/{ok.json()['id']}", headers=county, json={"announced": False})
+    assert "突击" in surprise.json()["description"]
 
 
 async def test_the_audit_log_shows_a_drill_only_from_its_schedulers_scope_up(runtime, db, clock, tree, settings):

@@ -132,20 +132,33 @@ async def list_drills(session: AsyncSession, *, actor: Actor, kind: str | None =
 
 async def update(session: AsyncSession, *, drill_id: int, data: DrillUpdate, actor: Actor, now: datetime) -> Drill:
     """Change a run that is still scheduled (time, level, announced, text)."""
-    drill = await get(session, drill_id=drill_id, actor=actor)
+    drill = await _changeable(session, drill_id=drill_id, actor=actor)
     values = {k: v.value if hasattr(v, "value") else v for k, v in data.model_dump(exclude_none=True).items()}
-    if "due_at" in values:
-        _check_due(values["due_at"], now)
-    if "description" in values:
-        values["description"] = values["description"].strip() or default_text(drill.kind, values.get(
-            "announced", drill.announced))
     if drill.kind == DrillKind.number_check:
         values.pop("announced", None)
+    if "due_at" in values:
+        _check_due(values["due_at"], now)
+    announced = values.get("announced", drill.announced)
+    if "description" in values:
+        values["description"] = values["description"].strip() or default_text(drill.kind, announced)
+    elif announced != drill.announced and drill.description == default_text(drill.kind, drill.announced):
+        values["description"] = default_text(drill.kind, announced)  # the standard text follows the choice
     if values and not await claim.change_scheduled(session, drill_id=drill_id, values=values):
         raise _not_scheduled(drill)
     await session.refresh(drill)
     await ledger.append(session, at=now, actor=actor.name, action="drill.changed", subject_type="drill",
                         subject_id=drill_id, details=_details(drill))
+    return drill
+
+
+async def _changeable(session: AsyncSession, *, drill_id: int, actor: Actor) -> Drill:
+    """A run the actor may change or cancel: only its scheduler's level or above (a town may not call off
+    the county's drill of its own people)."""
+    drill = await get(session, drill_id=drill_id, actor=actor)
+    if not actor.covers(drill.scope_path):
+        raise Forbidden(f"drill {drill_id} was scheduled by {drill.scope_code}; only that level or above may "
+                        "change it", f"演练 {drill_id} 由 {drill.scope_code} 安排,只有该级或上级可以更改或取消",
+                        field="drill_id")
     return drill
 
 
@@ -156,7 +169,7 @@ def _not_scheduled(drill: Drill) -> Conflict:
 
 async def cancel(session: AsyncSession, *, drill_id: int, actor: Actor, now: datetime) -> Drill:
     """Cancel a run before it is due; one the worker has issued is over (lift its warning instead)."""
-    drill = await get(session, drill_id=drill_id, actor=actor)
+    drill = await _changeable(session, drill_id=drill_id, actor=actor)
     if not await claim.change_scheduled(session, drill_id=drill_id, values={
             "state": DrillState.cancelled, "cancelled_at": now, "cancelled_by": actor.name}):
         raise _not_scheduled(drill)
