@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     drill_tick_seconds: float = Field(15.0, gt=0)
     drill_window_minutes: int = Field(120, ge=10, le=24 * 60)
     number_check_answer_minutes: int = Field(24 * 60, ge=5, le=7 * 24 * 60)
+    # An announced drill's 演练预告 goes to the people it will test this long before it (0: the office tells them).
+    drill_notice_hours: float = Field(24.0, ge=0, le=30 * 24)
     # Heavy reads (issue 17). Exports of more notice rows than this are refused in the request and built
     # as background jobs by the worker, each in a child process, into `export_dir`, kept `export_ttl_hours`.
     export_direct_max_rows: int = Field(20_000, ge=0)

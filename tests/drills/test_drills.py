@@ -89,6 +89,7 @@ async def test_an_unannounced_drill_is_hidden_below_its_scheduler_and_its_texts_
     clock.advance(HOUR)
     assert await drill_tick(runtime) == 1
     assert [d["id"] for d in (await client.get("/api/v1/drills", headers=town)).json()] == [drill_id]
+    assert await warnings_of_status(db, "test") == []  # no 演练预告: nobody was told
     (warning,) = await warnings_of_status(db, "exercise")
     async with db.session() as s:
         rows = list((await s.execute(select(OutboxMessage).where(OutboxMessage.warning_id == warning.id))).scalars())
@@ -178,3 +179,28 @@ async def test_the_audit_log_shows_a_drill_only_from_its_schedulers_scope_up(run
     assert await seen("/33/3310/331081/") == [str(drill_id)]
     assert await seen("/33/3310/331081/331081001/") == []  # the town it will test
     assert await seen("/33/3310/331082/") == []  # another county
+
+
+async def test_an_announced_drill_tells_the_people_it_will_test_beforehand_without_asking_an_answer(
+        runtime, db, clock, tree, settings):
+    drill_id = await schedule(runtime, due_at=clock.now() + 48 * HOUR, hazard="mountain_torrent")
+    assert await drill_tick(runtime) == 0 and await warnings_of_status(db, "test") == []
+    clock.advance(24 * HOUR)  # DRILL_NOTICE_HOURS = 24 before the drill
+    assert await drill_tick(runtime) == 0
+    (notice,) = await warnings_of_status(db, "test")
+    assert notice.expires_at == clock.now() + 24 * HOUR and notice.policy["purpose"] == "drill_notice"
+    async with db.session() as s:
+        notices = list((await s.execute(select(Notice).where(Notice.warning_id == notice.id))).scalars())
+        rows = list((await s.execute(select(OutboxMessage).where(OutboxMessage.warning_id == notice.id))).scalars())
+        texts = await render_outbox(s, rows=rows, settings=settings, now=clock.now())
+        assert (await s.get(Drill, drill_id)).notice_warning_id == notice.id
+    # The roles red 山洪 will reach (torrent warners too), told and not chased.
+    assert notices and not any(n.requires_ack or n.next_action_at for n in notices)
+    assert {r.channel for r in rows} == {"sms"}
+    body = next(iter(texts.values())).body
+    assert body.startswith("【温岭防指】演练预告:7月3日16:00将开展太平街道山洪预警叫应演练") and "本条无需回复" in body, body
+    clock.advance(HOUR)
+    assert await drill_tick(runtime) == 0 and len(await warnings_of_status(db, "test")) == 1  # told once
+    clock.advance(23 * HOUR)
+    assert await drill_tick(runtime) == 1
+    assert len(await warnings_of_status(db, "exercise")) == 1

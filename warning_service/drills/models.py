@@ -52,6 +52,10 @@ class Drill(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UTCDateTime)
     # How long recipients have to answer a number check (a drill uses its level's deadline).
     answer_minutes: int = 0
+    # An announced drill tells the people it will test beforehand (演练预告, no reply asked) at this time;
+    # a 突击 drill and a number check never do.
+    notice_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    notice_warning_id: int | None = Field(default=None, foreign_key="early_warning.id")
     description: str = Field(max_length=1000)
     state: str = Field(max_length=12, default=DrillState.scheduled)
     warning_id: int | None = Field(default=None, foreign_key="early_warning.id", index=True)
@@ -82,6 +86,8 @@ class DrillCreate(BaseModel):
     level: Level = Level.red
     announced: bool = True
     due_at: datetime
+    # How long before the drill its people are told (announced drills only; 0 = not told by the system).
+    notice_hours: float | None = PField(default=None, ge=0, le=30 * 24)
     answer_minutes: int | None = PField(default=None, ge=5, le=7 * 24 * 60)
     description: str | None = PField(default=None, max_length=1000)
 
@@ -122,6 +128,8 @@ class DrillPublic(BaseModel):
     announced: bool
     due_at: datetime
     answer_minutes: int
+    notice_at: datetime | None
+    notice_warning_id: int | None
     description: str
     state: DrillState
     state_zh: str

@@ -31,4 +31,4 @@ async def drills_page(request: Request, session: SessionDep, settings: SettingsD
                   can_schedule=principal.user.role in ("duty_officer", "admin"),
                   # The 通报 and reports are the auditors' (report/pages.py): link them only for those who may read.
                   can_read_reports=principal.user.role in ("auditor", "admin"),
-                  answer_minutes=settings.number_check_answer_minutes)
+                  answer_minutes=settings.number_check_answer_minutes, notice_hours=settings.drill_notice_hours)

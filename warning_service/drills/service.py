@@ -29,7 +29,8 @@ from warning_service.drills.models import (
     DrillUpdate,
 )
 from warning_service.early_warning import service as warnings
-from warning_service.early_warning.models import WarningCreate, WarningStatus
+from warning_service.early_warning import texts
+from warning_service.early_warning.models import HAZARD_ZH, WarningCreate, WarningStatus
 from warning_service.early_warning.policy import PolicyBook
 from warning_service.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from warning_service.ledger import service as ledger
@@ -85,7 +86,10 @@ async def schedule(session: AsyncSession, *, data: DrillCreate, actor: Actor, se
     _check_due(data.due_at, now)
     minutes = data.answer_minutes or (settings.number_check_answer_minutes
                                       if data.kind == DrillKind.number_check else 0)
-    drill = Drill(kind=data.kind.value, region_code=data.region_code, hazard=data.hazard.value,
+    hours = settings.drill_notice_hours if data.notice_hours is None else data.notice_hours
+    notice_at = (max(now, data.due_at - timedelta(hours=hours))
+                 if data.kind == DrillKind.exercise and data.announced and hours > 0 else None)
+    drill = Drill(kind=data.kind.value, region_code=data.region_code, hazard=data.hazard.value, notice_at=notice_at,
                   level=data.level.value, announced=data.announced if data.kind == DrillKind.exercise else True,
                   due_at=data.due_at, answer_minutes=minutes,
                   description=(data.description or "").strip() or default_text(data.kind, data.announced),
@@ -139,6 +143,13 @@ async def update(session: AsyncSession, *, drill_id: int, data: DrillUpdate, act
     if "due_at" in values:
         _check_due(values["due_at"], now)
     announced = values.get("announced", drill.announced)
+    if drill.notice_warning_id is not None and (not announced or "due_at" in values):
+        raise Conflict("its 演练预告 has gone out: cancel it and schedule a new one",
+                       "该演练的预告已发出,不能改为突击或改期;请取消后重新安排", field="due_at")
+    if not announced:
+        values["notice_at"] = None
+    elif drill.notice_at is not None and "due_at" in values:
+        values["notice_at"] = max(now, values["due_at"] - (drill.due_at - drill.notice_at))
     if "description" in values:
         values["description"] = values["description"].strip() or default_text(drill.kind, announced)
     elif announced != drill.announced and drill.description == default_text(drill.kind, drill.announced):
@@ -201,6 +212,60 @@ def _warning_data(drill: Drill, settings: Settings) -> WarningCreate:
                          expires_at=drill.due_at + timedelta(minutes=settings.drill_window_minutes))
 
 
+def _notice_data(drill: Drill, *, region_name: str, now: datetime) -> WarningCreate:
+    hazard = HAZARD_ZH.get(drill.hazard, drill.hazard)
+    text = (f"{texts.clock(drill.due_at, now=now)}将开展{region_name}{hazard}预警叫应演练,届时请按实战要求在时限内"
+            "回复确认。本条无需回复。")
+    return WarningCreate(hazard=drill.hazard, level="blue", status=WarningStatus.test, title="演练预告",
+                         description=text, targets=[drill.region_code], expires_at=drill.due_at)
+
+
+async def issue_notices(session: AsyncSession, *, policy: PolicyBook, settings: Settings, now: datetime,
+                        limit: int = 1) -> list[int]:
+    """Send the 演练预告 of the announced runs whose notice time has come: an information message (status test,
+    text of its own, no reply asked, nobody chased) to the roles the drill's level will reach. Returns the ids
+    it settled."""
+    done: list[int] = []
+    for drill_id in await claim.claim_notices(session, now=now, limit=limit):
+        drill = await session.get(Drill, drill_id)
+        assert drill is not None
+        actor = _actor(drill)
+        if drill.due_at <= now:
+            drill.notice_at = None  # too late to announce: the drill itself is due
+            done.append(drill.id)  # type: ignore[arg-type]
+            continue
+        roles = policy.snapshot(drill.hazard, drill.level)["roles"]
+        region = await regions.get(session, code=drill.region_code)
+        try:
+            async with session.begin_nested():
+                result = await warnings.issue_warning(
+                    session, data=_notice_data(drill, region_name=region.name, now=now), actor=actor, policy=policy,
+                    settings=settings, now=now, source="drill",
+                    policy_overrides={"purpose": "drill_notice", "roles": roles, "ack_required": False,
+                                      "channels": ["sms"], "recall_channel": None, "recall_count": 0,
+                                      "escalate": False, "call_deputy": False, "duty_room": False,
+                                      "duty_watch": False, "forwarded_from": None})
+        except DomainError as exc:
+            # Announcing is a courtesy: the drill goes ahead when due; the failure is recorded.
+            drill.notice_at = None
+            await ledger.append(session, at=now, actor=actor.name, action="drill.notice_failed",
+                                subject_type="drill", subject_id=drill.id, details={"error": exc.message_zh})
+            done.append(drill.id)  # type: ignore[arg-type]
+            continue
+        drill.notice_warning_id = result.warning.id
+        await ledger.append(session, at=now, actor=actor.name, action="drill.announced", subject_type="drill",
+                            subject_id=drill.id, details={"warning_id": result.warning.id,
+                                                          "recipients": result.recipient_count})
+        done.append(drill.id)  # type: ignore[arg-type]
+    await session.flush()
+    return done
+
+
+def _actor(drill: Drill) -> Actor:
+    return Actor(name=f"system:drill-{drill.id}", scope_path=drill.scope_path, scope_code=drill.scope_code,
+                 user_id=drill.user_id)
+
+
 async def issue_due(session: AsyncSession, *, policy: PolicyBook, settings: Settings, now: datetime,
                     limit: int = 1) -> list[int]:
     """Issue the due runs this worker claims (in the caller's transaction). Returns the ids it settled.
@@ -211,8 +276,7 @@ async def issue_due(session: AsyncSession, *, policy: PolicyBook, settings: Sett
     for drill_id in await claim.claim_due(session, now=now, limit=limit):
         drill = await session.get(Drill, drill_id)
         assert drill is not None
-        actor = Actor(name=f"system:drill-{drill.id}", scope_path=drill.scope_path, scope_code=drill.scope_code,
-                      user_id=drill.user_id)
+        actor = _actor(drill)
         try:
             async with session.begin_nested():
                 result = await warnings.issue_warning(session, data=_warning_data(drill, settings), actor=actor,
@@ -242,7 +306,8 @@ async def public(session: AsyncSession, rows: list[tuple[Drill, str]], *, now: d
     figs = await results.figures(session, drills=[d for d, _ in rows], now=now)
     return [DrillPublic(id=d.id, kind=d.kind, kind_zh=KIND_ZH[d.kind], region_code=d.region_code,  # type: ignore[arg-type]
                         region_name=name, hazard=d.hazard, level=d.level, announced=d.announced, due_at=d.due_at,
-                        answer_minutes=d.answer_minutes, description=d.description, state=d.state,  # type: ignore[arg-type]
+                        answer_minutes=d.answer_minutes, notice_at=d.notice_at, notice_warning_id=d.notice_warning_id,
+                        description=d.description, state=d.state,  # type: ignore[arg-type]
                         state_zh=STATE_ZH[d.state], warning_id=d.warning_id, created_by=d.created_by,
                         created_at=d.created_at, issued_at=d.issued_at, cancelled_at=d.cancelled_at, error=d.error,
                         result=figs.get(d.id))  # type: ignore[arg-type]

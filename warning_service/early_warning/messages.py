@@ -51,7 +51,7 @@ KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recal
 OWN_TEMPLATE_KINDS = ("escalation", "deputy", "recall", "duty_room", "duty_watch", "attendance")
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
 # Warnings issued for a purpose with texts of their own (policy snapshot "purpose").
-PURPOSE_TEMPLATES = ("number_check",)
+PURPOSE_TEMPLATES = ("number_check", "drill_notice")
 # An escalation SMS names this many silent people; the rest are counted ("等27人") and listed on its page.
 DIGEST_LISTED = 5
 DIGEST_SPOKEN = 3

@@ -18,7 +18,10 @@
       const data = {kind: form.kind.value, region_code: form.region_code.value.trim(), hazard: form.hazard.value,
                     due_at: form.due_at.value + ":00+08:00", description: form.description.value.trim() || null};
       if (check) data.answer_minutes = parseInt(form.answer_minutes.value, 10);
-      else { data.level = form.level.value; data.announced = !form.surprise.checked; }
+      else {
+        data.level = form.level.value; data.announced = !form.surprise.checked;
+        if (data.announced) data.notice_hours = parseFloat(form.notice_hours.value || "0");
+      }
       try {
         await postJSON("/api/v1/drills", data);
         result.className = "ok"; result.textContent = "已安排。";

@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("announced", sa.Boolean(), nullable=False),
         sa.Column("due_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("answer_minutes", sa.Integer(), nullable=False),
+        sa.Column("notice_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("notice_warning_id", sa.Integer(), sa.ForeignKey("early_warning.id"), nullable=True),
         sa.Column("description", sa.String(length=1000), nullable=False),
         sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("warning_id", sa.Integer(), sa.ForeignKey("early_warning.id"), nullable=True),
