@@ -5,7 +5,8 @@
 (or BENCH_TONGBAO_DATABASE_URL). Reuses bench.report's province (all of Zhejiang, 4 grids per village, one
 person per post) and its Zhejiang-wide red typhoon warning (~130,000 notices, outcomes played by SQL), adds
 29 county-wide orange warnings the same way (30 warnings in the month), then times the 通报 of the province
-for the month (target ≤ 5 s) and the 复盘 of the province-wide warning (target ≤ 5 s), as the API serves them
+for the month (target ≤ 5 s; with 转移任务 on the province-wide warning, so evacuation completion is scored)
+and the 复盘 of the province-wide warning (target ≤ 5 s), as the API serves them
 (one read-only snapshot each), and prints what they found.
 """
 
@@ -35,7 +36,47 @@ from warning_service.review import service as review
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/ws_bench_report"
 MARK = "bench.tongbao"
 COUNTY_WARNINGS = 29
-WEIGHTS = {"answer": 40, "on_time": 30, "proxy": 10, "feedback": 20}
+WEIGHTS = {"answer": 40, "on_time": 30, "proxy": 10, "feedback": 20, "evacuation": 20}
+# 转移任务 for the province-wide warning: one danger zone and one household per village, a task for each
+# village's responsible person (a stand-in for the 包户责任人's evacuation notice), two in three moved.
+EVACUATION_SQL = [
+    """INSERT INTO danger_zone (code, name, kind, region_code, village_code, town_code, active, created_at,
+                                updated_at)
+       SELECT 'BZ' || r.code, r.name || '山洪危险区', 'torrent', r.code, r.code, r.parent_code, true, now(), now()
+       FROM region r WHERE r.level = 'village' ON CONFLICT (code) DO NOTHING""",
+    """INSERT INTO evac_household (code, zone_id, region_code, name, people, vulnerable, keeper_id, active,
+                                   created_at, updated_at)
+       SELECT 'BH' || z.region_code, z.id, z.region_code, '户主', 3, '', p.id, true, now(), now()
+       FROM danger_zone z JOIN LATERAL (SELECT id FROM person WHERE region_code = z.region_code LIMIT 1) p ON true
+       WHERE z.code LIKE 'BZ%' ON CONFLICT (code) DO NOTHING""",
+    """INSERT INTO evacuation_task (notice_id, warning_id, household_id, zone_id, status, returned_early,
+                                    created_at, updated_at)
+       SELECT n.id, n.warning_id, h.id, h.zone_id, CASE WHEN n.id % 3 = 0 THEN 'pending' ELSE 'moved' END, false,
+              now(), now()
+       FROM notice n JOIN evac_household h ON h.region_code = n.region_code AND h.code LIKE 'BH%'
+       WHERE n.warning_id = :w AND n.reason = 'primary' AND n.role = 'village_responsible'
+       ON CONFLICT DO NOTHING""",
+    "ANALYZE danger_zone", "ANALYZE evac_household", "ANALYZE evacuation_task",
+]
+
+
+TASKS = text("SELECT count(*) FROM evacuation_task WHERE warning_id = :w")
+
+
+async def ensure_evacuation(db: Database, wid: int) -> int:
+    """转移任务 on the province-wide warning (once), so the 通报 scores evacuation completion too."""
+    async with db.session() as s:
+        have = (await s.execute(TASKS, {"w": wid})).scalar()
+    if have:
+        return int(have)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    for sql in EVACUATION_SQL:
+        async with db.session() as s:
+            await s.execute(text(sql), {"w": wid} if ":w" in sql else {})
+    async with db.session() as s:
+        have = (await s.execute(TASKS, {"w": wid})).scalar()
+    print(f"{have:,} 转移任务 opened in {time.perf_counter() - t0:.1f} s")
+    return int(have)  # type: ignore[arg-type]
 
 
 async def ensure_county_warnings(db: Database, url: str) -> list[int]:
@@ -74,6 +115,7 @@ async def run(url: str, *, runs: int, fresh: bool) -> None:
     try:
         wid = await ensure_warning(db, url, rebuild=False)
         await ensure_county_warnings(db, url)
+        tasks = await ensure_evacuation(db, wid)
         now = utcnow()
         per = assessment.period("month", now.astimezone(assessment.CST).date())
         async with db.session() as s:
@@ -106,6 +148,9 @@ async def run(url: str, *, runs: int, fresh: bool) -> None:
     worst = " ".join(f"{t['name']} {t['score']}" for t in sec["black"][:1])
     print(f"  通报: {len(sec['towns']):,} towns scored; required {sec['totals']['required']:,}, answered "
           f"{sec['totals']['acknowledged']:,}; 红榜 #1 {best}, 黑榜 #1 {worst}")
+    scored = sum(1 for t in sec["towns"] if t["evac_households"])
+    print(f"  转移: {tasks:,} tasks on the province-wide warning; the 通报 counts {sec['evac_households']:,} "
+          f"({sec['evac_moved']:,} moved), {scored:,} towns scored on completion, the others renormalised")
     print(f"  复盘: {len(rv['events']):,} timeline rows; answers {rv['counts'].get('answers', 0):,} = report "
           f"{rv['report']['totals']['acknowledged']:,}; proxies {rv['counts'].get('proxy', 0):,}")
     print(line("通报, province, month (30 warnings)", t_tb, 5))

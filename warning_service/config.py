@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me"
-TONGBAO_INDICATORS = ("answer", "on_time", "proxy", "feedback")
+TONGBAO_INDICATORS = ("answer", "on_time", "proxy", "feedback", "evacuation")
 
 
 def async_database_url(url: str) -> str:
@@ -156,9 +156,17 @@ class Settings(BaseSettings):
     run_worker_in_process: bool = True
 
     # 通报 and 考核 (report/tongbao.py): weights of the town score, "indicator=weight,…" over answer (叫应率),
-    # on_time (按时叫应率), proxy (1 − 代叫应占比), feedback (反馈率); how many towns each of 红榜/黑榜 lists.
-    tongbao_weights: str = "answer=40,on_time=30,proxy=10,feedback=20"
+    # on_time (按时叫应率), proxy (1 − 代叫应占比), feedback (反馈率), evacuation (转移完成率, only for towns that
+    # had 转移任务: the others are scored on the rest, renormalised); how many towns each of 红榜/黑榜 lists.
+    tongbao_weights: str = "answer=40,on_time=30,proxy=10,feedback=20,evacuation=20"
     tongbao_list_size: int = Field(3, ge=1, le=50)
+    # 演练 and 号码核验 (drills/): how often the worker looks for runs that are due; how long a drill's warning
+    # stays in force (then it expires like any warning); a number check's default answer window.
+    drill_tick_seconds: float = Field(15.0, gt=0)
+    drill_window_minutes: int = Field(120, ge=10, le=24 * 60)
+    number_check_answer_minutes: int = Field(24 * 60, ge=5, le=7 * 24 * 60)
+    # An announced drill's 演练预告 goes to the people it will test this long before it (0: the office tells them).
+    drill_notice_hours: float = Field(24.0, ge=0, le=30 * 24)
     # Heavy reads (issue 17). Exports of more notice rows than this are refused in the request and built
     # as background jobs by the worker, each in a child process, into `export_dir`, kept `export_ttl_hours`.
     export_direct_max_rows: int = Field(20_000, ge=0)

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
+from warning_service.drills.models import Drill
 from warning_service.duty.models import DutyMember, DutyShift
 from warning_service.early_warning.models import (
     EarlyWarning,
@@ -49,3 +50,5 @@ __all__ += ["EscalationDigest"]
 __all__ += ["DispatchWorker"]
 # 审核签发 (early_warning/signoff.py)
 __all__ += ["WarningSignoff"]
+# 演练 and 号码核验 (drills/)
+__all__ += ["Drill"]

@@ -10,6 +10,8 @@ from warning_service.assessment import routes as assessment
 from warning_service.auth import routes as auth
 from warning_service.console import routes as console
 from warning_service.delivery import routes as delivery
+from warning_service.drills import pages as drills_pages
+from warning_service.drills import routes as drills
 from warning_service.duty import pages as duty_pages
 from warning_service.duty import routes as duty
 from warning_service.early_warning import routes as early_warning
@@ -40,6 +42,8 @@ def include_routers(app: FastAPI) -> None:
         duty_pages.page_router,  # the duty roster page
         response.router,
         response_pages.page_router,  # the response board (到岗率)
+        drills.router,  # 演练 and 号码核验
+        drills_pages.page_router,  # the 演练 page
         early_warning.router,
         notice.router,  # a notice's answers, feedback, delivery log; proxy answers
         delivery.webhook_router,  # Twilio status callbacks

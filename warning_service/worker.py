@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from warning_service.delivery.dispatcher import Dispatcher
+from warning_service.drills.jobs import drill_tick
 from warning_service.early_warning.models import Hazard, Level
 from warning_service.early_warning.policy import PolicyBook
 from warning_service.escalation.service import escalation_tick
@@ -81,6 +82,8 @@ class Worker:
         self.scheduler.add_job(self._job("escalation", escalation_tick), "interval",
                                seconds=s.escalation_tick_seconds, id="escalation", **common)
         self.scheduler.add_job(self._job("ledger_seal", seal_tick), "interval", seconds=2, id="ledger_seal",
+                               **common)
+        self.scheduler.add_job(self._job("drills", drill_tick), "interval", seconds=s.drill_tick_seconds, id="drills",
                                **common)
         self.scheduler.add_job(self._job("exports", export_tick), "interval", seconds=s.export_poll_seconds,
                                id="exports", **common)

@@ -23,6 +23,8 @@ TOWN_COLUMNS = [
     Col("未叫应", lambda r: r["never"], "int"), Col("已反馈", lambda r: r["feedback_given"], "int"),
     Col("叫应率", _ind("answer"), "pct"), Col("按时叫应率", _ind("on_time"), "pct"),
     Col("非代叫应占比", _ind("proxy"), "pct"), Col("反馈率", _ind("feedback"), "pct"),
+    Col("转移任务", lambda r: r["evac_households"], "int"), Col("已转移", lambda r: r["evac_moved"], "int"),
+    Col("转移完成率", _ind("evacuation"), "pct"),
 ]
 
 

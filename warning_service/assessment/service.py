@@ -9,6 +9,10 @@ indicators it has (a town with nothing answered has no proxy share or feedback r
     on_time  = 按时叫应率       answered by the deadline ÷ required
     proxy    = 1 − 代叫应占比   a town whose duty officers answer for everyone has not reached its people
     feedback = 反馈率           acknowledged notices with a 响应反馈 ÷ acknowledged
+    evacuation = 转移完成率     转移任务 moved (已转移, 投亲靠友) ÷ 转移任务, as the evacuation board counts them
+
+A town with no 转移任务 in the period has no evacuation rate: it is scored on the other indicators, their
+weights renormalised, so a town is never penalised for having had nobody to move.
 
 Exercises (演练) are ranked apart and never mix into the real figures; tests are left out.
 """
@@ -20,22 +24,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.acknowledgment.models import Feedback
 from warning_service.dialect import name as dialect_name
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.errors import Invalid
+from warning_service.evacuation.models import MOVED_STATUSES
+from warning_service.evacuation.service import H, T, Z
 from warning_service.region.models import Region
+from warning_service.region.scope import Scope
 from warning_service.report import queries as q
 from warning_service.report.params import CST
 from warning_service.report.summary import summary
 
 EW = EarlyWarning.__table__
 FB = Feedback.__table__
+RT = Region.__table__
 PERIODS = {"day": "日", "month": "月", "quarter": "季度"}
-INDICATOR_ZH = {"answer": "叫应率", "on_time": "按时叫应率", "proxy": "非代叫应占比", "feedback": "反馈率"}
+INDICATOR_ZH = {"answer": "叫应率", "on_time": "按时叫应率", "proxy": "非代叫应占比", "feedback": "反馈率",
+                "evacuation": "转移完成率"}
 SECTIONS = ("actual", "exercise")
 
 
@@ -74,6 +83,7 @@ def score(row: dict[str, Any], weights: dict[str, float]) -> tuple[float | None,
         "answer": row["rate"], "on_time": row["on_time_rate"],
         "proxy": round(1 - row["proxy"] / ack, 4) if ack else None,
         "feedback": round(row["feedback_given"] / ack, 4) if ack else None,
+        "evacuation": round(row["evac_moved"] / row["evac_households"], 4) if row.get("evac_households") else None,
     }
     used = [(weights[k], v) for k, v in ind.items() if weights.get(k) and v is not None]
     total = sum(w for w, _ in used)
@@ -96,6 +106,20 @@ async def _feedback(session: AsyncSession, *, region: Region, since: datetime, u
     return {(s, code): int(n) for s, code, n in (await session.execute(stmt)).all() if code is not None}
 
 
+async def _evacuation(session: AsyncSession, *, region: Region, since: datetime, until: datetime,
+                      rank_level: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(status, town) → (转移任务, moved) over the warnings issued in the period: the evacuation board's own
+    joins and measures (evacuation/report.py), grouped by the zone's town (village, for a town's 通报)."""
+    at = Z.c.town_code if rank_level == "town" else Z.c.village_code
+    joined = (T.join(H, H.c.id == T.c.household_id).join(Z, Z.c.id == T.c.zone_id)
+              .join(RT, RT.c.code == Z.c.region_code).join(EW, EW.c.id == T.c.warning_id))
+    moved = func.coalesce(func.sum(case((T.c.status.in_(MOVED_STATUSES), 1), else_=0)), 0)
+    stmt = (select(EW.c.status, at, func.count(), moved).select_from(joined)
+            .where(Scope(region.path).predicate(RT.c.path), EW.c.issued_at >= since, EW.c.issued_at < until)
+            .group_by(EW.c.status, at))
+    return {(st, code): (int(n), int(m)) for st, code, n, m in (await session.execute(stmt)).all() if code}
+
+
 async def tongbao(session: AsyncSession, *, region: Region, per: Period, weights: dict[str, float],
                   list_size: int = 3) -> dict[str, Any]:
     """The 通报 of `region` for `per`: towns (villages, for a town) scored and ranked, 红榜 and 黑榜."""
@@ -105,6 +129,7 @@ async def tongbao(session: AsyncSession, *, region: Region, per: Period, weights
                       field="region")
     data = await summary(session, region=region, since=per.since, until=per.until, rank_level=rank)
     fb = await _feedback(session, region=region, since=per.since, until=per.until, rank_level=rank)
+    evac = await _evacuation(session, region=region, since=per.since, until=per.until, rank_level=rank)
     sections: dict[str, Any] = {}
     for status in SECTIONS:
         sec = data["statuses"][status]
@@ -113,6 +138,7 @@ async def tongbao(session: AsyncSession, *, region: Region, per: Period, weights
             row = {k: r[k] for k in ("code", "name", "recipients", "required", "acknowledged", "on_time", "late",
                                      "proxy", "never", "timed_out", "rate", "on_time_rate")}
             row["feedback_given"] = fb.get((status, r["code"]), 0)
+            row["evac_households"], row["evac_moved"] = evac.get((status, r["code"]), (0, 0))
             row["score"], row["indicators"] = score(row, weights)
             rows.append(row)
         rows.sort(key=lambda x: (x["score"] is None, -(x["score"] or 0), x["code"]))
@@ -123,6 +149,8 @@ async def tongbao(session: AsyncSession, *, region: Region, per: Period, weights
         black = [r for r in reversed(scored) if r not in red][:list_size]
         sections[status] = {"status_zh": sec["status_zh"], "warnings": sec["warnings"], "totals": sec["totals"],
                             "feedback_given": sum(r["feedback_given"] for r in rows), "towns": rows,
+                            "evac_households": sum(r["evac_households"] for r in rows),
+                            "evac_moved": sum(r["evac_moved"] for r in rows),
                             "red": red, "black": black, "warnings_list": sec["warnings_list"]}
     total_w = sum(weights.values())
     return {"region": data["region"], "rank_level": rank, "period": {"kind": per.kind, "label": per.label,

@@ -235,7 +235,7 @@ async def approvals(request: Request, session: SessionDep, settings: SettingsDep
 # --- 人员名册 -----------------------------------------------------------------------------------------------------
 
 @page_router.get("/people", response_class=HTMLResponse)
-async def roster(request: Request, session: SessionDep, settings: SettingsDep, region: str | None = None,
+async def roster(request: Request, session: SessionDep, settings: SettingsDep, now: NowDep, region: str | None = None,
                  role: str | None = None, q: str | None = None,
                  page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
     """人员名册: people by region with role and phones, the roster's health, and the upload form."""
@@ -251,7 +251,7 @@ async def roster(request: Request, session: SessionDep, settings: SettingsDep, r
         total, rows = await people.list_people(session, scope_path=principal.scope.path, region_code=area.code,
                                                role=role or None, q=q or None, offset=(page - 1) * 100, limit=100)
         paths = await regions.region_paths(session, list({p.region_code for p in rows}))
-        health = await service.roster_health(session, scope_path=area.path)
+        health = await service.roster_health(session, scope_path=area.path, now=now)
         deputy = await service.deputies(session, people=rows)
     except DomainError as exc:
         return _refuse(request, principal, exc)

@@ -43,6 +43,7 @@ MENU = (
     MenuItem("board", "叫应看板", "/console/board", ("duty_officer", "leader", "auditor")),
     MenuItem("reports", "叫应统计", "/console/reports", ("auditor",)),
     MenuItem("people", "人员名册", "/console/people", ("duty_officer", "leader", "auditor")),
+    MenuItem("drills", "演练", "/console/drills", ("duty_officer", "auditor")),
     MenuItem("audit", "审计", "/console/audit", ("auditor",)),
 )
 LANDING = {"duty_officer": "/console/warnings", "leader": "/console/approvals", "auditor": "/console/reports",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.actor import Actor
+from warning_service.drills import results as drill_results
 from warning_service.early_warning import queries
 from warning_service.early_warning.models import UNSENT_STATES, EarlyWarning
 from warning_service.errors import Invalid
@@ -112,9 +113,11 @@ class RosterHealth:
     without_phone: list[Any]
     duplicate_phones: list[Any]  # (phone, count)
     unknown_roles: list[Any]  # (role, count)
+    check_failed_total: int = 0  # people whose latest 号码核验 failed (drills/)
+    check_failed: list[Any] = field(default_factory=list)  # drills.models.CheckFailure
 
 
-async def roster_health(session: AsyncSession, *, scope_path: str, limit: int = 50) -> RosterHealth:
+async def roster_health(session: AsyncSession, *, scope_path: str, now: datetime, limit: int = 50) -> RosterHealth:
     """What to fix before the flood season: empty regions, people no call can reach, shared phones, odd roles."""
     in_scope = (Scope(scope_path).predicate(Region.path), Person.active.is_(True))
     uncovered = {level: await people.roster_health(session, scope_path=scope_path, level=level, limit=limit)
@@ -133,8 +136,11 @@ async def roster_health(session: AsyncSession, *, scope_path: str, limit: int = 
         select(Person.role, func.count()).join(Region, Region.code == Person.region_code)
         .where(*in_scope, Person.role.not_in(list(ROLE_ZH))).group_by(Person.role).order_by(Person.role)
     )).all()
+    check_total, check_failed = await drill_results.roster_failures(session, scope_path=scope_path, now=now,
+                                                                    limit=limit)
     return RosterHealth(uncovered=uncovered, without_phone_total=int(no_phone_total),
-                        without_phone=list(no_phone_rows), duplicate_phones=list(dupes), unknown_roles=list(unknown))
+                        without_phone=list(no_phone_rows), duplicate_phones=list(dupes), unknown_roles=list(unknown),
+                        check_failed_total=check_total, check_failed=check_failed)
 
 
 @dataclass(frozen=True)

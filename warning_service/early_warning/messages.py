@@ -50,6 +50,8 @@ KIND_ACTION = {"alert": "发布", "update": "更新", "cancel": "解除", "recal
 # Kinds with texts of their own (a chain's call names whom it chases; a 到岗 demand is not the warning text).
 OWN_TEMPLATE_KINDS = ("escalation", "deputy", "recall", "duty_room", "duty_watch", "attendance")
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
+# Warnings issued for a purpose with texts of their own (policy snapshot "purpose").
+PURPOSE_TEMPLATES = ("number_check", "drill_notice")
 # An escalation SMS names this many silent people; the rest are counted ("等27人") and listed on its page.
 DIGEST_LISTED = 5
 DIGEST_SPOKEN = 3
@@ -283,8 +285,11 @@ class _Renderer:
         reply_code = "1" if only_one else str(digest_code or warning.reply_code)
         deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
         topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice)
+        # A number check (drills/) is no warning: it has a text of its own, found like a topic's.
+        purpose = (warning.policy or {}).get("purpose")
+        own = topic.template if topic else (purpose if purpose in PURPOSE_TEMPLATES else None)
         try:
-            templates, used = self._templates_for(row.channel, kind, warning.hazard, topic.template if topic else None)
+            templates, used = self._templates_for(row.channel, kind, warning.hazard, own)
             failure = None
         except Exception as exc:  # noqa: BLE001 — a missing or broken template falls back to plain text
             templates, used, failure = [], frozenset(("person", "subject")), exc

@@ -124,9 +124,12 @@ async def _counts_by(session: AsyncSession, column: Any, *conds: Any) -> dict[st
 # --- issue ----------------------------------------------------------------------------------------------------
 
 async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
-                          settings: Settings, now: datetime, source: str = "api"
-                          ) -> tuple[list[Region], EarlyWarning]:
-    """Check the request and build the (unsaved) warning an issue would write. Reads only."""
+                          settings: Settings, now: datetime, source: str = "api",
+                          policy_overrides: dict[str, Any] | None = None) -> tuple[list[Region], EarlyWarning]:
+    """Check the request and build the (unsaved) warning an issue would write. Reads only.
+
+    `policy_overrides` replace fields of the policy snapshot: a drill keeps loudspeakers silent, a number
+    check asks everyone by SMS with a long deadline and no chase (drills/)."""
     regions = await resolve_targets(session, codes=data.targets, actor=actor)
     effective = data.effective_at or now
     if data.expires_at is not None and data.expires_at <= max(now, effective):
@@ -140,6 +143,8 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
     under = await responses.in_force(session, paths=[r.path for r in regions], hazard=data.hazard.value)
     snapshot = policy.snapshot_under(data.hazard.value, data.level.value, responses.highest(under),
                                      region_name=scope_region.name if scope_region else "")
+    if policy_overrides:
+        snapshot = {**snapshot, **policy_overrides}
     sender = data.sender or snapshot["issuer"]
     code = data.sender_code or identifiers.sender_code(actor.scope_code, agency=settings.issuer_agency_code)
     identifier = data.identifier or await identifiers.next_identifier(session, code=code, at=now)
@@ -161,16 +166,18 @@ async def prepare_warning(session: AsyncSession, *, data: WarningCreate, actor: 
 
 
 async def issue_warning(session: AsyncSession, *, data: WarningCreate, actor: Actor, policy: PolicyBook,
-                        settings: Settings, now: datetime, source: str = "api") -> IssueResult:
+                        settings: Settings, now: datetime, source: str = "api",
+                        policy_overrides: dict[str, Any] | None = None) -> IssueResult:
     """Issue a warning: notices for every person reached and their first messages, in the caller's transaction.
 
     Under a policy with `sign_off` (审核签发) the warning is only stored, in state `pending`, with its targets
     and nothing sent: `signoff.approve` releases it later through `release` below, the same path as here.
-    A CAP alert relayed from an upstream issuer was signed off there, and is released at once.
+    A CAP alert relayed from an upstream issuer was signed off there, and a drill (演练, scheduled by the
+    duty room in advance) is a test of the chain, not a decision to warn: both are released at once.
     """
     regions, warning = await prepare_warning(session, data=data, actor=actor, policy=policy, settings=settings,
-                                             now=now, source=source)
-    held = bool(warning.policy.get("sign_off")) and source != "cap"
+                                             now=now, source=source, policy_overrides=policy_overrides)
+    held = bool(warning.policy.get("sign_off")) and source not in ("cap", "drill")
     if held:
         if actor.user_id is None:
             raise Invalid("a warning that needs sign-off must be submitted by a user",

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.auth.models import User
 from warning_service.delivery.models import OutboxMessage
 from warning_service.dialect import is_postgresql, name, upsert
+from warning_service.drills.models import Drill
 from warning_service.early_warning.models import WarningTarget
 from warning_service.ledger.models import LedgerEntry, LedgerHead, LedgerPending
 from warning_service.logging import get_logger
@@ -279,7 +280,7 @@ def _subject_int(dialect: str) -> Any:
 
 
 def _in_scope(dialect: str, scope_path: str) -> Any:
-    """Entries about warnings, notices, people, users and messages inside the scope; others are global."""
+    """Entries about warnings, notices, people, users, messages and drills inside the scope; others are global."""
     ancestors = scope_path.strip("/").split("/")[:-1]
     sid = _subject_int(dialect)
 
@@ -294,6 +295,9 @@ def _in_scope(dialect: str, scope_path: str) -> Any:
         "person": exists().where(Person.id == sid, region_ok(Person.region_code)),
         "user": exists().where(User.id == sid, region_ok(User.region_code)),
         "outbox": exists().where(OutboxMessage.id == sid, region_ok(OutboxMessage.region_code)),
+        # A drill's entries are seen from its scheduler's scope up: a 突击 drill's schedule must not reach the
+        # people it will test through the audit log.
+        "drill": exists().where(Drill.id == sid, Scope(scope_path).predicate(Drill.scope_path)),
     }
     return or_(LedgerEntry.subject_type.not_in(list(regional)),
                *[and_(LedgerEntry.subject_type == t, cond) for t, cond in regional.items()])

@@ -71,15 +71,16 @@ async def import_roster(principal: DutyOfficer, session: SessionDep, now: NowDep
 
 
 @router.get("/health", tags=["people"])
-async def roster_health(principal: Reader, session: SessionDep, level: str = "grid", region: str | None = None,
-                        limit: int = Query(1000, ge=1, le=10_000)) -> dict:
-    """Roster health: regions of a level with no responsible person, people with no usable contact."""
+async def roster_health(principal: Reader, session: SessionDep, now: NowDep, level: str = "grid",
+                        region: str | None = None, limit: int = Query(1000, ge=1, le=10_000)) -> dict:
+    """Roster health: regions of a level with no responsible person, people with no usable contact, people
+    whose latest 号码核验 failed (未送达 or 未回复, with the check's date)."""
     path = principal.scope.path
     if region:
         r = await regions.get(session, code=region)
         principal.require_covers(r)
         path = r.path
-    return await service.roster_health(session, scope_path=path, level=level, limit=limit)
+    return await service.roster_health(session, scope_path=path, level=level, limit=limit, now=now)
 
 
 @router.get("/{person_id}", response_model=PersonPublic)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.csvfile import read_table
 from warning_service.dialect import bulk_upsert, chunks
+from warning_service.drills import results as drill_results
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.person.models import (
     RESPONSIBLE_ROLE_BY_LEVEL,
@@ -282,8 +283,10 @@ async def list_people(session: AsyncSession, *, scope_path: str, region_code: st
     return total, list(rows)
 
 
-async def roster_health(session: AsyncSession, *, scope_path: str, level: str, limit: int = 1000) -> dict:
-    """Regions of `level` with no active responsible person, and people no channel can reach."""
+async def roster_health(session: AsyncSession, *, scope_path: str, level: str, limit: int = 1000,
+                        now: datetime | None = None) -> dict:
+    """Regions of `level` with no active responsible person, people no channel can reach and, given `now`,
+    people whose latest 号码核验 failed (drills/), with the date of that check."""
     role = RESPONSIBLE_ROLE_BY_LEVEL.get(level)
     has_person = select(Person.id).where(Person.region_code == Region.code, Person.active.is_(True))
     if role:
@@ -304,4 +307,11 @@ async def roster_health(session: AsyncSession, *, scope_path: str, level: str, l
         "regions_without_responsible": [{"code": r.code, "name": r.name} for r in uncovered],
         "people_without_contact": [{"id": r.id, "name": r.name, "region_code": r.region_code, "role": r.role}
                                    for r in unreachable],
+        **(await _check_failures(session, scope_path=scope_path, now=now, limit=limit) if now else {}),
     }
+
+
+async def _check_failures(session: AsyncSession, *, scope_path: str, now: datetime, limit: int) -> dict:
+    total, failed = await drill_results.roster_failures(session, scope_path=scope_path, now=now, limit=limit)
+    return {"number_check_failed_total": total,
+            "number_check_failed": [f.model_dump(mode="json") for f in failed]}

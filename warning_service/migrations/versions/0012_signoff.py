@@ -8,7 +8,7 @@ from alembic import op
 
 import warning_service.db
 
-revision = "0012_signoff"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
