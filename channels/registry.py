@@ -8,6 +8,13 @@ from typing import Any
 from channels.base import Adapter, ChannelConfigError
 from channels.breaker import Breakers
 from channels.broadcast import BroadcastStub
+from channels.broadcast_http import (
+    DEFAULT_PRIORITY,
+    DEFAULT_REQUEST_TEMPLATE,
+    HttpBroadcastAdapter,
+    PlatformConfig,
+    parse_levels,
+)
 from channels.console import ConsoleAdapter
 from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter
@@ -141,6 +148,22 @@ def _broadcast(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
                          timeout=float(config.get("broadcast_timeout", 10.0)))
 
 
+def _broadcast_http(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
+    if channels - {"broadcast"}:
+        raise ChannelConfigError(
+            f"CHANNEL_ADAPTERS: 'http' serves broadcast, not {', '.join(sorted(channels - {'broadcast'}))}")
+    require(config, "http", channels, "broadcast_platform_url", "broadcast_secret")
+    priority = parse_levels(config.get("broadcast_priority_by_level") or "", setting="BROADCAST_PRIORITY_BY_LEVEL")
+    return HttpBroadcastAdapter(PlatformConfig(
+        url=config["broadcast_platform_url"], secret=config["broadcast_secret"],
+        request_template=config.get("broadcast_request_template") or DEFAULT_REQUEST_TEMPLATE,
+        repeat_by_level=parse_levels(config.get("broadcast_repeat_by_level") or "",
+                                     setting="BROADCAST_REPEAT_BY_LEVEL"),
+        priority_by_level={**DEFAULT_PRIORITY, **priority},
+        callback_url=config.get("broadcast_callback_url") or "",
+        timeout=float(config.get("broadcast_timeout") or 10.0)))
+
+
 def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
     if channels - {"sms"}:
         raise ChannelConfigError(
@@ -167,3 +190,4 @@ register("smtp", _smtp)
 register("stub", _broadcast)
 register("broadcast", _broadcast)
 register("aliyun", _aliyun)
+register("http", _broadcast_http)

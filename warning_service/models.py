@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
+from warning_service.broadcast.models import BroadcastPlay, BroadcastReceipt, Terminal
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.duty.models import DutyMember, DutyShift
 from warning_service.early_warning.models import EarlyWarning, IssueRequest, WarningRevision, WarningTarget
@@ -41,3 +42,5 @@ __all__ += ["ExportJob"]
 __all__ += ["EscalationDigest"]
 # The delivery engine's workers (delivery/)
 __all__ += ["DispatchWorker"]
+# 应急广播 (broadcast/)
+__all__ += ["BroadcastPlay", "BroadcastReceipt", "Terminal"]

@@ -41,6 +41,7 @@ MENU = (
     MenuItem("board", "叫应看板", "/console/board", ("duty_officer", "auditor")),
     MenuItem("reports", "叫应统计", "/console/reports", ("auditor",)),
     MenuItem("people", "人员名册", "/console/people", ("duty_officer", "auditor")),
+    MenuItem("broadcast", "广播终端", "/console/broadcast", ("duty_officer", "auditor")),
     MenuItem("audit", "审计", "/console/audit", ("auditor",)),
 )
 LANDING = {"duty_officer": "/console/warnings", "auditor": "/console/reports", "admin": "/console/people"}
