@@ -101,7 +101,7 @@ class HttpBroadcastAdapter:
         f = message.broadcast or BroadcastFields(zone=message.address)
         now = self.clock()
         values = _values(message, f, repeat=self.repeat_for(f, message),
-                         priority=self.config.priority_by_level.get(f.level, max(DEFAULT_PRIORITY.values())),
+                         priority=self.config.priority_by_level.get(f.level, DEFAULT_PRIORITY.get(f.level, 4)),
                          callback_url=self.config.callback_url, now=now)
         try:
             body = self.template.render(values)
