@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from channels.broadcast_signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.broadcast.conftest import SECRET, VILLAGE
 from tests.delivery.conftest import issue, outbox
-from tests.factories import login
+from tests.factories import PASSWORD, login
 from warning_service.broadcast.models import BroadcastPlay, BroadcastReceipt, Terminal
 from warning_service.delivery.dispatcher import dispatch_tick
 
@@ -71,6 +71,24 @@ async def test_receipts_are_recorded_per_terminal_once_and_the_offline_village_s
     assert village["village_name"] == "横湖村" and village["town_name"] == "太平街道" and village["not_played"]
     assert [(t["code"], t["state"], t["error"]) for t in village["terminals"] if t["state"] != "finished"] == [
         ("HH-03", "failed", "offline")]
+
+
+async def test_the_warning_report_lists_the_village_that_did_not_fully_play(
+        client, duty, db, runtime, terminals, simulator, platform) -> None:
+    sim, _ = simulator
+    wid = await _red_warning(client, duty, runtime)
+    await sim.push_receipts()
+    audit = await login(client, "wl_audit")
+    b = (await client.get(f"/api/v1/reports/warnings/{wid}", headers=audit)).json()["broadcast"]
+    assert (b["villages"], b["villages_not_played"], b["terminals_played"], b["terminals"]) == (1, 1, 2, 3)
+    [village] = b["not_played"]
+    assert [(t["name"], t["state_zh"], t["error_zh"]) for t in village["terminals"] if t["state"] != "finished"] == [
+        ("横湖村溪边", "播放失败", "终端离线")]
+    client.cookies.clear()
+    r = await client.post("/console/login", data={"username": "wl_audit", "password": PASSWORD})
+    assert r.status_code == 303
+    page = await client.get(f"/console/reports/warnings/{wid}")
+    assert page.status_code == 200 and "横湖村溪边(播放失败,终端离线)" in page.text
 
 
 async def test_a_late_started_receipt_never_undoes_a_finished_play(

@@ -50,7 +50,8 @@ async def test_scope_other_counties_terminals_do_not_exist_and_auditors_only_rea
     assert (await client.put(f"/api/v1/broadcast/terminals/{t['id']}", headers=lh, json=BODY)).status_code == 404
     assert (await client.delete(f"/api/v1/broadcast/terminals/{t['id']}", headers=lh)).status_code == 404
     assert (await client.get("/api/v1/broadcast/terminals", headers=lh)).json()["total"] == 0
-    outside = await client.post("/api/v1/broadcast/terminals", headers=lh, json={**BODY, "code": "X", "platform_id": "X"})
+    outside = await client.post("/api/v1/broadcast/terminals", headers=lh,
+                                json={**BODY, "code": "X", "platform_id": "X"})
     assert outside.status_code == 422 and "管辖范围" in outside.json()["detail"]["message_zh"]
     audit = await login(client, "wl_audit")
     assert (await client.get(f"/api/v1/broadcast/terminals/{t['id']}", headers=audit)).status_code == 200

@@ -86,7 +86,7 @@ async def test_a_county_platforms_own_shape_repeat_and_priority_come_from_settin
         await runner.cleanup()
     assert orange.status == yellow.status == "sent"
     (first, headers), (second, _) = seen
-    assert first == {"msg": {"id": "b331081001001:alert:r1:broadcast:w1", "txt": "各位村民请注意:台风红色预警,请立即转移。",
+    assert first == {"msg": {"id": "b331081001001:alert:r1:broadcast:w1", "txt": message().body,
                              "times": 5, "level": 9}, "areas": ["331081001", "331081001001"],
                      "devices": ["T-1", "T-2", "T-3"]}
     assert (second["msg"]["times"], second["msg"]["level"]) == (2, 3)  # not listed: the policy's plays

@@ -147,8 +147,10 @@ class TerminalPlay(BaseModel):
     platform_id: str
     online: bool | None
     state: str  # finished / started / failed / no_receipt / not_sent / queued
+    state_zh: str
     repeats: int
     error: str | None
+    error_zh: str
 
 
 class VillagePlayback(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warning_service import labels
 from warning_service.broadcast.models import (
     BroadcastPlay,
     Playback,
@@ -157,6 +158,14 @@ def _state(message_status: str, play: Any | None) -> str:
     return "no_receipt"
 
 
+def _play(code: str | None, name: str, platform_id: str, online: bool | None, state: str, p: Any | None
+          ) -> TerminalPlay:
+    error = p.error_code if p else None
+    return TerminalPlay(code=code, name=name, platform_id=platform_id, online=online, state=state,
+                        state_zh=labels.zh(labels.BROADCAST_PLAY, state), repeats=p.repeats if p else 0,
+                        error=error, error_zh=labels.zh(labels.BROADCAST_ERROR, error))
+
+
 async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -> Playback:
     """Each village the warning's loudspeaker messages went to (its latest message), each terminal's play;
     villages where any terminal did not finish come first: someone must go there."""
@@ -189,14 +198,11 @@ async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -
     for v in villages:
         m = by_village[v]
         known = {t.platform_id for t in terminals.get(v, [])}
-        rows = [TerminalPlay(code=t.code, name=t.name, platform_id=t.platform_id, online=t.online,
-                             state=_state(m.status, p := plays.get((m.id, t.platform_id))),
-                             repeats=p.repeats if p else 0, error=p.error_code if p else None)
-                for t in terminals.get(v, []) if t.active or (m.id, t.platform_id) in plays]
+        rows = [_play(t.code, t.name, t.platform_id, t.online, _state(m.status, p := plays.get((m.id, t.platform_id))),
+                      p) for t in terminals.get(v, []) if t.active or (m.id, t.platform_id) in plays]
         # A terminal the platform reported that our registry does not know still counts.
-        rows += [TerminalPlay(code=None, name=ref, platform_id=ref, online=None, state=p.status, repeats=p.repeats,
-                              error=p.error_code)
-                 for (oid, ref), p in plays.items() if oid == m.id and ref not in known]
+        rows += [_play(None, ref, ref, None, p.status, p) for (oid, ref), p in plays.items()
+                 if oid == m.id and ref not in known]
         played = sum(1 for r in rows if r.state == "finished")
         items.append(VillagePlayback(
             village_code=v, village_name=names.get(v, v), town_name=names.get(towns.get(v) or "", ""),
@@ -206,3 +212,12 @@ async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -
     return Playback(warning_id=warning_id, villages=len(items), villages_not_played=sum(i.not_played for i in items),
                     terminals=sum(len(i.terminals) for i in items),
                     terminals_played=sum(i.played for i in items), items=items)
+
+
+async def not_played(session: AsyncSession, *, warning_id: int, scope_path: str, limit: int = 500
+                     ) -> dict[str, Any]:
+    """The playback's figures and the villages whose loudspeakers did not all play (the report's section)."""
+    p = await playback(session, warning_id=warning_id, scope_path=scope_path)
+    missing = [v for v in p.items if v.not_played]
+    return {"villages": p.villages, "villages_not_played": p.villages_not_played, "terminals": p.terminals,
+            "terminals_played": p.terminals_played, "not_played": [v.model_dump(mode="json") for v in missing[:limit]]}

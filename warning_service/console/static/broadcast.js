@@ -34,9 +34,6 @@
 (function () {
   const box = document.getElementById("broadcast-playback");
   if (!box) return;
-  const STATE = {finished: "已播放", started: "播放中", failed: "播放失败", no_receipt: "无回执", not_sent: "未推送成功",
-                 queued: "待推送"};
-  const REASON = {offline: "终端离线"};
   async function refresh() {
     const p = await api(`/api/v1/broadcast/warnings/${box.dataset.warning}/playback`);
     document.getElementById("bp-villages").textContent = p.villages;
@@ -46,7 +43,7 @@
     document.getElementById("bp-list").replaceChildren(...(missing.length ? missing.map((v) => el("li", {"data-village": v.village_code},
       el("b", {}, `${v.town_name} ${v.village_name}`), ` 已播 ${v.played}/${v.terminals.length} 台`,
       el("span", {class: "muted"}, v.terminals.length ? ":" + v.terminals.filter((t) => t.state !== "finished")
-        .map((t) => `${t.name}(${STATE[t.state] || t.state}${t.error ? "," + (REASON[t.error] || t.error) : ""})`).join("、")
+        .map((t) => `${t.name}(${t.state_zh}${t.error ? "," + t.error_zh : ""})`).join("、")
         : ":本村未登记广播终端"))) : [el("li", {class: "ok"}, p.villages ? "各村广播均已播放。" : "本预警没有应急广播。")]));
   }
   refresh().catch(() => {});
