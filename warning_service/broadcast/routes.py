@@ -19,6 +19,7 @@ from warning_service.broadcast.models import (
 )
 from warning_service.deps import DutyOfficer, NowDep, Reader, SessionDep, SettingsDep
 from warning_service.early_warning import queries
+from warning_service.early_warning.models import EarlyWarning
 from warning_service.errors import Invalid
 from warning_service.ledger import service as ledger
 
@@ -32,7 +33,13 @@ async def terminal_in_scope(terminal_id: int, principal: Reader, session: Sessio
     return await service.get(session, terminal_id=terminal_id, scope_path=principal.scope.path)
 
 
+async def warning_in_scope(warning_id: int, principal: Reader, session: SessionDep) -> EarlyWarning:
+    """The warning named in the path, if it reaches the caller's scope (otherwise 404)."""
+    return await queries.get_visible(session, warning_id=warning_id, actor=principal.as_actor())
+
+
 ScopedTerminal = Annotated[Terminal, Depends(terminal_in_scope)]
+ScopedWarning = Annotated[EarlyWarning, Depends(warning_in_scope)]
 
 
 @router.get("/terminals", response_model=TerminalPage)
@@ -95,10 +102,9 @@ async def deactivate_terminal(terminal: ScopedTerminal, principal: DutyOfficer, 
 
 
 @router.get("/warnings/{warning_id}/playback", response_model=Playback)
-async def playback(warning_id: int, principal: Reader, session: SessionDep) -> Playback:
+async def playback(warning: ScopedWarning, principal: Reader, session: SessionDep) -> Playback:
     """Each village's loudspeakers for the warning; villages where one did not play come first."""
-    await queries.get_visible(session, warning_id=warning_id, actor=principal.as_actor())
-    return await service.playback(session, warning_id=warning_id, scope_path=principal.scope.path)
+    return await service.playback(session, warning_id=warning.id or 0, scope_path=principal.scope.path)
 
 
 @webhook_router.post("/receipts", include_in_schema=False)
