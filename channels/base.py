@@ -32,6 +32,23 @@ class TemplateFields:
 
 
 @dataclass(frozen=True)
+class BroadcastFields:
+    """What a loudspeaker (应急广播) platform needs besides the text.
+
+    One message goes to one village (`zone`, its division code): the platform plays it on `terminals`, the
+    platform ids of the village's registered loudspeakers (empty: the platform's own list for the zone).
+    """
+
+    zone: str
+    zone_name: str = ""
+    town: str = ""  # the town's division code, for platforms that address by town
+    terminals: tuple[str, ...] = ()
+    level: str = ""  # red / orange / yellow / blue: the platform's priority
+    repeat: int | None = None
+    kind: str = ""  # alert / update / cancel
+
+
+@dataclass(frozen=True)
 class Message:
     """A rendered message for one address. `idempotency_key` is stable across retries of the same message."""
 
@@ -49,6 +66,8 @@ class Message:
     template: TemplateFields | None = None
     # 应急广播: how many times each terminal should play it (issue 13 sets it; None means the platform default).
     broadcast_repeat: int | None = None
+    # 应急广播 through a platform (channels/broadcast_http.py): zone, terminals, level, repeat.
+    broadcast: BroadcastFields | None = None
 
 
 @dataclass(frozen=True)

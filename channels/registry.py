@@ -9,6 +9,13 @@ from channels.base import Adapter, ChannelConfigError
 from channels.breaker import Breakers
 from channels.broadcast import BroadcastStub
 from channels.by_channel import ByChannel
+from channels.broadcast_http import (
+    DEFAULT_PRIORITY,
+    DEFAULT_REQUEST_TEMPLATE,
+    HttpBroadcastAdapter,
+    PlatformConfig,
+    parse_levels,
+)
 from channels.console import ConsoleAdapter
 from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter
@@ -146,6 +153,22 @@ def _broadcast(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
                          timeout=float(config.get("broadcast_timeout", 10.0)))
 
 
+def _broadcast_http(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
+    if channels - {"broadcast"}:
+        raise ChannelConfigError(
+            f"CHANNEL_ADAPTERS: 'http' serves broadcast, not {', '.join(sorted(channels - {'broadcast'}))}")
+    require(config, "http", channels, "broadcast_platform_url", "broadcast_secret")
+    priority = parse_levels(config.get("broadcast_priority_by_level") or "", setting="BROADCAST_PRIORITY_BY_LEVEL")
+    return HttpBroadcastAdapter(PlatformConfig(
+        url=config["broadcast_platform_url"], secret=config["broadcast_secret"],
+        request_template=config.get("broadcast_request_template") or DEFAULT_REQUEST_TEMPLATE,
+        repeat_by_level=parse_levels(config.get("broadcast_repeat_by_level") or "",
+                                     setting="BROADCAST_REPEAT_BY_LEVEL"),
+        priority_by_level={**DEFAULT_PRIORITY, **priority},
+        callback_url=config.get("broadcast_callback_url") or "",
+        timeout=float(config.get("broadcast_timeout") or 10.0)))
+
+
 def _aliyun(config: Mapping[str, Any], channels: frozenset[str]) -> Adapter:
     """Aliyun serves sms (短信服务) and voice (语音服务): two APIs, one provider name in CHANNEL_ADAPTERS."""
     if channels - {"sms", "voice"}:
@@ -234,3 +257,4 @@ register("stub", _broadcast)
 register("broadcast", _broadcast)
 register("aliyun", _aliyun)
 register("tencent", _tencent)
+register("http", _broadcast_http)

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me"
 TONGBAO_INDICATORS = ("answer", "on_time", "proxy", "feedback", "evacuation")
+# A broadcast platform's receipt in our words (broadcast/receipts.py); BROADCAST_RECEIPT_FIELDS renames them.
+BROADCAST_RECEIPT_FIELDS = ("id", "task", "terminal", "event", "repeats", "at", "error")
 
 
 def async_database_url(url: str) -> str:
@@ -85,6 +87,24 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = 10.0
     broadcast_push_url: str | None = None
+    # 应急广播 platform (issue 14, `broadcast=http`): the URL taking one signed JSON request per village, the
+    # shared secret both directions sign with (HMAC-SHA256), the request body as a Jinja template rendering a
+    # JSON object (empty: channels/broadcast_http.py's default; variables task_id, text, zone, zone_name, town,
+    # terminals, terminal_count, repeat, priority, level, kind, play_at, play_at_epoch, callback_url), plays
+    # per level ("red=5,orange=3"; a level not listed plays the policy's broadcast_repeat) and the platform's
+    # priority per level (default red=1 … blue=4). Receipts come back to /webhooks/broadcast/receipts.
+    broadcast_platform_url: str | None = None
+    broadcast_secret: SecretStr | None = None
+    broadcast_request_template: str = ""
+    broadcast_repeat_by_level: str = ""
+    broadcast_priority_by_level: str = ""
+    broadcast_timeout_seconds: float = Field(10.0, gt=0)
+    # Receipt field names in the platform's words: "id=eventId,task=taskId,terminal=terminalId,event=status,
+    # repeats=playCount,at=time,error=reason", and its event words: "started=PLAYING,finished=DONE,failed=FAIL".
+    broadcast_receipt_fields: str = ""
+    broadcast_receipt_events: str = ""
+    # Receipts signed further than this from our clock are refused (a replayed old receipt).
+    broadcast_signature_max_skew_seconds: float = Field(300.0, gt=0)
     # Aliyun 短信服务 (issue 14). Templates: "alert=SMS_123:area/20,hazard,level,reply_code,token;default=…"
     # (see channels/templates.py); the token variable follows the link's constant host in the template.
     aliyun_access_key_id: str | None = None
@@ -231,6 +251,30 @@ class Settings(BaseSettings):
     def hazard_name_overrides(self) -> dict[str, str]:
         """HAZARD_NAMES parsed: hazard code -> the Chinese name this deployment uses."""
         return _parse_pairs(self.hazard_names, "HAZARD_NAMES")
+
+    def broadcast_receipt_field_names(self) -> dict[str, str]:
+        """BROADCAST_RECEIPT_FIELDS parsed: our receipt field → the platform's name for it."""
+        out = _parse_pairs(self.broadcast_receipt_fields, "BROADCAST_RECEIPT_FIELDS")
+        unknown = set(out) - set(BROADCAST_RECEIPT_FIELDS)
+        if unknown:
+            raise ValueError(f"BROADCAST_RECEIPT_FIELDS: unknown field {sorted(unknown)[0]!r} "
+                             f"(use {', '.join(BROADCAST_RECEIPT_FIELDS)})")
+        return out
+
+    def broadcast_receipt_event_words(self) -> dict[str, str]:
+        """BROADCAST_RECEIPT_EVENTS parsed: the platform's word → started / finished / failed."""
+        out = _parse_pairs(self.broadcast_receipt_events, "BROADCAST_RECEIPT_EVENTS")
+        unknown = set(out) - {"started", "finished", "failed"}
+        if unknown:
+            raise ValueError(f"BROADCAST_RECEIPT_EVENTS: unknown event {sorted(unknown)[0]!r} "
+                             "(use started, finished, failed)")
+        return {word: ours for ours, word in out.items()}
+
+    @model_validator(mode="after")
+    def _check_broadcast(self) -> Settings:
+        self.broadcast_receipt_field_names()
+        self.broadcast_receipt_event_words()
+        return self
 
     def trusted_cap_senders(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.cap_trusted_senders.split(",") if p.strip())

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 
 from warning_service.auth.models import User
 from warning_service.auth.service import create_user
+from warning_service.broadcast import imports as terminals
+from warning_service.broadcast.models import Terminal
 from warning_service.clock import utcnow
 from warning_service.config import Settings
 from warning_service.db import Database
@@ -49,6 +51,14 @@ def generated_people_csv(regions: list[tuple[str, str]], *, phone_base: int = 13
     return buf.getvalue().encode()
 
 
+def generated_terminals_csv(villages: list[str]) -> bytes:
+    """Two loudspeakers per village (村委会 and 文化礼堂), platform ids `WL-<village>-1/2`, for the simulator."""
+    rows = ["code,name,region_code,platform_id"]
+    for v in villages:
+        rows += [f"{v}-1,村委会大喇叭,{v},WL-{v}-1", f"{v}-2,文化礼堂广播,{v},WL-{v}-2"]
+    return ("\n".join(rows) + "\n").encode()
+
+
 async def _prepare(settings: Settings) -> dict[str, Any]:
     db = Database(settings.async_database_url)
     try:
@@ -62,6 +72,11 @@ async def _prepare(settings: Settings) -> dict[str, Any]:
                 rows = (await s.execute(select(Region.code, Region.level).where(
                     Region.code.like(f"{COUNTY}%")).order_by(Region.path))).all()
                 await people.import_csv(s, path="demo-people.csv", raw=generated_people_csv(rows), now=utcnow())
+            if (await s.execute(select(func.count()).select_from(Terminal))).scalar_one() == 0:
+                villages = list((await s.execute(select(Region.code).where(
+                    Region.code.like(f"{COUNTY}%"), Region.level == "village").order_by(Region.code))).scalars())
+                await terminals.import_terminals(s, name="demo-terminals.csv", raw=generated_terminals_csv(villages),
+                                                 scope_path="/", now=utcnow())
             for username, role in (("duty", "duty_officer"), ("leader", "leader"), ("auditor", "auditor"),
                                    ("admin", "admin")):
                 if not (await s.execute(select(User.id).where(User.username == username))).first():

@@ -54,6 +54,11 @@ MESSAGE_KIND = _frozen({"alert": "预警", "update": "更新", "cancel": "解除
                         "deputy": "B岗叫应", "escalation": "逐级上报", "duty_room": "值班室兜底",
                          "duty_watch": "值班室知会", "attendance": "到岗确认"})
 
+# 应急广播: a terminal's play for one warning (broadcast/), and why it failed.
+BROADCAST_PLAY = _frozen({"finished": "已播放", "started": "播放中", "failed": "播放失败", "no_receipt": "无回执",
+                          "not_sent": "未推送成功", "queued": "待推送"})
+BROADCAST_ERROR = _frozen({"offline": "终端离线"})
+
 REGION_LEVEL = _frozen({"province": "省", "city": "市", "county": "县(市、区)", "town": "乡镇(街道)",
                         "village": "村(社区)", "grid": "网格"})
 

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from warning_service.acknowledgment.models import Acknowledgment, Feedback, InboundEvent
 from warning_service.auth.models import User
+from warning_service.broadcast.models import BroadcastPlay, BroadcastReceipt, Terminal
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.drills.models import Drill
 from warning_service.duty.models import DutyMember, DutyShift
@@ -52,3 +53,5 @@ __all__ += ["DispatchWorker"]
 __all__ += ["WarningSignoff"]
 # 演练 and 号码核验 (drills/)
 __all__ += ["Drill"]
+# 应急广播 (broadcast/)
+__all__ += ["BroadcastPlay", "BroadcastReceipt", "Terminal"]

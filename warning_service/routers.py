@@ -8,6 +8,8 @@ from warning_service.acknowledgment import routes as acknowledgment
 from warning_service.assessment import pages as assessment_pages
 from warning_service.assessment import routes as assessment
 from warning_service.auth import routes as auth
+from warning_service.broadcast import pages as broadcast_pages
+from warning_service.broadcast import routes as broadcast
 from warning_service.console import routes as console
 from warning_service.delivery import routes as delivery
 from warning_service.drills import pages as drills_pages
@@ -61,6 +63,9 @@ def include_routers(app: FastAPI) -> None:
         ledger.router,
         evacuation.router,  # 转移避险 registers, tasks, board
         evacuation_pages.page_router,  # the task page and the evacuation board
+        broadcast.router,  # 应急广播 terminals and playback
+        broadcast.webhook_router,  # the broadcast platform's signed play receipts
+        broadcast_pages.page_router,  # the terminal page
     ):
         app.include_router(router)
     console.mount_static(app)

@@ -44,6 +44,7 @@ MENU = (
     MenuItem("reports", "叫应统计", "/console/reports", ("auditor",)),
     MenuItem("people", "人员名册", "/console/people", ("duty_officer", "leader", "auditor")),
     MenuItem("drills", "演练", "/console/drills", ("duty_officer", "auditor")),
+    MenuItem("broadcast", "广播终端", "/console/broadcast", ("duty_officer", "auditor")),
     MenuItem("audit", "审计", "/console/audit", ("auditor",)),
 )
 LANDING = {"duty_officer": "/console/warnings", "leader": "/console/approvals", "auditor": "/console/reports",

@@ -24,7 +24,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import distinct, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.base import Message, TemplateFields, sms_segments
+from channels.base import BroadcastFields, Message, TemplateFields, sms_segments
+from warning_service.broadcast.targets import terminals_of
 from warning_service.config import Settings
 from warning_service.early_warning import texts
 from warning_service.early_warning.guidance import level_lines
@@ -163,8 +164,10 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         r.region_code for r in rows if r.channel == "broadcast" and r.region_code} | {
         w.sender_code[:6] for w in warnings.values()}
     regions_by_code = await _regions_with_ancestors(session, codes)
+    villages = [r.region_code for r in rows if r.channel == "broadcast" and r.region_code]
     return {"revs": revs, "warnings": warnings, "notices": notices, "subjects": subjects, "persons": persons,
             "open_counts": open_counts, "regions": regions_by_code, "digests": digests, "members": members,
+            "terminals": await terminals_of(session, villages) if villages else {},
             "evacuation": await evacuation.load(session, rows=rows, notices=notices)}
 
 
@@ -323,8 +326,16 @@ class _Renderer:
             fields = TemplateFields(sender=w["sign"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"],
                                     reply_code=reply_code, token=token or "", deadline=deadline,
                                     sent_at=w["sent_at"], instruction=w["guidance"])
+        broadcast = None
         if row.channel == "broadcast":
-            metadata["repeat"] = str(self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)["repeat"])
+            repeat = int(self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)["repeat"])
+            metadata["repeat"] = str(repeat)
+            village = ctx["regions"].get(row.region_code) if row.region_code else None
+            broadcast = BroadcastFields(
+                zone=row.region_code or row.address, zone_name=village.name if village else "",
+                town=(regions.ancestor_codes(village.path)[-2:-1] or [""])[0] if village else "",
+                terminals=ctx.get("terminals", {}).get(row.region_code, ()), kind=kind, repeat=repeat,
+                level=ctx["revs"][(row.warning_id, row.revision)].level)
         return Message(
             channel=row.channel, address=row.address, body=body, subject=subject, html=html,
             idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
@@ -336,6 +347,8 @@ class _Renderer:
                            if row.channel == "voice" and token and ack_required else None),
             metadata=metadata,
             template=fields,
+            broadcast=broadcast,
+            broadcast_repeat=broadcast.repeat if broadcast else None,
         )
 
     def _context(self, row: Any, warning: EarlyWarning, notice: Any, person: Any, *, ack_required: bool,

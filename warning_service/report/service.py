@@ -13,6 +13,7 @@ from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service import labels
+from warning_service.broadcast import service as broadcast
 from warning_service.delivery.models import STATUS_RANK
 from warning_service.dialect import chunks
 from warning_service.dialect import name as dialect_name
@@ -94,6 +95,8 @@ async def report_and_rollup(session: AsyncSession, *, scoped: Scoped, now: datet
         "feedback": await fb.feedback_summary(session, scoped=scoped, now=now),
         "proxy": await fb.proxy_answers(session, scoped=scoped, offset=proxy_offset, limit=proxy_limit),
         "history": await fb.history(session, warning=w),
+        # 应急广播: villages whose loudspeakers did not all play, for someone to be sent there.
+        "broadcast": await broadcast.not_played(session, warning_id=w.id, scope_path=scoped.region.path),
     }
     return report, tree
 
