@@ -37,6 +37,7 @@ from warning_service.early_warning.models import (
     WarningRevision,
 )
 from warning_service.evacuation import messages as evacuation
+from warning_service.evacuation import shelters as shelter_pages
 from warning_service.logging import get_logger
 from warning_service.notice.models import ANSWERABLE_STATES, OPEN_STATES, EscalationDigest, Notice
 from warning_service.notice.tokens import link_key, make_token
@@ -283,6 +284,9 @@ class _Renderer:
         reply_code = "1" if only_one else str(digest_code or warning.reply_code)
         deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
         topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice)
+        if topic is not None and topic.link_id is not None:
+            # A shelter manager's page: its own token, under a key a notice's token cannot pass.
+            token = shelter_pages.token_for(topic.link_id, link_key=self.key)
         try:
             templates, used = self._templates_for(row.channel, kind, warning.hazard, topic.template if topic else None)
             failure = None
@@ -293,7 +297,7 @@ class _Renderer:
                notice.escalation_of if notice is not None and "subject" in used else None,
                notice.digest_id if notice is not None and "digest" in used else None,
                row.region_code if row.channel == "broadcast" else None,
-               (row.notice_id, row.region_code) if topic else None)
+               (row.notice_id, row.region_code, topic.link_id) if topic else None)
         entry = self._texts.get(key)
         if entry is None:
             context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),

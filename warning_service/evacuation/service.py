@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, exists, func, literal, select, union_all, update
+from sqlalchemy import Integer, String, and_, cast, exists, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
@@ -23,6 +23,7 @@ from warning_service.dialect import chunks, in_ids, insert
 from warning_service.early_warning import fanout
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
+from warning_service.evacuation import shelters as shelter_pages
 from warning_service.evacuation.models import (
     TASK_STATUS_ZH,
     DangerZone,
@@ -49,7 +50,7 @@ from warning_service.region.scope import Scope
 log = get_logger(__name__)
 T, H, Z, TH = EvacuationTask.__table__, Household.__table__, DangerZone.__table__, EvacThreshold.__table__
 SN, SP, SPL, SH = SpecialNotice.__table__, SpecialPerson.__table__, SpecialPlace.__table__, Shelter.__table__
-P, R, OUTBOX = Person.__table__, Region.__table__, OutboxMessage.__table__
+P, R, OUTBOX, N = Person.__table__, Region.__table__, OutboxMessage.__table__, Notice.__table__
 TASK_COLUMNS = [
     "notice_id",
     "warning_id",
@@ -65,11 +66,12 @@ EVACUATION_REASONS = (NoticeReason.evacuation.value, NoticeReason.special.value)
 
 @dataclass
 class Opened:
-    tasks: int = 0
-    people: int = 0
+    tasks: int = 0  # households
     special_people: int = 0
     special_places: int = 0
     messages: int = 0
+    keepers: int = 0
+    shelters: int = 0
 
 
 def _meets(subject: Subject, subject_id: Any, warning: EarlyWarning) -> Any:
@@ -82,31 +84,19 @@ def _meets(subject: Subject, subject_id: Any, warning: EarlyWarning) -> Any:
     )
 
 
-async def _max(session: AsyncSession, column: Any) -> int:
-    return int((await session.execute(select(func.coalesce(func.max(column), 0)))).scalar_one())
-
-
 async def open_for_warning(
     session: AsyncSession, *, warning: EarlyWarning, target_paths: list[str], now: datetime
 ) -> Opened:
-    """Open a 转移任务 per household in zones inside the area whose threshold the warning meets, and a notice
-    to the helper or contact of every special person and place it meets; queue their SMS. Idempotent per
-    household and subject, so an upgrade may call it again and only reaches what the new level adds."""
+    """Open a 转移任务 per household in zones inside the area whose threshold the warning meets, under ONE
+    notice (and one SMS) per 包户责任人 listing their households, and a notice to the helper or contact of
+    every special person and place it meets; tell shelter managers of the area. Idempotent per household
+    and subject: an upgrade or a wider area calls it again and only reaches what the revision adds; a
+    keeper it gives more households to keeps their one notice, asked again if they had answered it."""
     out = Opened()
     inside = Scope.any_of(R.c.path, target_paths)
-    task_floor = await _max(session, T.c.id)
     floor = await notices.max_id(session)
-    src = (
-        select(
-            await notices.reserved_ids(session, floor=floor, order_by=H.c.id),
-            literal(warning.id, Integer),
-            H.c.id,
-            Z.c.id,
-            literal(TaskStatus.pending.value),
-            literal(False),
-            literal(now, UTCDateTime),
-            literal(now, UTCDateTime),
-        )
+    reached = (
+        select(H.c.id.label("household_id"), Z.c.id.label("zone_id"), H.c.keeper_id.label("keeper_id"))
         .select_from(
             H.join(Z, Z.c.id == H.c.zone_id).join(R, R.c.code == Z.c.region_code).join(P, P.c.id == H.c.keeper_id)
         )
@@ -118,41 +108,60 @@ async def open_for_warning(
             _meets(Subject.zone, Z.c.id, warning),
             ~exists().where(T.c.warning_id == warning.id, T.c.household_id == H.c.id),
         )
+    ).cte("reached")
+    keepers = select(reached.c.keeper_id).group_by(reached.c.keeper_id)
+    await notices.open_keepers(
+        session,
+        warning=warning,
+        now=now,
+        source=select(P.c.id, P.c.role, P.c.region_code).where(P.c.id.in_(keepers)),
     )
-    res = await session.execute(insert(session, T).from_select(TASK_COLUMNS, src))
-    out.tasks = res.rowcount or 0
-    if out.tasks:
-        mine = and_(T.c.warning_id == warning.id, T.c.id > task_floor)
-        await notices.open_reserved(
-            session,
-            warning=warning,
-            reason=NoticeReason.evacuation,
-            now=now,
-            source=(
-                select(T.c.notice_id, P.c.id, P.c.role, Z.c.region_code)
-                .select_from(
-                    T.join(H, H.c.id == T.c.household_id)
-                    .join(Z, Z.c.id == T.c.zone_id)
-                    .join(P, P.c.id == H.c.keeper_id)
-                )
-                .where(mine)
-            ),
+    if warning.revision > 1:
+        # A revision that reaches more of a keeper's households asks them again on their one notice.
+        await notices.reopen_keepers(session, warning=warning, now=now, person_ids=keepers)
+    # The keeper's notice is looked up per row through uq_notice_evacuation, not joined: the planner, with no
+    # statistics yet for the notices this transaction just wrote, would drive a nested loop from them.
+    notice_of = (
+        select(N.c.id)
+        .where(
+            N.c.warning_id == warning.id,
+            N.c.person_id == reached.c.keeper_id,
+            N.c.reason == NoticeReason.evacuation.value,
         )
-        out.people = int(
-            (
-                await session.execute(
-                    select(func.coalesce(func.sum(H.c.people), 0))
-                    .select_from(T.join(H, H.c.id == T.c.household_id))
-                    .where(mine)
-                )
-            ).scalar_one()
-        )
+        .scalar_subquery()
+    )
+    src = select(
+        notice_of,
+        literal(warning.id, Integer),
+        reached.c.household_id,
+        reached.c.zone_id,
+        literal(TaskStatus.pending.value),
+        literal(False),
+        literal(now, UTCDateTime),
+        literal(now, UTCDateTime),
+    ).select_from(reached)
+    # RETURNING hands back what the rest needs (keepers to text, zones for the shelters), so nothing below
+    # reads the 16,000 rows just written again.
+    opened = (
+        await session.execute(insert(session, T).from_select(TASK_COLUMNS, src).returning(T.c.notice_id, T.c.zone_id))
+    ).all()
+    out.tasks = len(opened)
+    keeper_notices = sorted({r.notice_id for r in opened})
+    out.keepers = len(keeper_notices)
     out.special_people, out.special_places = await _open_special(session, warning=warning, inside=inside, now=now)
     if out.tasks or out.special_people or out.special_places:
-        new = and_(Notice.id > floor, Notice.reason.in_(EVACUATION_REASONS))
-        out.messages = await fanout.queue_person_messages(
-            session, warning=warning, kind=MessageKind.evacuation.value, channels=["sms"], now=now, notice_filter=new
+        told = or_(
+            and_(Notice.reason == NoticeReason.evacuation.value, in_ids(session, Notice.id, keeper_notices)),
+            and_(Notice.id > floor, Notice.reason == NoticeReason.special.value),
         )
+        out.messages = await fanout.queue_person_messages(
+            session, warning=warning, kind=MessageKind.evacuation.value, channels=["sms"], now=now, notice_filter=told
+        )
+    if out.tasks:
+        out.shelters = await shelter_pages.open_links(
+            session, warning=warning, zone_ids=sorted({r.zone_id for r in opened}), now=now
+        )
+    if out.tasks or out.special_people or out.special_places:
         await ledger.append(
             session,
             at=now,
@@ -162,17 +171,18 @@ async def open_for_warning(
             subject_id=warning.id,
             details={
                 "tasks": out.tasks,
-                "people": out.people,
+                "keepers": out.keepers,
                 "special_people": out.special_people,
                 "special_places": out.special_places,
                 "messages": out.messages,
+                "shelter_links": out.shelters,
             },
         )
     log.info(
         "evacuation_opened",
         warning_id=warning.id,
         tasks=out.tasks,
-        people=out.people,
+        keepers=out.keepers,
         special_people=out.special_people,
         special_places=out.special_places,
     )
@@ -251,6 +261,23 @@ async def load_task(
         q = q.with_for_update(of=EvacuationTask)
     row = (await session.execute(q)).first()
     return TaskView(*row) if row else None
+
+
+async def load_keeper_tasks(session: AsyncSession, *, notice_id: int, lock: bool = False) -> list[TaskView]:
+    """Every task under a keeper's one notice (the task page lists them all), in the order of the SMS."""
+    q = (
+        select(EvacuationTask, Household, DangerZone, EarlyWarning, Region.path, Person)
+        .join(Household, Household.id == EvacuationTask.household_id)
+        .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
+        .join(EarlyWarning, EarlyWarning.id == EvacuationTask.warning_id)
+        .join(Region, Region.code == DangerZone.region_code)
+        .join(Person, Person.id == Household.keeper_id)
+        .where(EvacuationTask.notice_id == notice_id)
+        .order_by(EvacuationTask.id)
+    )
+    if lock:
+        q = q.with_for_update(of=EvacuationTask)
+    return [TaskView(*row) for row in (await session.execute(q)).all()]
 
 
 async def get_task(session: AsyncSession, *, task_id: int, scope_path: str, lock: bool = False) -> TaskView:
@@ -388,7 +415,21 @@ async def release(session: AsyncSession, *, warning_id: int, region: Region, act
     ids = [r.id for r in rows]
     for part in chunks(ids, 1000):
         await session.execute(update(T).where(in_ids(session, T.c.id, part)).values(released_at=now, updated_at=now))
-    closed = await notices.close_if_open(session, [r.notice_id for r in rows], now=now)
+    # A keeper's one notice ends only when every household it lists is released.
+    touched = sorted({r.notice_id for r in rows})
+    still_out = set()
+    for part in chunks(touched, 1000):
+        still_out |= set(
+            (
+                await session.execute(
+                    select(T.c.notice_id)
+                    .where(in_ids(session, T.c.notice_id, part), T.c.released_at.is_(None))
+                    .distinct()
+                )
+            ).scalars()
+        )
+    closed = await notices.close_if_open(session, [n for n in touched if n not in still_out], now=now)
+    await shelter_pages.expire_released(session, warning_id=warning_id, now=now)
     released = and_(T.c.warning_id == warning_id, T.c.released_at == now, T.c.zone_id.in_(zone_in_area))
     keepers = select(H.c.keeper_id.label("pid")).select_from(T.join(H, H.c.id == T.c.household_id)).where(released)
     managers = (
