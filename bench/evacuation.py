@@ -146,7 +146,10 @@ class Profile:
 
     def _after(self, conn, cursor, statement, params, context, executemany):  # noqa: ANN001
         if self.on:
-            key = " ".join(statement.split())[:110]
+            flat = " ".join(statement.split())
+            # A statement that starts with a CTE is named by what it writes.
+            head = next((flat[i : i + 40] for w in ("INSERT INTO", "UPDATE ") if (i := flat.find(w)) > 0), "")
+            key = f"{flat[:70]} … {head}" if flat.startswith("WITH") else flat[:110]
             self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - self._t0
             self.counts[key] = self.counts.get(key, 0) + 1
 

@@ -237,7 +237,7 @@ class SpecialPlace(SQLModel, table=True):
 
 class EvacuationTask(SQLModel, table=True):
     """转移任务: one household to move for one warning. Its 包户责任人 has ONE notice of reason evacuation per
-    warning (uq_notice_evacuation), shared by the tasks of all the households they keep: one SMS, one 叫应,
+    warning (found by ix_notice_evacuation), shared by the tasks of all the households they keep: one SMS, one 叫应,
     one chase per keeper; the board still counts households."""
 
     __tablename__ = "evacuation_task"
@@ -255,6 +255,8 @@ class EvacuationTask(SQLModel, table=True):
     warning_id: int
     household_id: int
     zone_id: int
+    # The 包户责任人 the task was opened for (the household's keeper may change later; the notice is theirs).
+    keeper_id: int | None = None
     status: str = Field(max_length=16, default=TaskStatus.pending)
     shelter_id: int | None = None
     people_moved: int | None = None

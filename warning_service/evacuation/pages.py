@@ -263,7 +263,13 @@ async def task_decision(
         await service.decide(session, view=view, data=data, actor=f"person:{view.keeper.id}", now=now)
     except ValidationError:
         ctx = await _context(
-            session, views, token=token, request=request, error="请选择转移情况,人数须为整数", error_task=view.task.id, posted=posted
+            session,
+            views,
+            token=token,
+            request=request,
+            error="请选择转移情况,人数须为整数",
+            error_task=view.task.id,
+            posted=posted,
         )
         return _render(settings, ctx, status_code=422)
     except DomainError as exc:

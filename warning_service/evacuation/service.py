@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, exists, literal, or_, select, union_all, update
+from sqlalchemy import Integer, String, and_, cast, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
@@ -56,6 +56,7 @@ TASK_COLUMNS = [
     "warning_id",
     "household_id",
     "zone_id",
+    "keeper_id",
     "status",
     "returned_early",
     "created_at",
@@ -109,45 +110,48 @@ async def open_for_warning(
             ~exists().where(T.c.warning_id == warning.id, T.c.household_id == H.c.id),
         )
     ).cte("reached")
-    keepers = select(reached.c.keeper_id).group_by(reached.c.keeper_id)
-    await notices.open_keepers(
-        session,
-        warning=warning,
-        now=now,
-        source=select(P.c.id, P.c.role, P.c.region_code).where(P.c.id.in_(keepers)),
-    )
-    if warning.revision > 1:
-        # A revision that reaches more of a keeper's households asks them again on their one notice.
-        await notices.reopen_keepers(session, warning=warning, now=now, person_ids=keepers)
-    # The keeper's notice is looked up per row through uq_notice_evacuation, not joined: the planner, with no
-    # statistics yet for the notices this transaction just wrote, would drive a nested loop from them.
-    notice_of = (
-        select(N.c.id)
+    # Each keeper's one notice id: the one they already have (an upgrade reaching more of their households),
+    # else a fresh one reserved for them (notice/service.reserved_ids), so ONE statement writes every task
+    # naming its keeper's notice, and reads the registers once.
+    distinct_keepers = select(reached.c.keeper_id).distinct().subquery("dk")
+    existing = (
+        select(func.max(N.c.id))
         .where(
             N.c.warning_id == warning.id,
-            N.c.person_id == reached.c.keeper_id,
+            N.c.person_id == distinct_keepers.c.keeper_id,
             N.c.reason == NoticeReason.evacuation.value,
         )
         .scalar_subquery()
     )
+    reserved = await notices.reserved_ids(session, floor=floor, order_by=distinct_keepers.c.keeper_id)
+    keepers = select(distinct_keepers.c.keeper_id, func.coalesce(existing, reserved).label("notice_id")).cte("keepers")
     src = select(
-        notice_of,
+        keepers.c.notice_id,
         literal(warning.id, Integer),
         reached.c.household_id,
         reached.c.zone_id,
+        reached.c.keeper_id,
         literal(TaskStatus.pending.value),
         literal(False),
         literal(now, UTCDateTime),
         literal(now, UTCDateTime),
-    ).select_from(reached)
-    # RETURNING hands back what the rest needs (keepers to text, zones for the shelters), so nothing below
-    # reads the 16,000 rows just written again.
+    ).select_from(reached.join(keepers, keepers.c.keeper_id == reached.c.keeper_id))
+    # RETURNING hands back what the rest needs (the keepers' notices to open, the zones for the shelters), so
+    # nothing below reads the 16,000 rows just written again.
     opened = (
-        await session.execute(insert(session, T).from_select(TASK_COLUMNS, src).returning(T.c.notice_id, T.c.zone_id))
+        await session.execute(
+            insert(session, T).from_select(TASK_COLUMNS, src).returning(T.c.notice_id, T.c.keeper_id, T.c.zone_id)
+        )
     ).all()
     out.tasks = len(opened)
-    keeper_notices = sorted({r.notice_id for r in opened})
-    out.keepers = len(keeper_notices)
+    pairs = sorted({(r.notice_id, r.keeper_id) for r in opened})
+    out.keepers = len(pairs)
+    await notices.open_keepers(
+        session, warning=warning, now=now, reserved=[(nid, pid) for nid, pid in pairs if nid > floor]
+    )
+    # A revision that gives a keeper more households asks them again on their one notice.
+    await notices.reopen_keepers(session, warning=warning, now=now, ids=[nid for nid, _ in pairs if nid <= floor])
+    keeper_notices = [nid for nid, _ in pairs]
     out.special_people, out.special_places = await _open_special(session, warning=warning, inside=inside, now=now)
     if out.tasks or out.special_people or out.special_places:
         told = or_(
@@ -254,7 +258,7 @@ async def load_task(
         .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
         .join(EarlyWarning, EarlyWarning.id == EvacuationTask.warning_id)
         .join(Region, Region.code == DangerZone.region_code)
-        .join(Person, Person.id == Household.keeper_id)
+        .join(Person, Person.id == func.coalesce(EvacuationTask.keeper_id, Household.keeper_id))
     )
     q = q.where(EvacuationTask.id == task_id) if task_id is not None else q.where(EvacuationTask.notice_id == notice_id)
     if lock:
@@ -271,7 +275,7 @@ async def load_keeper_tasks(session: AsyncSession, *, notice_id: int, lock: bool
         .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
         .join(EarlyWarning, EarlyWarning.id == EvacuationTask.warning_id)
         .join(Region, Region.code == DangerZone.region_code)
-        .join(Person, Person.id == Household.keeper_id)
+        .join(Person, Person.id == func.coalesce(EvacuationTask.keeper_id, Household.keeper_id))
         .where(EvacuationTask.notice_id == notice_id)
         .order_by(EvacuationTask.id)
     )

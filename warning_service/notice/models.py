@@ -97,8 +97,9 @@ class Notice(SQLModel, table=True):
         # The duty room is told once per warning (per person on shift), however many notices fall silent.
         Index("uq_notice_duty_watch", "warning_id", "person_id", unique=True,
               sqlite_where=text(DUTY_WATCH_PREDICATE), postgresql_where=text(DUTY_WATCH_PREDICATE)),
-        # One 转移 notice per 包户责任人 per warning, listing all the households they keep (evacuation/).
-        Index("uq_notice_evacuation", "warning_id", "person_id", unique=True,
+        # A 包户责任人's one 转移 notice of a warning, found by the keeper (evacuation/). Not unique: warnings
+        # opened before evac2 have a notice per household; the one writer (warning row locked) keeps it to one.
+        Index("ix_notice_evacuation", "warning_id", "person_id",
               sqlite_where=text(EVACUATION_PREDICATE), postgresql_where=text(EVACUATION_PREDICATE)),
         Index("ix_notice_due", "next_action_at",
               sqlite_where=text("next_action_at IS NOT NULL"), postgresql_where=text("next_action_at IS NOT NULL")),

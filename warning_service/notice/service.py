@@ -23,7 +23,6 @@ from warning_service.notice.models import (
     ANSWERABLE_STATES,
     CHASE_KINDS,
     DUTY_WATCH_PREDICATE,
-    EVACUATION_PREDICATE,
     OPEN_STATES,
     PRIMARY_PREDICATE,
     ROUND_REASONS,
@@ -137,7 +136,7 @@ async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[
 
 async def reserved_ids(session: AsyncSession, *, floor: int, order_by: Any) -> Any:
     """SQL: a fresh notice id per selected row, so rows of another table can name their notice before it is
-    written (evacuation tasks: one INSERT … SELECT links each household to its own notice).
+    written (evacuation tasks: one INSERT … SELECT links each household to its keeper's notice).
 
     PostgreSQL draws them from the table's own sequence, safe beside concurrent inserts. SQLite has one
     writer at a time, and this transaction already writes: ids above `floor` (the current maximum) are free.
@@ -175,40 +174,45 @@ async def open_reserved(session: AsyncSession, *, warning: EarlyWarning, source:
     return res.rowcount or 0
 
 
-async def open_keepers(session: AsyncSession, *, warning: EarlyWarning, source: Any, now: datetime) -> int:
-    """One 转移 notice per 包户责任人 of this warning: `source` selects (person_id, role, region_code), one row
-    per keeper (GROUP BY). A keeper who already has one (an upgrade reaching more of their households) is
-    skipped by the unique index uq_notice_evacuation; `reopen_keepers` asks them again. Same 叫应 rules and
-    chase as a primary notice. Returns how many were opened."""
+async def open_keepers(session: AsyncSession, *, warning: EarlyWarning, reserved: Sequence[tuple[int, int]],
+                       now: datetime) -> int:
+    """The 转移 notices of 包户责任人, one per keeper of this warning (ix_notice_evacuation), with the ids
+    `reserved` for them by `reserved_ids`: (notice id, person id) pairs. Same 叫应 rules and chase as a
+    primary notice. Returns how many were opened."""
+    if not reserved:
+        return 0
     policy = warning.policy
     ack = bool(policy["ack_required"])
     deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
-    sub = source.subquery()
-    src = select(
-        literal(warning.id, Integer), sub.c[0], sub.c[1], sub.c[2], literal(NoticeReason.evacuation.value),
-        literal(NoticeState.pending.value), literal(ack), literal(warning.ack_round, Integer),
-        literal(deadline, UTCDateTime), literal(deadline, UTCDateTime), literal(0, Integer),
-        literal(NoticeStep.initial.value), literal(now, UTCDateTime)).where(sub.c[0].is_not(None))
-    # (SQLite reads "FROM x ON CONFLICT" as a join's ON without a WHERE before it.)
-    stmt = insert(session, N).from_select(NOTICE_COLUMNS, src).on_conflict_do_nothing(
-        index_elements=["warning_id", "person_id"], index_where=text(EVACUATION_PREDICATE))
-    return (await session.execute(stmt)).rowcount or 0
+    people: dict[int, Any] = {}
+    for part in chunks(sorted({pid for _, pid in reserved}), PART):
+        people |= {r.id: r for r in (await session.execute(select(Person.id, Person.role, Person.region_code)
+                                                           .where(in_ids(session, Person.id, part)))).all()}
+    rows = [dict(zip(["id", *NOTICE_COLUMNS], (
+        nid, warning.id, pid, people[pid].role, people[pid].region_code, NoticeReason.evacuation.value,
+        NoticeState.pending.value, ack, warning.ack_round, deadline, deadline, 0, NoticeStep.initial.value, now),
+        strict=True)) for nid, pid in reserved]
+    await session.execute(insert(session, N), rows)
+    return len(rows)
 
 
-async def reopen_keepers(session: AsyncSession, *, warning: EarlyWarning, person_ids: Any, now: datetime) -> int:
-    """The 转移 notices of these keepers (`person_ids`: a SELECT of person ids) that were answered, timed out
-    or closed: asked again, on a fresh deadline, because a revision gave them more households to move. One
-    still open keeps its clock (its next message lists the added households). Returns how many reopened."""
+async def reopen_keepers(session: AsyncSession, *, warning: EarlyWarning, ids: Sequence[int], now: datetime) -> int:
+    """These 转移 notices, if answered, timed out or closed: asked again on a fresh deadline, because a
+    revision gave their keeper more households to move. One still open keeps its clock (its next message
+    lists the added households). Returns how many reopened."""
     policy = warning.policy
     ack = bool(policy["ack_required"])
     deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
-    res = await session.execute(update(N).where(
-        N.c.warning_id == warning.id, N.c.reason == NoticeReason.evacuation, N.c.person_id.in_(person_ids),
-        N.c.state.not_in(OPEN_STATES)).values(
-        state=NoticeState.pending.value, round=warning.ack_round, requires_ack=ack, deadline=deadline,
-        next_action_at=deadline, attempt_count=0, step=NoticeStep.initial.value, acknowledged_at=None,
-        closed_at=None))
-    return res.rowcount or 0
+    total = 0
+    for part in chunks(sorted(set(ids)), PART):
+        res = await session.execute(update(N).where(
+            in_ids(session, N.c.id, part), N.c.reason == NoticeReason.evacuation,
+            N.c.state.not_in(OPEN_STATES)).values(
+            state=NoticeState.pending.value, round=warning.ack_round, requires_ack=ack, deadline=deadline,
+            next_action_at=deadline, attempt_count=0, step=NoticeStep.initial.value, acknowledged_at=None,
+            closed_at=None))
+        total += res.rowcount or 0
+    return total
 
 
 def duty_watch_row(*, silent: Any, person_id: int, role: str, region_code: str, deadline: datetime,

@@ -4,8 +4,10 @@
   16,000 rows a trigger call inside the issue transaction (measured: a third of opening the tasks); the one
   writer copies the ids from rows it reads in the same statement, and none of those rows is ever deleted.
 - evacuation_task.notice_id is no longer unique (the keeper's one notice covers all their households); it is
-  indexed instead, and notice gets the partial unique index uq_notice_evacuation (warning_id, person_id)
-  WHERE reason = 'evacuation', which opening uses as its ON CONFLICT arbiter.
+  indexed instead, and notice gets the partial index ix_notice_evacuation (warning_id, person_id)
+  WHERE reason = 'evacuation' to find a keeper's notice (not unique: warnings opened before this revision
+  have one notice per household).
+- evacuation_task.keeper_id: the 包户责任人 the task was opened for.
 - evacuation_task.departed_people/departed_at: the shelter manager records people leaving.
 - shelter_link: the manager's page of one warning (/s/<token>).
 
@@ -69,15 +71,19 @@ def upgrade() -> None:
         for fk in ("notice_id", "household_id", "shelter_id"):
             op.drop_constraint(f"evacuation_task_{fk}_fkey", "evacuation_task", type_="foreignkey")
         op.create_index("ix_evacuation_task_notice_id", "evacuation_task", ["notice_id"])
+        op.add_column("evacuation_task", sa.Column("keeper_id", sa.Integer(), nullable=True))
         op.add_column("evacuation_task", sa.Column("departed_people", sa.Integer(), nullable=True))
         op.add_column("evacuation_task", sa.Column("departed_at", warning_service.db.UTCDateTime(timezone=True),
                                                    nullable=True))
     else:
         with op.batch_alter_table("evacuation_task", copy_from=_task_table(False), recreate="always") as b:
             b.create_index("ix_evacuation_task_notice_id", ["notice_id"])
+            b.add_column(sa.Column("keeper_id", sa.Integer(), nullable=True))
             b.add_column(sa.Column("departed_people", sa.Integer(), nullable=True))
             b.add_column(sa.Column("departed_at", warning_service.db.UTCDateTime(timezone=True), nullable=True))
-    op.create_index("uq_notice_evacuation", "notice", ["warning_id", "person_id"], unique=True,
+    op.execute("UPDATE evacuation_task SET keeper_id = (SELECT keeper_id FROM evac_household h "
+               "WHERE h.id = evacuation_task.household_id)")
+    op.create_index("ix_notice_evacuation", "notice", ["warning_id", "person_id"],
                     sqlite_where=EVAC, postgresql_where=EVAC)
     op.create_table(
         "shelter_link",
@@ -100,10 +106,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_shelter_link_outbox_id", table_name="shelter_link")
     op.drop_table("shelter_link")
-    op.drop_index("uq_notice_evacuation", table_name="notice", sqlite_where=EVAC, postgresql_where=EVAC)
+    op.drop_index("ix_notice_evacuation", table_name="notice", sqlite_where=EVAC, postgresql_where=EVAC)
     if op.get_bind().dialect.name == "postgresql":
         op.drop_column("evacuation_task", "departed_at")
         op.drop_column("evacuation_task", "departed_people")
+        op.drop_column("evacuation_task", "keeper_id")
         op.drop_index("ix_evacuation_task_notice_id", table_name="evacuation_task")
         op.create_unique_constraint("evacuation_task_notice_id_key", "evacuation_task", ["notice_id"])
         op.create_foreign_key("evacuation_task_household_id_fkey", "evacuation_task", "evac_household",
