@@ -40,6 +40,7 @@ N = Notice.__table__
 D = EscalationDigest.__table__
 OUTBOX = OutboxMessage.__table__
 PART = 1000
+_SEQUENCES: dict[str, str] = {}  # database URL → the notice id sequence's name (fixed by the schema)
 NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round",
                   "deadline", "next_action_at", "attempt_count", "step", "created_at"]
 
@@ -144,7 +145,11 @@ async def reserved_ids(session: AsyncSession, *, floor: int, order_by: Any) -> A
     if is_postgresql(session):
         # The sequence is named once, as a constant the planner resolves: pg_get_serial_sequence() per row
         # costs a catalog look-up for each of 20,000 households.
-        seq = (await session.execute(select(func.pg_get_serial_sequence("notice", "id")))).scalar_one()
+        key = str(session.bind.url) if session.bind is not None else ""
+        seq = _SEQUENCES.get(key)
+        if seq is None:
+            seq = _SEQUENCES[key] = (await session.execute(select(func.pg_get_serial_sequence("notice", "id")))
+                                     ).scalar_one()
         return literal_column(f"nextval('{seq}'::regclass)", Integer)
     return literal(floor, Integer) + func.row_number().over(order_by=order_by)
 

@@ -27,7 +27,7 @@ depends_on = None
 EVAC = sa.text("reason = 'evacuation'")
 
 
-def _task_table(old: bool) -> sa.Table:
+def _task_table(old: bool, *, unique_notice: bool = True) -> sa.Table:
     """evacuation_task as 0006 made it (`old`) or as this revision leaves it: SQLite cannot drop unnamed
     constraints but by a rebuild from such a description."""
     md = sa.MetaData()
@@ -55,7 +55,7 @@ def _task_table(old: bool) -> sa.Table:
                 sa.ForeignKeyConstraint(["household_id"], ["evac_household.id"]),
                 sa.ForeignKeyConstraint(["notice_id"], ["notice.id"], initially="DEFERRED", deferrable=True),
                 sa.ForeignKeyConstraint(["shelter_id"], ["shelter.id"]),
-                sa.UniqueConstraint("notice_id"),
+                *([sa.UniqueConstraint("notice_id")] if unique_notice else []),
             ]
             if old
             else []
@@ -104,6 +104,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # notice_id stays non-unique: tasks opened under this revision share their keeper's notice, and the
+    # downgrade cannot split it into one per household.
     op.drop_index("ix_shelter_link_outbox_id", table_name="shelter_link")
     op.drop_table("shelter_link")
     op.drop_index("ix_notice_evacuation", table_name="notice", sqlite_where=EVAC, postgresql_where=EVAC)
@@ -112,13 +114,14 @@ def downgrade() -> None:
         op.drop_column("evacuation_task", "departed_people")
         op.drop_column("evacuation_task", "keeper_id")
         op.drop_index("ix_evacuation_task_notice_id", table_name="evacuation_task")
-        op.create_unique_constraint("evacuation_task_notice_id_key", "evacuation_task", ["notice_id"])
         op.create_foreign_key("evacuation_task_household_id_fkey", "evacuation_task", "evac_household",
                               ["household_id"], ["id"])
         op.create_foreign_key("evacuation_task_shelter_id_fkey", "evacuation_task", "shelter", ["shelter_id"], ["id"])
         op.create_foreign_key("evacuation_task_notice_id_fkey", "evacuation_task", "notice", ["notice_id"], ["id"],
                               deferrable=True, initially="DEFERRED")
     else:
-        # The rebuild from 0006's description drops the index and the departure columns with the old table.
-        with op.batch_alter_table("evacuation_task", copy_from=_task_table(True), recreate="always"):
+        # The rebuild from 0006's description drops the departure columns with the old table.
+        with op.batch_alter_table(
+            "evacuation_task", copy_from=_task_table(True, unique_notice=False), recreate="always"
+        ):
             pass
