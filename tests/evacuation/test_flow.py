@@ -54,7 +54,9 @@ async def test_red_torrent_on_a_town_opens_exactly_the_zones_whose_threshold_it_
     by_notice = {int(m.metadata["notice_id"]): m.body for m in evac}
     body = by_notice[tasks["H1"].notice_id]
     assert "您包保的2户4人" in body and "横湖村后山山洪危险区" in body
-    assert "李阿婆1人(含独居、老人)" in body and "王大伯3人(含老人)" in body  # vulnerable households first
+    # Vulnerable households are named first, as many as fit the SMS segments (sms_max_segments); the rest are
+    # "等N户" behind the link.
+    assert "李阿婆1人(含独居、老人)" in body and "等2户" in body
     assert f"/e/{token_for(runtime.settings, tasks['H1'].notice_id)}" in body
     assert "(西门村危旧房片区):陈家4人(含儿童),户主电话+8613700000003" in by_notice[tasks["H3"].notice_id]
     # The shelter's manager is told once, with the link to their own page.
@@ -171,3 +173,32 @@ async def test_decisions_update_the_board_and_lift_keeps_evacuees_out_until_rele
         await count(db, OutboxMessage, OutboxMessage.kind == "evac_release", OutboxMessage.status == "cancelled") == 0
     )
     assert await count(db, EvacuationTask, EvacuationTask.returned_early.is_(True)) == 1
+
+
+async def test_a_keeper_of_many_households_gets_one_sms_naming_a_few_and_linking_the_rest(
+    runtime, db, town, client, duty, console
+):
+    lines = ["code,zone_code,name,people,phone,vulnerable,keeper"] + [
+        f"H{10 + i},Z1,横湖村第{i}户,{2 + i % 3},,{'残疾' if i == 4 else ''},{town.people['henghu']}" for i in range(8)
+    ]
+    r = await client.post(
+        "/api/v1/evacuation/registers/households/import",
+        headers=duty,
+        files={"file": ("more.csv", ("\n".join(lines) + "\n").encode())},
+    )
+    assert r.status_code == 200, r.text
+    wid = await issue(runtime, targets=[TOWN])
+    tasks = await tasks_by_household(db, wid)
+    nid = tasks["H1"].notice_id
+    assert len([t for t in tasks.values() if t.notice_id == nid]) == 10
+    texts = await sent_texts(runtime, console)
+    mine = [m for m in texts if m.metadata["kind"] == "evacuation" and m.metadata["notice_id"] == str(nid)]
+    assert len(mine) == 1  # one SMS for ten households
+    body = mine[0].body
+    assert "您包保的10户" in body and "等10户" in body and f"/e/{token_for(runtime.settings, nid)}" in body
+    assert "李阿婆" in body  # households with vulnerable members are named first
+    # Named while that costs no extra segment (a text naming one household already takes three), the rest
+    # behind the link.
+    assert int(mine[0].metadata["segments"]) <= 3
+    page = await client.get(f"/e/{token_for(runtime.settings, nid)}")
+    assert page.text.count('class="card notice') >= 10  # the page lists them all

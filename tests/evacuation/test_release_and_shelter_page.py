@@ -39,7 +39,9 @@ async def test_a_keepers_notice_ends_only_when_every_household_on_it_is_released
     assert all(t.released_at is not None for t in (await tasks_by_household(db, wid)).values())
 
 
-async def test_release_closes_the_keepers_notice_once_all_their_households_are_released(runtime, db, town, client, duty):
+async def test_release_closes_the_keepers_notice_once_all_their_households_are_released(
+    runtime, db, town, client, duty
+):
     async with db.session() as s:
         await s.execute(update(Household).where(Household.code == "H1").values(keeper_id=town.people["ximen"]))
     wid = await issue(runtime, targets=[TOWN])

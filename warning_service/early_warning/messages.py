@@ -412,12 +412,17 @@ class _Renderer:
             if failure is not None:
                 raise failure
             if row.channel == "sms":
-                def render(desc: str, guide: str) -> str:
-                    c = {**context, "w": {**w, "description": desc, "guidance": guide}}
-                    return templates[0].render(c).strip().replace(_LINK, self._sample_link.replace("/", "\x03"))
-                # Measured with a link of the real length, in a form the template cannot have produced.
-                body, description = texts.fit(render, description=w["description"], guidance=w["guidance"],
-                                              max_segments=self.settings.sms_max_segments)
+                # A keeper's text names as many of their households as fit without an extra segment.
+                fitted = []
+                for evac in evacuation.sms_variants(context.get("evac") or {}):
+                    def render(desc: str, guide: str, evac: dict[str, Any] = evac) -> str:
+                        c = {**context, "evac": evac, "w": {**w, "description": desc, "guidance": guide}}
+                        return templates[0].render(c).strip().replace(_LINK, self._sample_link.replace("/", "\x03"))
+                    # Measured with a link of the real length, in a form the template cannot have produced.
+                    fitted.append(texts.fit(render, description=w["description"], guidance=w["guidance"],
+                                            max_segments=self.settings.sms_max_segments))
+                budget = max(self.settings.sms_max_segments, min(sms_segments(b) for b, _ in fitted))
+                body, description = next(f for f in fitted if sms_segments(f[0]) <= budget)
                 body = body.replace(self._sample_link.replace("/", "\x03"), _LINK)
                 subject, html = None, None
             else:

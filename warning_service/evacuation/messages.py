@@ -192,6 +192,16 @@ def keeper_values(rows: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def sms_variants(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A keeper's text values naming SMS_HOUSEHOLDS, then fewer, of their households (the renderer takes the
+    first that fits the SMS segments); any other values as they are."""
+    listed = values.get("listed")
+    if not listed:
+        return [values]
+    count = values["count"]
+    return [{**values, "listed": listed[:n], "more": count - n} for n in range(len(listed), 0, -1)]
+
+
 def topic(loaded: Loaded, *, row: Any, notice: Any) -> Topic | None:
     """The evacuation topic of an outbox row, or None for an ordinary warning message.
 
