@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
 from warning_service.delivery.models import MessageKind, OutboxMessage
-from warning_service.dialect import chunks, in_ids, insert
+from warning_service.dialect import chunks, in_ids, insert, plan_each_time
 from warning_service.early_warning import fanout
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
@@ -94,6 +94,7 @@ async def open_for_warning(
     and subject: an upgrade or a wider area calls it again and only reaches what the revision adds; a
     keeper it gives more households to keeps their one notice, asked again if they had answered it."""
     out = Opened()
+    await plan_each_time(session)
     inside = Scope.any_of(R.c.path, target_paths)
     floor = await notices.max_id(session)
     reached = (
@@ -152,6 +153,19 @@ async def open_for_warning(
     # A revision that gives a keeper more households asks them again on their one notice.
     await notices.reopen_keepers(session, warning=warning, now=now, ids=[nid for nid, _ in pairs if nid <= floor])
     keeper_notices = [nid for nid, _ in pairs]
+    if warning.revision > 1 and any(nid <= floor for nid in keeper_notices):
+        # The revision's text lists all their households: an earlier one still unsent would say less.
+        for part in chunks([nid for nid in keeper_notices if nid <= floor], 1000):
+            await session.execute(
+                update(OUTBOX)
+                .where(
+                    in_ids(session, OUTBOX.c.notice_id, part),
+                    OUTBOX.c.kind == MessageKind.evacuation.value,
+                    OUTBOX.c.status == "queued",
+                    OUTBOX.c.revision < warning.revision,
+                )
+                .values(status="cancelled", error_code="superseded", updated_at=now)
+            )
     out.special_people, out.special_places = await _open_special(session, warning=warning, inside=inside, now=now)
     if out.tasks or out.special_people or out.special_places:
         told = or_(
