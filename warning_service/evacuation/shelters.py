@@ -285,7 +285,7 @@ async def expected(session: AsyncSession, *, view: LinkView) -> list[Expected]:
             household=r[1],
             people=r[2],
             vulnerable=r[3] or "",
-            place=f"{r[4] or ''}{r[5]}",
+            place=r[5] if r[4] and r[5].startswith(r[4]) else f"{r[4] or ''}{r[5]}",
             status=r[6],
             here=r[7] == view.shelter.id,
             people_moved=r[8],
