@@ -9,6 +9,7 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
+from tests.console.conftest import chromium, served  # noqa: F401 — the console's browser harness
 from tests.factories import build_tree, login, make_user
 from warning_service.actor import Actor
 from warning_service.early_warning import service as warnings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.evacuation.conftest import PROVINCE, TOWN, XIMEN, count, issue, tasks_by_household, token_for, upload, xlsx
 from tests.factories import login
@@ -17,12 +17,13 @@ from warning_service.evacuation.models import DangerZone, Household
 from warning_service.notice.models import Notice
 
 
-async def test_a_silent_keeper_is_re_called_by_name_and_an_answer_cancels_the_chase(
+async def test_a_silent_keeper_is_re_called_once_for_all_their_households_and_one_answer_cancels_the_chase(
     runtime, db, town, client, clock, console
 ):
     wid = await issue(runtime, targets=[TOWN])
     tasks = await tasks_by_household(db, wid)
-    nid = tasks["H3"].notice_id
+    nid = tasks["H1"].notice_id  # 横湖村's keeper: 王大伯 and 李阿婆, one notice
+    assert tasks["H2"].notice_id == nid
     async with db.session() as s:
         deadline = (await s.get(Notice, nid)).deadline  # type: ignore[union-attr]
     clock.set(deadline + timedelta(seconds=1))
@@ -38,7 +39,8 @@ async def test_a_silent_keeper_is_re_called_by_name_and_an_answer_cancels_the_ch
     console.sent.clear()
     await dispatch_once(runtime, batch_size=200)
     text = next(m.body for m in console.sent if m.metadata["outbox_id"] == str(recall.id))
-    assert "陈家户4人" in text  # the re-call names the household, on whichever channel the policy chases
+    # One re-call for the keeper (not one per household), naming their households.
+    assert "王大伯" in text and "李阿婆" in text and "2户4人" in text
 
     clock.set(clock.now() + timedelta(minutes=10))
     async with db.session() as s:
@@ -133,9 +135,18 @@ async def test_a_forged_task_link_finds_nothing(client, runtime, town):
     assert (await client.get(f"/e/{token_for(runtime.settings, 1)}")).status_code == 404
 
 
-async def test_an_upgrade_reaches_the_zones_the_higher_level_adds(runtime, db, town, clock):
+async def test_an_upgrade_adds_households_to_the_keepers_one_notice_and_asks_again(
+    runtime, db, town, clock, client, console
+):
     wid = await issue(runtime, targets=[TOWN], level="orange")
-    assert sorted(await tasks_by_household(db, wid)) == ["H3"]  # only 山洪:橙 zones
+    before = await tasks_by_household(db, wid)
+    assert sorted(before) == ["H3"]  # only 山洪:橙 zones
+    nid = before["H3"].notice_id
+    # 西门村's keeper also keeps 王大伯 (横湖村, cleared only on red), and has answered for 陈家 already.
+    async with db.session() as s:
+        await s.execute(update(Household).where(Household.code == "H1").values(keeper_id=town.people["ximen"]))
+    r = await client.post(f"/e/{token_for(runtime.settings, nid)}/ack")
+    assert r.status_code == 303
     async with db.session() as s:
         await warnings.update_warning(
             s,
@@ -146,5 +157,17 @@ async def test_an_upgrade_reaches_the_zones_the_higher_level_adds(runtime, db, t
             settings=runtime.settings,
             now=clock.now(),
         )
-    assert sorted(await tasks_by_household(db, wid)) == ["H1", "H2", "H3"]
-    assert await count(db, Notice, Notice.warning_id == wid, Notice.reason == "evacuation") == 3
+    after = await tasks_by_household(db, wid)
+    assert sorted(after) == ["H1", "H2", "H3"]
+    # 王大伯 joins the keeper's one notice, which asks them again; 李阿婆's keeper gets a notice of their own.
+    assert after["H1"].notice_id == nid and after["H2"].notice_id != nid
+    assert await count(db, Notice, Notice.warning_id == wid, Notice.reason == "evacuation") == 2
+    async with db.session() as s:
+        n = await s.get(Notice, nid)
+        assert n.state == "pending" and n.acknowledged_at is None and n.next_action_at is not None  # type: ignore[union-attr]
+    console.sent.clear()
+    while await dispatch_once(runtime, batch_size=200):
+        pass
+    again = [m.body for m in console.sent if m.metadata["kind"] == "evacuation" and m.metadata["notice_id"] == str(nid)]
+    # The first text, still unsent, was superseded by the revision's, which lists both households.
+    assert len(again) == 1 and "2户7人" in again[0] and "王大伯" in again[0] and "陈家" in again[0]

@@ -30,6 +30,7 @@ class MessageKind(StrEnum):
     escalation = "escalation"  # the level above told about silence below
     evacuation = "evacuation"  # a 转移任务 or a special person/place, to whoever must act (evacuation/)
     evac_release = "evac_release"  # 解除转移: people of an area may go home (evacuation/)
+    evac_shelter = "evac_shelter"  # a shelter's manager: households are coming, the page to record them (evacuation/)
     duty_room = "duty_room"    # the duty room on shift, told that a chain ran out
     duty_watch = "duty_watch"  # the duty room, told at the first missed deadline
     attendance = "attendance"  # 到岗确认 demanded by an emergency response

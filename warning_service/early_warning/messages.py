@@ -38,6 +38,7 @@ from warning_service.early_warning.models import (
     WarningRevision,
 )
 from warning_service.evacuation import messages as evacuation
+from warning_service.evacuation import shelters as shelter_pages
 from warning_service.logging import get_logger
 from warning_service.notice.models import ANSWERABLE_STATES, OPEN_STATES, EscalationDigest, Notice
 from warning_service.notice.tokens import link_key, make_token
@@ -291,6 +292,9 @@ class _Renderer:
         # A number check (drills/) is no warning: it has a text of its own, found like a topic's.
         purpose = (warning.policy or {}).get("purpose")
         own = topic.template if topic else (purpose if purpose in PURPOSE_TEMPLATES else None)
+        if topic is not None and topic.link_id is not None:
+            # A shelter manager's page: its own token, under a key a notice's token cannot pass.
+            token = shelter_pages.token_for(topic.link_id, link_key=self.key)
         try:
             templates, used = self._templates_for(row.channel, kind, warning.hazard, own)
             failure = None
@@ -301,7 +305,7 @@ class _Renderer:
                notice.escalation_of if notice is not None and "subject" in used else None,
                notice.digest_id if notice is not None and "digest" in used else None,
                row.region_code if row.channel == "broadcast" else None,
-               (row.notice_id, row.region_code) if topic else None)
+               (row.notice_id, row.region_code, topic.link_id) if topic else None)
         entry = self._texts.get(key)
         if entry is None:
             context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),
@@ -426,12 +430,17 @@ class _Renderer:
             if failure is not None:
                 raise failure
             if row.channel == "sms":
-                def render(desc: str, guide: str) -> str:
-                    c = {**context, "w": {**w, "description": desc, "guidance": guide}}
-                    return templates[0].render(c).strip().replace(_LINK, self._sample_link.replace("/", "\x03"))
-                # Measured with a link of the real length, in a form the template cannot have produced.
-                body, description = texts.fit(render, description=w["description"], guidance=w["guidance"],
-                                              max_segments=self.settings.sms_max_segments)
+                # A keeper's text names as many of their households as fit without an extra segment.
+                fitted = []
+                for evac in evacuation.sms_variants(context.get("evac") or {}):
+                    def render(desc: str, guide: str, evac: dict[str, Any] = evac) -> str:
+                        c = {**context, "evac": evac, "w": {**w, "description": desc, "guidance": guide}}
+                        return templates[0].render(c).strip().replace(_LINK, self._sample_link.replace("/", "\x03"))
+                    # Measured with a link of the real length, in a form the template cannot have produced.
+                    fitted.append(texts.fit(render, description=w["description"], guidance=w["guidance"],
+                                            max_segments=self.settings.sms_max_segments))
+                budget = max(self.settings.sms_max_segments, min(sms_segments(b) for b, _ in fitted))
+                body, description = next(f for f in fitted if sms_segments(f[0]) <= budget)
                 body = body.replace(self._sample_link.replace("/", "\x03"), _LINK)
                 subject, html = None, None
             else:

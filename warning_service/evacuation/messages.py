@@ -22,6 +22,8 @@ from warning_service.evacuation.models import (
     DangerZone,
     EvacuationTask,
     Household,
+    Shelter,
+    ShelterLink,
     SpecialNotice,
     SpecialPerson,
     SpecialPlace,
@@ -32,6 +34,7 @@ from warning_service.region.models import Region
 
 TASK_PATH = "e"  # the task page: /e/<token>
 ACK_PATH = "a"
+SHELTER_PATH = "s"  # the shelter manager's page: /s/<token>
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Topic:
     template: str
     path: str
     values: dict[str, Any]
+    link_id: int | None = None  # the link is a shelter page's (evacuation/shelters.py), not the notice's
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Loaded:
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)  # notice id → household
     special: dict[int, dict[str, Any]] = field(default_factory=dict)  # notice id → special person or place
     areas: dict[str, str] = field(default_factory=dict)  # released region code → name
+    shelters: dict[int, dict[str, Any]] = field(default_factory=dict)  # outbox id → shelter page link
 
 
 async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int, Any]) -> Loaded:
@@ -57,6 +62,7 @@ async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int,
     task_ids = [nid for nid, n in notices.items() if n.reason == NoticeReason.evacuation]
     if task_ids:
         village = Region.__table__.alias("village")
+        rows_by_notice: dict[int, list[Any]] = {}
         for r in (
             await session.execute(
                 select(
@@ -74,18 +80,12 @@ async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int,
                 .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
                 .outerjoin(village, village.c.code == DangerZone.village_code)
                 .where(EvacuationTask.notice_id.in_(task_ids))
+                .order_by(EvacuationTask.notice_id, EvacuationTask.id)
             )
         ).all():
-            out.tasks[r[0]] = {
-                "released": r[1] is not None,
-                "household": r[2],
-                "people": r[3],
-                "phone": r[4] or "",
-                "vulnerable": "、".join(VULNERABLE_ZH.get(v, v) for v in (r[5] or "").split(",") if v),
-                "zone": r[6],
-                "zone_kind": ZONE_KIND_ZH.get(r[7], r[7]),
-                "village": r[8] or "",
-            }
+            rows_by_notice.setdefault(r[0], []).append(r)
+        for nid, hs in rows_by_notice.items():
+            out.tasks[nid] = keeper_values(hs)
     special_ids = [nid for nid, n in notices.items() if n.reason == NoticeReason.special]
     if special_ids:
         links = (
@@ -139,7 +139,67 @@ async def load(session: AsyncSession, *, rows: Sequence[Any], notices: dict[int,
         out.areas = dict(
             (await session.execute(select(Region.code, Region.name).where(Region.code.in_(sorted(areas))))).all()
         )
+    shelter_rows = [r.id for r in rows if r.kind == MessageKind.evac_shelter]
+    if shelter_rows:
+        for link_id, outbox_id, name, capacity, address in (
+            await session.execute(
+                select(ShelterLink.id, ShelterLink.outbox_id, Shelter.name, Shelter.capacity, Shelter.address)
+                .join(Shelter, Shelter.id == ShelterLink.shelter_id)
+                .where(ShelterLink.outbox_id.in_(shelter_rows))
+            )
+        ).all():
+            out.shelters[outbox_id] = {
+                "link_id": link_id,
+                "shelter": name,
+                "capacity": capacity,
+                "address": address or "",
+            }
     return out
+
+
+# The SMS names this many households; the rest are "等N户" behind the link (keeps it to ~3 segments).
+SMS_HOUSEHOLDS = 3
+
+
+def _vulnerable(raw: str | None) -> str:
+    return "、".join(VULNERABLE_ZH.get(v, v) for v in (raw or "").split(",") if v)
+
+
+def keeper_values(rows: Sequence[Any]) -> dict[str, Any]:
+    """What a keeper's text says: their households (vulnerable ones named first), how many people, where.
+
+    `rows`: (notice_id, released_at, name, people, phone, vulnerable, zone, zone_kind, village) per household.
+    """
+    ordered = sorted(rows, key=lambda r: (not r[5], r[2]))
+    listed = [{"name": r[2], "people": r[3], "vulnerable": _vulnerable(r[5])} for r in ordered[:SMS_HOUSEHOLDS]]
+    # "横湖村后山山洪危险区", not "横湖村横湖村后山…": the village is named only when the zone's name lacks it.
+    places = list(dict.fromkeys(r[6] if r[8] and r[6].startswith(r[8]) else f"{r[8] or ''}{r[6]}" for r in rows))
+    one = rows[0]
+    return {
+        "released": all(r[1] is not None for r in rows),
+        "count": len(rows),
+        "people": sum(r[3] for r in rows),
+        "listed": listed,
+        "more": max(0, len(rows) - len(listed)),
+        "places": "、".join(places[:2]) + (f"等{len(places)}处" if len(places) > 2 else ""),
+        # A keeper of one household gets its details as before: the name, phone, vulnerable members.
+        "household": one[2],
+        "phone": (one[4] or "") if len(rows) == 1 else "",
+        "vulnerable": "、".join(dict.fromkeys(v for r in rows for v in _vulnerable(r[5]).split("、") if v)),
+        "zone": one[6],
+        "zone_kind": ZONE_KIND_ZH.get(one[7], one[7]),
+        "village": one[8] or "",
+    }
+
+
+def sms_variants(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A keeper's text values naming SMS_HOUSEHOLDS, then fewer, of their households (the renderer takes the
+    first that fits the SMS segments); any other values as they are."""
+    listed = values.get("listed")
+    if not listed:
+        return [values]
+    count = values["count"]
+    return [{**values, "listed": listed[:n], "more": count - n} for n in range(len(listed), 0, -1)]
 
 
 def topic(loaded: Loaded, *, row: Any, notice: Any) -> Topic | None:
@@ -148,6 +208,9 @@ def topic(loaded: Loaded, *, row: Any, notice: Any) -> Topic | None:
     A deputy's or the level above's message about a silent 包户责任人 stays an ordinary chase message: it is
     about the person, and its notice is not the task's.
     """
+    if row.kind == MessageKind.evac_shelter:
+        values = loaded.shelters.get(row.id)
+        return Topic("evac_shelter", SHELTER_PATH, values, link_id=values["link_id"]) if values else None
     if row.kind == MessageKind.evac_release:
         return Topic("evac_release", ACK_PATH, {"area": loaded.areas.get(row.region_code or "", row.region_code or "")})
     if notice is None or row.kind in (MessageKind.deputy, MessageKind.escalation):

@@ -236,7 +236,9 @@ class SpecialPlace(SQLModel, table=True):
 
 
 class EvacuationTask(SQLModel, table=True):
-    """转移任务: one household to move for one warning, sent to its 包户责任人 as a notice of reason evacuation."""
+    """转移任务: one household to move for one warning. Its 包户责任人 has ONE notice of reason evacuation per
+    warning (found by ix_notice_evacuation), shared by the tasks of all the households they keep: one SMS, one 叫应,
+    one chase per keeper; the board still counts households."""
 
     __tablename__ = "evacuation_task"
     # Few indexes: a county opens 20,000 of these inside the warning's transaction, and every index is paid
@@ -244,25 +246,47 @@ class EvacuationTask(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("warning_id", "household_id", name="uq_evacuation_task_household"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    notice_id: int = Field(sa_column=Column(Integer, deferred_notice_fk(), nullable=False, unique=True))
-    # No foreign keys on warning_id and zone_id: each costs every row of a county's 20,000 a trigger call inside
-    # the issue transaction (measured: the largest share of opening tasks). The one writer copies them from
-    # rows it has just read in the same transaction (the notice, itself checked against the warning, and
-    # the household's zone); zones and households are deactivated, never deleted.
+    # No foreign keys: each costs every row of a county's 16,000 a trigger call inside the issue transaction
+    # (measured: a third of opening the tasks, plus the deferred check at commit). The one writer copies
+    # these ids from rows it reads in the same statement (the keeper's notice, the household and its zone,
+    # the warning; a shelter is checked before it is named), and none of those rows is ever deleted:
+    # households, zones and shelters are deactivated, notices closed.
+    notice_id: int = Field(index=True)  # the keeper's one notice of this warning
     warning_id: int
-    household_id: int = Field(foreign_key="evac_household.id")
+    household_id: int
     zone_id: int
+    # The 包户责任人 the task was opened for (the household's keeper may change later; the notice is theirs).
+    keeper_id: int | None = None
     status: str = Field(max_length=16, default=TaskStatus.pending)
-    shelter_id: int | None = Field(default=None, foreign_key="shelter.id")
+    shelter_id: int | None = None
     people_moved: int | None = None
     note: str | None = Field(default=None, max_length=500)
     arrived_people: int | None = None  # recorded by the shelter's manager
     arrived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    departed_people: int | None = None  # left the shelter again, recorded by its manager
+    departed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # 防回流: marked returned while the area was not yet released.
     returned_early: bool = False
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # 解除转移 reached it
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ShelterLink(SQLModel, table=True):
+    """The shelter manager's page of one warning (/s/<token>, token = HMAC of this id under its own key):
+    opened when the warning opens tasks in the shelter's area, expiring after 解除转移 plus the grace period."""
+
+    __tablename__ = "shelter_link"
+    __table_args__ = (UniqueConstraint("warning_id", "shelter_id", name="uq_shelter_link"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    warning_id: int = Field(foreign_key="early_warning.id")
+    shelter_id: int = Field(foreign_key="shelter.id")
+    manager_id: int = Field(foreign_key="person.id")
+    # The outbox row that carries the link (its renderer finds the link through it).
+    outbox_id: int | None = Field(default=None, index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class SpecialNotice(SQLModel, table=True):
@@ -353,6 +377,13 @@ class TaskDecision(BaseModel):
 
 class Arrival(BaseModel):
     """A shelter's manager records people of a household arriving."""
+
+    task_id: int
+    people: int = PField(ge=1, le=200)
+
+
+class Departure(BaseModel):
+    """People of a household leaving a shelter (to relatives, to hospital, home after 解除转移)."""
 
     task_id: int
     people: int = PField(ge=1, le=200)

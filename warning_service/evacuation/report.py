@@ -153,13 +153,15 @@ async def board(session: AsyncSession, *, warning: EarlyWarning, scope_path: str
 
 
 async def shelters(session: AsyncSession, *, warning_id: int, scope_path: str) -> list[dict[str, Any]]:
-    """Occupancy of each shelter in scope: people reported moved there (not yet released) against capacity."""
+    """Occupancy of each shelter in scope: people reported moved there (not yet released) against capacity, and
+    those its manager counted in and out."""
     here = (T.c.warning_id == warning_id) & (T.c.status == TaskStatus.moved) & T.c.released_at.is_(None)
     occ = (
         select(
             T.c.shelter_id,
             func.sum(T.c.people_moved).label("reported"),
             func.sum(func.coalesce(T.c.arrived_people, 0)).label("arrived"),
+            func.sum(func.coalesce(T.c.departed_people, 0)).label("departed"),
             func.count().label("households"),
         )
         .where(here)
@@ -177,6 +179,7 @@ async def shelters(session: AsyncSession, *, warning_id: int, scope_path: str) -
                 func.coalesce(occ.c.reported, 0),
                 func.coalesce(occ.c.arrived, 0),
                 func.coalesce(occ.c.households, 0),
+                func.coalesce(occ.c.departed, 0),
             )
             .select_from(SH.outerjoin(occ, occ.c.shelter_id == SH.c.id).join(R, R.c.code == SH.c.region_code))
             .where(Scope(scope_path).predicate(R.c.path), (SH.c.active.is_(True)) | (occ.c.reported.is_not(None)))
@@ -192,6 +195,8 @@ async def shelters(session: AsyncSession, *, warning_id: int, scope_path: str) -
             "reported": int(r[5]),
             "arrived": int(r[6]),
             "households": int(r[7]),
+            "departed": int(r[8]),
+            "present": int(r[6]) - int(r[8]),  # counted in by the shelter's manager, minus those who left
             "occupancy": round(int(r[5]) / r[3], 3) if r[3] else None,
             "over_capacity": int(r[5]) > r[3],
         }

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, exists, func, literal, select, union_all, update
+from sqlalchemy import Integer, String, and_, cast, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warning_service.db import UTCDateTime
 from warning_service.delivery.models import MessageKind, OutboxMessage
-from warning_service.dialect import chunks, in_ids, insert
+from warning_service.dialect import chunks, in_ids, insert, plan_each_time
 from warning_service.early_warning import fanout
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
+from warning_service.evacuation import shelters as shelter_pages
 from warning_service.evacuation.models import (
     TASK_STATUS_ZH,
     DangerZone,
@@ -49,12 +50,13 @@ from warning_service.region.scope import Scope
 log = get_logger(__name__)
 T, H, Z, TH = EvacuationTask.__table__, Household.__table__, DangerZone.__table__, EvacThreshold.__table__
 SN, SP, SPL, SH = SpecialNotice.__table__, SpecialPerson.__table__, SpecialPlace.__table__, Shelter.__table__
-P, R, OUTBOX = Person.__table__, Region.__table__, OutboxMessage.__table__
+P, R, OUTBOX, N = Person.__table__, Region.__table__, OutboxMessage.__table__, Notice.__table__
 TASK_COLUMNS = [
     "notice_id",
     "warning_id",
     "household_id",
     "zone_id",
+    "keeper_id",
     "status",
     "returned_early",
     "created_at",
@@ -65,11 +67,12 @@ EVACUATION_REASONS = (NoticeReason.evacuation.value, NoticeReason.special.value)
 
 @dataclass
 class Opened:
-    tasks: int = 0
-    people: int = 0
+    tasks: int = 0  # households
     special_people: int = 0
     special_places: int = 0
     messages: int = 0
+    keepers: int = 0
+    shelters: int = 0
 
 
 def _meets(subject: Subject, subject_id: Any, warning: EarlyWarning) -> Any:
@@ -82,31 +85,20 @@ def _meets(subject: Subject, subject_id: Any, warning: EarlyWarning) -> Any:
     )
 
 
-async def _max(session: AsyncSession, column: Any) -> int:
-    return int((await session.execute(select(func.coalesce(func.max(column), 0)))).scalar_one())
-
-
 async def open_for_warning(
     session: AsyncSession, *, warning: EarlyWarning, target_paths: list[str], now: datetime
 ) -> Opened:
-    """Open a 转移任务 per household in zones inside the area whose threshold the warning meets, and a notice
-    to the helper or contact of every special person and place it meets; queue their SMS. Idempotent per
-    household and subject, so an upgrade may call it again and only reaches what the new level adds."""
+    """Open a 转移任务 per household in zones inside the area whose threshold the warning meets, under ONE
+    notice (and one SMS) per 包户责任人 listing their households, and a notice to the helper or contact of
+    every special person and place it meets; tell shelter managers of the area. Idempotent per household
+    and subject: an upgrade or a wider area calls it again and only reaches what the revision adds; a
+    keeper it gives more households to keeps their one notice, asked again if they had answered it."""
     out = Opened()
+    await plan_each_time(session)
     inside = Scope.any_of(R.c.path, target_paths)
-    task_floor = await _max(session, T.c.id)
     floor = await notices.max_id(session)
-    src = (
-        select(
-            await notices.reserved_ids(session, floor=floor, order_by=H.c.id),
-            literal(warning.id, Integer),
-            H.c.id,
-            Z.c.id,
-            literal(TaskStatus.pending.value),
-            literal(False),
-            literal(now, UTCDateTime),
-            literal(now, UTCDateTime),
-        )
+    reached = (
+        select(H.c.id.label("household_id"), Z.c.id.label("zone_id"), H.c.keeper_id.label("keeper_id"))
         .select_from(
             H.join(Z, Z.c.id == H.c.zone_id).join(R, R.c.code == Z.c.region_code).join(P, P.c.id == H.c.keeper_id)
         )
@@ -118,41 +110,76 @@ async def open_for_warning(
             _meets(Subject.zone, Z.c.id, warning),
             ~exists().where(T.c.warning_id == warning.id, T.c.household_id == H.c.id),
         )
+    ).cte("reached")
+    # Each keeper's one notice id: the one they already have (an upgrade reaching more of their households),
+    # else a fresh one reserved for them (notice/service.reserved_ids), so ONE statement writes every task
+    # naming its keeper's notice, and reads the registers once.
+    distinct_keepers = select(reached.c.keeper_id).distinct().subquery("dk")
+    existing = (
+        select(func.max(N.c.id))
+        .where(
+            N.c.warning_id == warning.id,
+            N.c.person_id == distinct_keepers.c.keeper_id,
+            N.c.reason == NoticeReason.evacuation.value,
+        )
+        .scalar_subquery()
     )
-    res = await session.execute(insert(session, T).from_select(TASK_COLUMNS, src))
-    out.tasks = res.rowcount or 0
-    if out.tasks:
-        mine = and_(T.c.warning_id == warning.id, T.c.id > task_floor)
-        await notices.open_reserved(
-            session,
-            warning=warning,
-            reason=NoticeReason.evacuation,
-            now=now,
-            source=(
-                select(T.c.notice_id, P.c.id, P.c.role, Z.c.region_code)
-                .select_from(
-                    T.join(H, H.c.id == T.c.household_id)
-                    .join(Z, Z.c.id == T.c.zone_id)
-                    .join(P, P.c.id == H.c.keeper_id)
-                )
-                .where(mine)
-            ),
+    reserved = await notices.reserved_ids(session, floor=floor, order_by=distinct_keepers.c.keeper_id)
+    keepers = select(distinct_keepers.c.keeper_id, func.coalesce(existing, reserved).label("notice_id")).cte("keepers")
+    src = select(
+        keepers.c.notice_id,
+        literal(warning.id, Integer),
+        reached.c.household_id,
+        reached.c.zone_id,
+        reached.c.keeper_id,
+        literal(TaskStatus.pending.value),
+        literal(False),
+        literal(now, UTCDateTime),
+        literal(now, UTCDateTime),
+    ).select_from(reached.join(keepers, keepers.c.keeper_id == reached.c.keeper_id))
+    # RETURNING hands back what the rest needs (the keepers' notices to open, the zones for the shelters), so
+    # nothing below reads the 16,000 rows just written again.
+    opened = (
+        await session.execute(
+            insert(session, T).from_select(TASK_COLUMNS, src).returning(T.c.notice_id, T.c.keeper_id, T.c.zone_id)
         )
-        out.people = int(
-            (
-                await session.execute(
-                    select(func.coalesce(func.sum(H.c.people), 0))
-                    .select_from(T.join(H, H.c.id == T.c.household_id))
-                    .where(mine)
+    ).all()
+    out.tasks = len(opened)
+    pairs = sorted({(r.notice_id, r.keeper_id) for r in opened})
+    out.keepers = len(pairs)
+    await notices.open_keepers(
+        session, warning=warning, now=now, reserved=[(nid, pid) for nid, pid in pairs if nid > floor]
+    )
+    # A revision that gives a keeper more households asks them again on their one notice.
+    await notices.reopen_keepers(session, warning=warning, now=now, ids=[nid for nid, _ in pairs if nid <= floor])
+    keeper_notices = [nid for nid, _ in pairs]
+    if warning.revision > 1 and any(nid <= floor for nid in keeper_notices):
+        # The revision's text lists all their households: an earlier one still unsent would say less.
+        for part in chunks([nid for nid in keeper_notices if nid <= floor], 1000):
+            await session.execute(
+                update(OUTBOX)
+                .where(
+                    in_ids(session, OUTBOX.c.notice_id, part),
+                    OUTBOX.c.kind == MessageKind.evacuation.value,
+                    OUTBOX.c.status == "queued",
+                    OUTBOX.c.revision < warning.revision,
                 )
-            ).scalar_one()
-        )
+                .values(status="cancelled", error_code="superseded", updated_at=now)
+            )
     out.special_people, out.special_places = await _open_special(session, warning=warning, inside=inside, now=now)
     if out.tasks or out.special_people or out.special_places:
-        new = and_(Notice.id > floor, Notice.reason.in_(EVACUATION_REASONS))
-        out.messages = await fanout.queue_person_messages(
-            session, warning=warning, kind=MessageKind.evacuation.value, channels=["sms"], now=now, notice_filter=new
+        told = or_(
+            and_(Notice.reason == NoticeReason.evacuation.value, in_ids(session, Notice.id, keeper_notices)),
+            and_(Notice.id > floor, Notice.reason == NoticeReason.special.value),
         )
+        out.messages = await fanout.queue_person_messages(
+            session, warning=warning, kind=MessageKind.evacuation.value, channels=["sms"], now=now, notice_filter=told
+        )
+    if out.tasks:
+        out.shelters = await shelter_pages.open_links(
+            session, warning=warning, zone_ids=sorted({r.zone_id for r in opened}), now=now
+        )
+    if out.tasks or out.special_people or out.special_places:
         await ledger.append(
             session,
             at=now,
@@ -162,17 +189,18 @@ async def open_for_warning(
             subject_id=warning.id,
             details={
                 "tasks": out.tasks,
-                "people": out.people,
+                "keepers": out.keepers,
                 "special_people": out.special_people,
                 "special_places": out.special_places,
                 "messages": out.messages,
+                "shelter_links": out.shelters,
             },
         )
     log.info(
         "evacuation_opened",
         warning_id=warning.id,
         tasks=out.tasks,
-        people=out.people,
+        keepers=out.keepers,
         special_people=out.special_people,
         special_places=out.special_places,
     )
@@ -244,13 +272,30 @@ async def load_task(
         .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
         .join(EarlyWarning, EarlyWarning.id == EvacuationTask.warning_id)
         .join(Region, Region.code == DangerZone.region_code)
-        .join(Person, Person.id == Household.keeper_id)
+        .join(Person, Person.id == func.coalesce(EvacuationTask.keeper_id, Household.keeper_id))
     )
     q = q.where(EvacuationTask.id == task_id) if task_id is not None else q.where(EvacuationTask.notice_id == notice_id)
     if lock:
         q = q.with_for_update(of=EvacuationTask)
     row = (await session.execute(q)).first()
     return TaskView(*row) if row else None
+
+
+async def load_keeper_tasks(session: AsyncSession, *, notice_id: int, lock: bool = False) -> list[TaskView]:
+    """Every task under a keeper's one notice (the task page lists them all), in the order of the SMS."""
+    q = (
+        select(EvacuationTask, Household, DangerZone, EarlyWarning, Region.path, Person)
+        .join(Household, Household.id == EvacuationTask.household_id)
+        .join(DangerZone, DangerZone.id == EvacuationTask.zone_id)
+        .join(EarlyWarning, EarlyWarning.id == EvacuationTask.warning_id)
+        .join(Region, Region.code == DangerZone.region_code)
+        .join(Person, Person.id == func.coalesce(EvacuationTask.keeper_id, Household.keeper_id))
+        .where(EvacuationTask.notice_id == notice_id)
+        .order_by(EvacuationTask.id)
+    )
+    if lock:
+        q = q.with_for_update(of=EvacuationTask)
+    return [TaskView(*row) for row in (await session.execute(q)).all()]
 
 
 async def get_task(session: AsyncSession, *, task_id: int, scope_path: str, lock: bool = False) -> TaskView:
@@ -388,7 +433,21 @@ async def release(session: AsyncSession, *, warning_id: int, region: Region, act
     ids = [r.id for r in rows]
     for part in chunks(ids, 1000):
         await session.execute(update(T).where(in_ids(session, T.c.id, part)).values(released_at=now, updated_at=now))
-    closed = await notices.close_if_open(session, [r.notice_id for r in rows], now=now)
+    # A keeper's one notice ends only when every household it lists is released.
+    touched = sorted({r.notice_id for r in rows})
+    still_out = set()
+    for part in chunks(touched, 1000):
+        still_out |= set(
+            (
+                await session.execute(
+                    select(T.c.notice_id)
+                    .where(in_ids(session, T.c.notice_id, part), T.c.released_at.is_(None))
+                    .distinct()
+                )
+            ).scalars()
+        )
+    closed = await notices.close_if_open(session, [n for n in touched if n not in still_out], now=now)
+    await shelter_pages.expire_released(session, warning_id=warning_id, now=now)
     released = and_(T.c.warning_id == warning_id, T.c.released_at == now, T.c.zone_id.in_(zone_in_area))
     keepers = select(H.c.keeper_id.label("pid")).select_from(T.join(H, H.c.id == T.c.household_id)).where(released)
     managers = (

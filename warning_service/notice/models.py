@@ -29,7 +29,7 @@ class NoticeReason(StrEnum):
     primary = "primary"        # reached because the warning targets their region
     deputy = "deputy"          # B post, called because the A post did not answer
     escalation = "escalation"  # level above, told that someone below did not answer
-    evacuation = "evacuation"  # 转移任务: a 包户责任人 told to move one household (evacuation/)
+    evacuation = "evacuation"  # 转移任务: a 包户责任人 told to move the households they keep (evacuation/)
     special = "special"        # a special person's helper or a special place's contact (evacuation/)
     duty_room = "duty_room"    # the duty room on shift, when the chain of responsible persons ran out
     duty_watch = "duty_watch"  # the duty room told at the first missed deadline, while re-calls go on
@@ -66,6 +66,7 @@ ROOT_REASONS: tuple[str, ...] = (NoticeReason.primary, NoticeReason.evacuation, 
 
 PRIMARY_PREDICATE = "reason = 'primary'"
 DUTY_WATCH_PREDICATE = "reason = 'duty_watch'"
+EVACUATION_PREDICATE = "reason = 'evacuation'"
 
 
 class EscalationDigest(SQLModel, table=True):
@@ -96,6 +97,10 @@ class Notice(SQLModel, table=True):
         # The duty room is told once per warning (per person on shift), however many notices fall silent.
         Index("uq_notice_duty_watch", "warning_id", "person_id", unique=True,
               sqlite_where=text(DUTY_WATCH_PREDICATE), postgresql_where=text(DUTY_WATCH_PREDICATE)),
+        # A 包户责任人's one 转移 notice of a warning, found by the keeper (evacuation/). Not unique: warnings
+        # opened before evac2 have a notice per household; the one writer (warning row locked) keeps it to one.
+        Index("ix_notice_evacuation", "warning_id", "person_id",
+              sqlite_where=text(EVACUATION_PREDICATE), postgresql_where=text(EVACUATION_PREDICATE)),
         Index("ix_notice_due", "next_action_at",
               sqlite_where=text("next_action_at IS NOT NULL"), postgresql_where=text("next_action_at IS NOT NULL")),
         Index("ix_notice_warning_state", "warning_id", "state"),

@@ -40,6 +40,7 @@ N = Notice.__table__
 D = EscalationDigest.__table__
 OUTBOX = OutboxMessage.__table__
 PART = 1000
+_SEQUENCES: dict[str, str] = {}  # database URL → the notice id sequence's name (fixed by the schema)
 NOTICE_COLUMNS = ["warning_id", "person_id", "role", "region_code", "reason", "state", "requires_ack", "round",
                   "deadline", "next_action_at", "attempt_count", "step", "created_at"]
 
@@ -136,7 +137,7 @@ async def open_chain(session: AsyncSession, rows: list[dict[str, Any]]) -> list[
 
 async def reserved_ids(session: AsyncSession, *, floor: int, order_by: Any) -> Any:
     """SQL: a fresh notice id per selected row, so rows of another table can name their notice before it is
-    written (evacuation tasks: one INSERT … SELECT links each household to its own notice).
+    written (evacuation tasks: one INSERT … SELECT links each household to its keeper's notice).
 
     PostgreSQL draws them from the table's own sequence, safe beside concurrent inserts. SQLite has one
     writer at a time, and this transaction already writes: ids above `floor` (the current maximum) are free.
@@ -144,7 +145,11 @@ async def reserved_ids(session: AsyncSession, *, floor: int, order_by: Any) -> A
     if is_postgresql(session):
         # The sequence is named once, as a constant the planner resolves: pg_get_serial_sequence() per row
         # costs a catalog look-up for each of 20,000 households.
-        seq = (await session.execute(select(func.pg_get_serial_sequence("notice", "id")))).scalar_one()
+        key = str(session.bind.url) if session.bind is not None else ""
+        seq = _SEQUENCES.get(key)
+        if seq is None:
+            seq = _SEQUENCES[key] = (await session.execute(select(func.pg_get_serial_sequence("notice", "id")))
+                                     ).scalar_one()
         return literal_column(f"nextval('{seq}'::regclass)", Integer)
     return literal(floor, Integer) + func.row_number().over(order_by=order_by)
 
@@ -172,6 +177,47 @@ async def open_reserved(session: AsyncSession, *, warning: EarlyWarning, source:
         literal(NoticeStep.initial.value), literal(now, UTCDateTime))
     res = await session.execute(insert(session, N).from_select(["id", *NOTICE_COLUMNS], src))
     return res.rowcount or 0
+
+
+async def open_keepers(session: AsyncSession, *, warning: EarlyWarning, reserved: Sequence[tuple[int, int]],
+                       now: datetime) -> int:
+    """The 转移 notices of 包户责任人, one per keeper of this warning (ix_notice_evacuation), with the ids
+    `reserved` for them by `reserved_ids`: (notice id, person id) pairs. Same 叫应 rules and chase as a
+    primary notice. Returns how many were opened."""
+    if not reserved:
+        return 0
+    policy = warning.policy
+    ack = bool(policy["ack_required"])
+    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
+    people: dict[int, Any] = {}
+    for part in chunks(sorted({pid for _, pid in reserved}), PART):
+        people |= {r.id: r for r in (await session.execute(select(Person.id, Person.role, Person.region_code)
+                                                           .where(in_ids(session, Person.id, part)))).all()}
+    rows = [dict(zip(["id", *NOTICE_COLUMNS], (
+        nid, warning.id, pid, people[pid].role, people[pid].region_code, NoticeReason.evacuation.value,
+        NoticeState.pending.value, ack, warning.ack_round, deadline, deadline, 0, NoticeStep.initial.value, now),
+        strict=True)) for nid, pid in reserved]
+    await session.execute(insert(session, N), rows)
+    return len(rows)
+
+
+async def reopen_keepers(session: AsyncSession, *, warning: EarlyWarning, ids: Sequence[int], now: datetime) -> int:
+    """These 转移 notices, if answered, timed out or closed: asked again on a fresh deadline, because a
+    revision gave their keeper more households to move. One still open keeps its clock (its next message
+    lists the added households). Returns how many reopened."""
+    policy = warning.policy
+    ack = bool(policy["ack_required"])
+    deadline = now + timedelta(seconds=float(policy["ack_deadline"])) if ack else None
+    total = 0
+    for part in chunks(sorted(set(ids)), PART):
+        res = await session.execute(update(N).where(
+            in_ids(session, N.c.id, part), N.c.reason == NoticeReason.evacuation,
+            N.c.state.not_in(OPEN_STATES)).values(
+            state=NoticeState.pending.value, round=warning.ack_round, requires_ack=ack, deadline=deadline,
+            next_action_at=deadline, attempt_count=0, step=NoticeStep.initial.value, acknowledged_at=None,
+            closed_at=None))
+        total += res.rowcount or 0
+    return total
 
 
 def duty_watch_row(*, silent: Any, person_id: int, role: str, region_code: str, deadline: datetime,
