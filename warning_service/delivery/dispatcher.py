@@ -360,8 +360,9 @@ class Dispatcher:
         s = self.rt.settings
         now = self.rt.clock.now()
         async with self.rt.db.session() as session:
-            await store.heartbeat(session, worker=self.id, now=now, held=list(self.held),
-                                  lease_until=now + timedelta(seconds=s.dispatch_lease_seconds))
+            await store.heartbeat(session, worker=self.id, now=now,
+                                  lease_until=now + timedelta(seconds=s.dispatch_lease_seconds),
+                                  renew_before=now + timedelta(seconds=s.dispatch_lease_seconds / 2))
         await self._reclaim(now)
 
     async def _reclaim(self, now: datetime) -> None:
