@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> None:
     server.start()
     base_url = server_out.get(timeout=60)
     values: dict[str, Any] = {
-        "database_url": args.database_url, "redis_url": args.redis_url, "environment": "development",
+        # Production, as a deployment runs: templates read once (development re-checks the files per batch).
+        "database_url": args.database_url, "redis_url": args.redis_url, "environment": "production",
+        "secret_key": "bench-latency-secret-key-0123456789abcdefghijkl",
         "log_level": args.log_level, "public_base_url": "https://yj.example.gov.cn",
         "channel_concurrency": args.concurrency, "dispatch_batch_size": args.batch_size,
         # Pacing is what the providers allow; the bench measures the engine and the adapter, so no limit binds.

@@ -153,7 +153,10 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
                 settled[n.id] = f"notice_{n.state}"
             elif subject_state.get(n.escalation_of) in SETTLED_NOTICE_STATES:
                 settled[n.id] = f"silent_notice_{subject_state[n.escalation_of]}"
-    live_digests = await _live_digests(session, {d for r in rows if (d := getattr(r, "digest_id", None))})
+    digest_ids = {d for r in rows if (d := getattr(r, "digest_id", None))}
+    if not ended and not settled and not digest_ids:
+        return {}  # the usual re-check of a warning under way: nothing ended, no row to look at one by one
+    live_digests = await _live_digests(session, digest_ids)
     out: dict[int, str] = {}
     for r in rows:
         if r.warning_id in ended and r.kind not in AFTER_END_KINDS:
@@ -251,6 +254,7 @@ class Dispatcher:
         self._room = asyncio.Event()  # a sender took an item: the feeder may claim more
         self._checked_at = -1e9
         self._check_lock = asyncio.Lock()
+        self._ahead: asyncio.Task[None] | None = None  # a re-check started before senders need it
         self._healthy_since: float | None = None  # loop time since the database last answered every beat
         self._closing = False
         self._beat_stop = asyncio.Event()
@@ -290,6 +294,8 @@ class Dispatcher:
         self._closing = True
         self._room.set()
         await _finish(feeder, within=max(grace, 5.0))
+        if self._ahead is not None:  # it may be writing cancellations: let it finish
+            await _finish(self._ahead, within=5.0)
         unsent = [it for q in self.queues.values() for it in q]
         for q in self.queues.values():
             q.clear()
@@ -509,6 +515,11 @@ class Dispatcher:
         """Re-read the state of every held row if the last look is older than RECHECK_SECONDS; False (and the
         row cancelled) when this one must no longer go."""
         loop = asyncio.get_running_loop()
+        age = loop.time() - self._checked_at
+        if RECHECK_SECONDS / 2 < age <= RECHECK_SECONDS and self._ahead is None and not self._check_lock.locked():
+            # Look again before the last look is too old, so senders seldom wait for it: with thousands of
+            # rows held and a loaded database a re-check takes a while, and every sender waited through it.
+            self._ahead = asyncio.create_task(self._recheck_ahead(), name="dispatch-recheck")
         while loop.time() - self._checked_at > RECHECK_SECONDS:
             async with self._check_lock:
                 if loop.time() - self._checked_at <= RECHECK_SECONDS:
@@ -525,6 +536,20 @@ class Dispatcher:
                         self.held.pop(item.row.id, None)
                         return False
         return item.row.id in self.held
+
+    async def _recheck_ahead(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._check_lock:
+                if loop.time() - self._checked_at <= RECHECK_SECONDS / 2:
+                    return
+                started = loop.time()
+                await self._recheck()
+                self._checked_at = started
+        except Exception as exc:  # noqa: BLE001 — the senders' own re-check tries again when they need it
+            log.warning("dispatch_recheck_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            self._ahead = None
 
     async def _recheck(self) -> None:
         # Every held row not yet handed to a provider: queued here, or taken by a sender that has not sent it.
