@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -30,6 +32,29 @@ class QuietHttpClient(AsyncTwilioHttpClient):
     def log_response(self, status_code: int, response: Any) -> None:
         if self.logger.isEnabledFor(logging.INFO):
             super().log_response(status_code, response)
+
+    async def request(self, method: str, url: str, params: Any = None, data: Any = None, headers: Any = None,
+                      auth: Any = None, timeout: float | None = None, allow_redirects: bool = False) -> Any:
+        # aiohttp would form-encode the parameters byte by byte in Python (a Chinese SMS is ~600 bytes of
+        # %XX); the same encoding through a table costs a fraction. Twilio sets the form content type.
+        if isinstance(data, Mapping) and data:
+            data = form_encode(data)
+        return await super().request(method, url, params=params, data=data, headers=headers, auth=auth,
+                                     timeout=timeout, allow_redirects=allow_redirects)
+
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_QUOTED = tuple(chr(b) if b in _SAFE else "+" if b == 0x20 else f"%{b:02X}" for b in range(256))
+
+
+def _quote_plus(value: Any, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
+    raw = value.encode(encoding or "utf-8", errors or "strict") if isinstance(value, str) else bytes(value)
+    return "".join(map(_QUOTED.__getitem__, raw))
+
+
+def form_encode(data: Mapping[str, Any]) -> bytes:
+    """application/x-www-form-urlencoded exactly as urllib's quote_plus writes it (what aiohttp sends)."""
+    return urlencode(data, doseq=True, quote_via=_quote_plus).encode("ascii")
 
 
 class TwilioAdapter:

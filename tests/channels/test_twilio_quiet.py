@@ -30,3 +30,13 @@ def test_request_and_response_lines_are_not_formatted_unless_the_twilio_logger_w
     with caplog.at_level(logging.INFO, logger="twilio.async_http_client"):
         client.log_response(201, response)
     assert response.formatted == 1 and caplog.records
+
+
+def test_the_form_is_encoded_exactly_as_urllib_and_aiohttp_would() -> None:
+    from urllib.parse import urlencode
+
+    from channels.twilio_common import form_encode
+
+    form = {"To": "+8613900000001", "From": "+15005550006", "StatusCallback": "https://h/s?o=12&x=1",
+            "Body": "【浙江防汛】台风红色预警 ~a b+c&d=é 回复1 https://yj.example.gov.cn/a/xYz_-."}
+    assert form_encode(form) == urlencode(form, doseq=True).encode()
