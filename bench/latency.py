@@ -93,7 +93,7 @@ def _work(values: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
     asyncio.run(main())
 
 
-async def prepare(url: str, limit: int) -> tuple[int, Counter[str]]:
+async def prepare(url: str, limit: int) -> tuple[Counter[str], Counter[str]]:
     """Issue the warning once, put all of it back in the queue as SMS, keep `limit` of them queued."""
     await ensure_zhejiang(url, fresh=False, verbose=True)
     settings = Settings(_env_file=None, database_url=url, environment="development")  # type: ignore[call-arg]
@@ -106,18 +106,22 @@ async def prepare(url: str, limit: int) -> tuple[int, Counter[str]]:
                 {"w": wid})).all()))
         await requeue(db, wid)
         async with db.session() as s:
-            # The bench measures one SMS provider: every message of the warning goes as an SMS to its person's
-            # mobile (voice and e-mail rows carry the same person's phone or no phone: those get a number).
+            # The bench measures one SMS provider: every message to a person (SMS, voice, e-mail) goes as an
+            # SMS to a mobile; the loudspeaker messages (no person, no link) stay broadcast, on its stub adapter.
             await s.execute(text(
                 "UPDATE outbox SET channel = 'sms', address = '+86' || (13900000000 + id)::text "
-                "WHERE warning_id = :w AND (channel <> 'sms' OR address NOT LIKE '+861%')"), {"w": wid})
+                "WHERE warning_id = :w AND notice_id IS NOT NULL "
+                "AND (channel <> 'sms' OR address NOT LIKE '+861%')"), {"w": wid})
+            await s.execute(text("UPDATE outbox SET channel = 'broadcast' WHERE warning_id = :w AND notice_id IS NULL"),
+                            {"w": wid})
             if limit:
                 await s.execute(text(
                     "UPDATE outbox SET status = 'sent' WHERE warning_id = :w AND id NOT IN "
                     "(SELECT id FROM outbox WHERE warning_id = :w ORDER BY id LIMIT :n)"), {"w": wid, "n": limit})
-            n = (await s.execute(text("SELECT count(*) FROM outbox WHERE warning_id = :w AND status = 'queued'"),
-                                 {"w": wid})).scalar_one()
-        return n, issued
+            queued = Counter(dict((await s.execute(text(
+                "SELECT channel, count(*) FROM outbox WHERE warning_id = :w AND status = 'queued' GROUP BY channel"),
+                {"w": wid})).all()))
+        return queued, issued
     finally:
         await db.dispose()
 
@@ -147,7 +151,8 @@ def top_functions(raw: Path, n: int = 15) -> list[tuple[float, float, str]]:
 def run(args: argparse.Namespace) -> None:
     provider = PROVIDERS[args.provider]
     print(f"load before: {uptime()}", flush=True)
-    n, issued = asyncio.run(prepare(args.database_url, args.limit))
+    queued, issued = asyncio.run(prepare(args.database_url, args.limit))
+    n = sum(queued.values())
     ctx = multiprocessing.get_context("spawn")
     server_out, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(target=_serve, args=(args.provider, args.latency, server_out, stop), daemon=True)
@@ -174,7 +179,8 @@ def run(args: argparse.Namespace) -> None:
         spy = subprocess.Popen(["py-spy", "record", "--pid", str(pids[0]), "--format", "raw", "--rate", "200",
                                 "--nonblocking", "-o", str(raw)], stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches before the clock starts
-    print(f"{provider.note}; latency {args.latency}; {n:,} SMS queued (warning issued as "
+    print(f"{provider.note}; latency {args.latency}; {n:,} messages queued ({queued['sms']:,} SMS to people through "
+          f"{args.provider}, {queued['broadcast']:,} loudspeaker messages on the broadcast stub; warning issued as "
           f"{', '.join(f'{c} {k:,}' for c, k in sorted(issued.items()))}); {args.workers} worker(s), "
           f"CHANNEL_CONCURRENCY={args.concurrency}, DISPATCH_BATCH_SIZE={args.batch_size}, "
           f"Redis {'yes' if args.redis_url else 'no'}; worker pids {pids}", flush=True)

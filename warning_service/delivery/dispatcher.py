@@ -498,8 +498,11 @@ class Dispatcher:
                           status=outcome.result.status if outcome.result else None)
             # The slot stays taken until the result is committed: that bounds what a crash can double.
             await self.recorder.commit(outcome)
-            self.held.pop(item.row.id, None)
-            self.sending.discard(item.row.id)
+            # Only this claim's entry: a late heartbeat can have had the row reclaimed and claimed again by us
+            # while this send was under way; popping by id alone stranded the new claim in 'sending'.
+            if self.held.get(item.row.id) is item.row:
+                self.held.pop(item.row.id, None)
+                self.sending.discard(item.row.id)
             if self._drain:
                 self._room.set()
 
@@ -535,7 +538,7 @@ class Dispatcher:
                         self.recorder.add(Outcome(item, None))
                         self.held.pop(item.row.id, None)
                         return False
-        return item.row.id in self.held
+        return self.held.get(item.row.id) is item.row
 
     async def _recheck_ahead(self) -> None:
         loop = asyncio.get_running_loop()
