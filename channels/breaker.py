@@ -43,10 +43,11 @@ class Breakers:
     """`allow(provider)` before a send, `record(provider, ok=…)` after it."""
 
     def __init__(self, policy: BreakerPolicy | None = None, *, redis: Any | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, prefix: str = KEY_PREFIX) -> None:
         self.policy = policy or BreakerPolicy()
         self.redis = redis
         self.clock = clock
+        self.prefix = prefix
         self._state: dict[str, _Local] = {}
         self.opened: dict[str, int] = {}  # provider → times this process saw it open (metrics)
 
@@ -105,7 +106,7 @@ class Breakers:
             s.synced_at = now
             self._roll(s)
             ok, failed, s.ok, s.failed = s.ok, s.failed, 0, 0
-            base = f"{KEY_PREFIX}{provider}"
+            base = f"{self.prefix}{provider}"
             counts = f"{base}:w{s.window}"
             try:
                 pipe = self.redis.pipeline(transaction=False)
@@ -132,3 +133,21 @@ class Breakers:
 
     def state(self) -> dict[str, str]:
         return {p: ("open" if self.is_open(p) else "closed") for p in self._state}
+
+    async def refresh(self, providers: list[str]) -> dict[str, bool]:
+        """provider → open, as every worker sees it: a process that sends nothing (the API answering
+        /readyz) reads the shared open keys instead of its own, idle counts. Redis down: this process's view."""
+        if self.redis is not None and providers:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for p in providers:
+                    pipe.pttl(f"{self.prefix}{p}:open")
+                ttls = await pipe.execute()
+            except Exception:  # noqa: BLE001 — readiness reports what this process knows
+                ttls = [None] * len(providers)
+            now = self.clock()
+            for p, ttl in zip(providers, ttls, strict=True):
+                if ttl and ttl > 0:
+                    s = self._local(p)
+                    s.open_until = max(s.open_until, now + ttl / 1000)
+        return {p: self.is_open(p) for p in providers}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from channels.base import Adapter, Message, SendResult
 from channels.breaker import Breakers
@@ -22,11 +22,13 @@ SKIPPED = "breaker_open"
 class FailoverAdapter:
     name = "failover"  # the attempts table keeps 16 characters; the provider that answered is in the result
 
-    def __init__(self, providers: Sequence[tuple[str, Adapter]], *, breakers: Breakers) -> None:
+    def __init__(self, providers: Sequence[tuple[str, Adapter]], *, breakers: Breakers,
+                 on_skip: Callable[[str, str], None] | None = None) -> None:
         if not providers:
             raise ValueError("a failover adapter needs at least one provider")
         self.providers = list(providers)
         self.breakers = breakers
+        self.on_skip = on_skip  # (channel, provider) for each message a provider's open breaker passed on
         timeouts = [getattr(a, "send_timeout", 30.0) for _, a in self.providers]
         # Each provider may take its full time before the next one is tried.
         self.send_timeout = None if all(t is None for t in timeouts) else sum(t or 0.0 for t in timeouts) + 1.0
@@ -44,6 +46,8 @@ class FailoverAdapter:
             if not await self.breakers.allow(name):
                 skipped.append(name)
                 self.counts[name][SKIPPED] += 1
+                if self.on_skip is not None:
+                    self.on_skip(message.channel, name)
                 continue
             result = await adapter.send(message)
             outcome = "failed" if result.status == "failed" else "accepted"
@@ -63,13 +67,3 @@ class FailoverAdapter:
 
     async def aclose(self) -> None:
         return None  # the providers are closed by the registry, which may share them between channels
-
-    def metrics_lines(self, channel: str) -> list[str]:
-        out = []
-        for name, outcomes in sorted(self.counts.items()):
-            out += [f'warning_service_provider_sends_total{{channel="{channel}",provider="{name}",'
-                    f'outcome="{o}"}} {n}' for o, n in sorted(outcomes.items())]
-        for name in self.provider_names:
-            out.append(f'warning_service_provider_breaker_open{{channel="{channel}",provider="{name}"}} '
-                       f'{int(self.breakers.is_open(name))}')
-        return out

@@ -45,9 +45,12 @@ def registered() -> list[str]:
 class ChannelRegistry:
     """channel name ("sms", "voice", "email", "broadcast") → the adapter serving it."""
 
-    def __init__(self, adapters: Mapping[str, Adapter], *, owned: Sequence[Adapter] = ()) -> None:
+    def __init__(self, adapters: Mapping[str, Adapter], *, owned: Sequence[Adapter] = (),
+                 breakers: Breakers | None = None, chains: Mapping[str, Sequence[str]] | None = None) -> None:
         self._adapters = dict(adapters)
+        self._chains = {c: list(p) for c, p in (chains or {}).items()}  # channel → provider names, as configured
         self._owned = list(owned)  # providers inside failover adapters, closed with the registry
+        self.breakers = breakers  # the failover chains' breakers (None: no channel has a chain)
 
     def get(self, channel: str) -> Adapter:
         try:
@@ -60,9 +63,17 @@ class ChannelRegistry:
 
     def replace(self, channel: str, adapter: Adapter) -> None:
         self._adapters[channel] = adapter
+        self._chains.pop(channel, None)
 
     def items(self) -> list[tuple[str, Adapter]]:
         return sorted(self._adapters.items())
+
+    def providers(self) -> dict[str, list[str]]:
+        """channel → its providers in failover order (one name for a channel without a chain)."""
+        return {c: self._chains.get(c) or [a.name] for c, a in self.items()}
+
+    def chained(self, channel: str) -> bool:
+        return isinstance(self._adapters.get(channel), FailoverAdapter)
 
     async def aclose(self) -> None:
         seen: set[int] = set()
@@ -77,11 +88,14 @@ def chain(name: str) -> list[str]:
     return [n.strip() for n in name.split(",") if n.strip()]
 
 
-def build(assignment: Mapping[str, str], config: Mapping[str, Any], *, breakers: Breakers | None = None
-          ) -> ChannelRegistry:
+def build(assignment: Mapping[str, str], config: Mapping[str, Any], *, breakers: Breakers | None = None,
+          wrap: Callable[[str, Adapter], Adapter] | None = None,
+          on_skip: Callable[[str, str], None] | None = None) -> ChannelRegistry:
     """Instantiate one adapter per adapter name; an unknown name or a missing credential raises.
 
     A channel given several names in order gets a failover adapter over them (one breaker set shared by all).
+    `wrap(name, adapter)` may put each provider behind a gate of the caller's (pacing, counting); `on_skip`
+    hears of each message an open breaker passed on.
     """
     served: dict[str, set[str]] = {}
     for channel, names in assignment.items():
@@ -96,13 +110,17 @@ def build(assignment: Mapping[str, str], config: Mapping[str, Any], *, breakers:
                     f"CHANNEL_ADAPTERS: {channel}={name}: unknown adapter (known: {', '.join(registered())})")
             served.setdefault(name, set()).add(channel)
     instances = {name: _FACTORIES[name](config, frozenset(chs)) for name, chs in served.items()}
+    if wrap is not None:
+        instances = {name: wrap(name, adapter) for name, adapter in instances.items()}
     shared = breakers or Breakers()
     adapters: dict[str, Adapter] = {}
     for channel, names in assignment.items():
         providers = chain(names)
         adapters[channel] = (instances[providers[0]] if len(providers) == 1 else
-                             FailoverAdapter([(n, instances[n]) for n in providers], breakers=shared))
-    return ChannelRegistry(adapters, owned=list(instances.values()))
+                             FailoverAdapter([(n, instances[n]) for n in providers], breakers=shared,
+                                             on_skip=on_skip))
+    return ChannelRegistry(adapters, owned=list(instances.values()), breakers=shared,
+                           chains={c: chain(n) for c, n in assignment.items()})
 
 
 def require(config: Mapping[str, Any], adapter: str, channels: frozenset[str], *keys: str) -> None:

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(30.0, gt=0)
     # Per-channel pacing: "sms=100,voice=20" messages per second, shared by all workers.
     channel_rate_limits: str = "sms=200,voice=50,email=50,broadcast=20,console=100000"
+    # Per-provider pacing (issue 14): "aliyun=5000,twilio=100" messages per second per provider, shared by
+    # every worker through Redis (per process without it). It applies to each provider inside a failover
+    # chain too, on top of the channel's limit above; a provider not named is paced by its channel alone.
+    provider_rate_limits: str = ""
     # Sends in flight per channel per worker, each counted until its result is recorded (so a crash can
     # double at most this many). At 200 ms per provider call, 500 keep ~2,500 messages/s per worker going.
     channel_concurrency: int = Field(500, ge=1, le=5000)
@@ -297,6 +301,23 @@ class Settings(BaseSettings):
 
     def rate_limits(self) -> dict[str, float]:
         return {k: float(v) for k, v in _parse_pairs(self.channel_rate_limits, "CHANNEL_RATE_LIMITS").items()}
+
+    def provider_limits(self) -> dict[str, float]:
+        """PROVIDER_RATE_LIMITS parsed: provider name -> messages per second (> 0)."""
+        out: dict[str, float] = {}
+        for name, raw in _parse_pairs(self.provider_rate_limits, "PROVIDER_RATE_LIMITS").items():
+            try:
+                out[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"PROVIDER_RATE_LIMITS: {name}={raw!r} is not a number") from None
+            if not out[name] > 0:
+                raise ValueError(f"PROVIDER_RATE_LIMITS: {name}={raw} must be > 0 messages per second")
+        return out
+
+    @model_validator(mode="after")
+    def _check_provider_limits(self) -> Settings:
+        self.provider_limits()
+        return self
 
 
 def _parse_pairs(raw: str, key: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from warning_service.clock import Clock
 from warning_service.config import Settings, get_settings
 from warning_service.errors import DomainError
 from warning_service.logging import configure_logging, get_logger
-from warning_service.ops import lag_figures, lagging, render_metrics
+from warning_service.ops import lag_figures, lagging, provider_health, provider_metric_lines, render_metrics
 from warning_service.routers import include_routers
 from warning_service.runtime import Runtime, build_runtime
 from warning_service.security import SecurityMiddleware
@@ -100,7 +100,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: database and Redis reachable, and how far the workers lag."""
+        """Readiness: database and Redis reachable, how far the workers lag, and each provider's breaker.
+
+        A provider whose breaker is open makes the service "degraded" (200, the provider named) as long as
+        another provider of its channel is closed; a channel whose every provider is open fails readiness."""
         rt: Runtime = request.app.state.runtime
         body: dict[str, Any] = {"database": "ok", "redis": "not configured"}
         ok = True
@@ -120,14 +123,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 body["redis"] = "ok"
             except Exception as exc:  # noqa: BLE001
                 ok, body["redis"] = False, f"error: {type(exc).__name__}: {exc}"
-        body["status"] = "ok" if ok else "unavailable"
+        health = await provider_health(rt.channels)
+        body["providers"] = health.states
+        if health.degraded:
+            body["degraded"] = health.degraded
+        if health.down:
+            ok, body["providers_down"] = False, health.down
+        body["status"] = "unavailable" if not ok else "degraded" if health.degraded else "ok"
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics."""
         rt: Runtime = request.app.state.runtime
-        body = await render_metrics(db=rt.db, now=rt.clock.now(), counters=rt.counters)
+        providers = await provider_metric_lines(rt.channels, rt.provider_stats, rt.settings.provider_limits())
+        body = await render_metrics(db=rt.db, now=rt.clock.now(), counters=rt.counters, providers=providers)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     return app

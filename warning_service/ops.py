@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels.registry import ChannelRegistry
 from warning_service.db import Database
 from warning_service.delivery.models import DispatchWorker, OutboxMessage
+from warning_service.delivery.providers import LATENCY_BUCKETS, OUTCOMES, ProviderStats
 from warning_service.ledger.models import LedgerPending
 from warning_service.notice.models import Notice
 
@@ -76,8 +79,10 @@ def lagging(figures: dict[str, Any], *, max_lag_seconds: float) -> list[str]:
     return reasons
 
 
-async def render_metrics(*, db: Database, now: datetime, counters: DispatchCounters) -> str:
-    """Prometheus text: the database's backlog and lag figures, then this process's counters."""
+async def render_metrics(*, db: Database, now: datetime, counters: DispatchCounters,
+                         providers: list[str] | None = None) -> str:
+    """Prometheus text: the database's backlog and lag figures, this process's counters, then the providers'
+    lines (`provider_metric_lines`) when given."""
     lines: list[str] = []
     async with db.session() as s:
         figures = await lag_figures(s, now=now)
@@ -102,4 +107,74 @@ async def render_metrics(*, db: Database, now: datetime, counters: DispatchCount
     lines += ["# HELP warning_service_notices Notices by state", "# TYPE warning_service_notices gauge"]
     lines += [f'warning_service_notices{{state="{st}"}} {n}' for st, n in notices]
     lines += counters.lines()
+    lines += providers or []
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ProviderHealth:
+    """Breaker state per channel and provider, and what readiness makes of it."""
+
+    states: dict[str, dict[str, str]]  # channel → provider → "open" | "closed" | "no_breaker"
+    degraded: list[str]  # a provider of a chain is open: messages go to the next one
+    down: list[str]  # every provider of a channel is open: nothing goes out on it
+
+    @property
+    def open_pairs(self) -> set[tuple[str, str]]:
+        return {(c, p) for c, ps in self.states.items() for p, st in ps.items() if st == "open"}
+
+
+async def provider_health(channels: ChannelRegistry) -> ProviderHealth:
+    """Only failover chains have breakers (a lone provider is retried by the dispatcher's backoff instead)."""
+    providers = channels.providers()
+    breakers = channels.breakers
+    chained = sorted({p for c, ps in providers.items() if channels.chained(c) for p in ps})
+    is_open = await breakers.refresh(chained) if breakers is not None else {}
+    states: dict[str, dict[str, str]] = {}
+    degraded: list[str] = []
+    down: list[str] = []
+    for channel, names in sorted(providers.items()):
+        if not channels.chained(channel):
+            states[channel] = dict.fromkeys(names, "no_breaker")
+            continue
+        states[channel] = {p: "open" if is_open.get(p) else "closed" for p in names}
+        opened = [p for p in names if is_open.get(p)]
+        if opened and len(opened) == len(names):
+            down.append(f"{channel}: every provider's breaker is open ({', '.join(names)})")
+        elif opened:
+            rest = [p for p in names if p not in opened]
+            degraded.append(f"{channel}: breaker open for {', '.join(opened)}; messages go to {', '.join(rest)}")
+    return ProviderHealth(states, degraded, down)
+
+
+async def provider_metric_lines(channels: ChannelRegistry, stats: ProviderStats,
+                                limits: Mapping[str, float]) -> list[str]:
+    """Per channel and provider: outcomes, the latency histogram, the breaker state, the configured rate."""
+    health = await provider_health(channels)
+    pairs = [(c, p) for c, ps in sorted(channels.providers().items()) for p in ps]
+    totals = await stats.totals(pairs)
+    lines = ["# HELP warning_service_provider_messages_total Messages handed to a provider, by outcome "
+             "(accepted; failed; not_sent = certainly not taken, handed to the next provider; breaker_open = "
+             "skipped while its breaker was open), every worker",
+             "# TYPE warning_service_provider_messages_total counter"]
+    for (c, p), f in totals.items():
+        lines += [f'warning_service_provider_messages_total{{channel="{c}",provider="{p}",outcome="{o}"}} '
+                  f'{f.counts.get(o, 0)}' for o in OUTCOMES]
+    lines += ["# HELP warning_service_provider_send_seconds Time from a message's turn at the provider to its "
+              "answer (batching wait included)", "# TYPE warning_service_provider_send_seconds histogram"]
+    for (c, p), f in totals.items():
+        labels = f'channel="{c}",provider="{p}"'
+        running = 0
+        for bound, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], f.buckets, strict=True):
+            running += n
+            lines.append(f'warning_service_provider_send_seconds_bucket{{{labels},le="{bound}"}} {running}')
+        lines += [f"warning_service_provider_send_seconds_sum{{{labels}}} {f.seconds:.6f}",
+                  f"warning_service_provider_send_seconds_count{{{labels}}} {running}"]
+    lines += ["# HELP warning_service_provider_breaker_open 1 while the provider's breaker is open (failover "
+              "chains only)", "# TYPE warning_service_provider_breaker_open gauge"]
+    lines += [f'warning_service_provider_breaker_open{{channel="{c}",provider="{p}"}} '
+              f'{int((c, p) in health.open_pairs)}' for c, p in pairs]
+    lines += ["# HELP warning_service_provider_rate_limit Messages per second a provider may be sent "
+              "(PROVIDER_RATE_LIMITS, shared by every worker)", "# TYPE warning_service_provider_rate_limit gauge"]
+    lines += [f'warning_service_provider_rate_limit{{provider="{p}"}} {r:g}' for p, r in sorted(limits.items())]
+    return lines

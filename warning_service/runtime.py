@@ -23,6 +23,7 @@ from warning_service.clock import Clock
 from warning_service.config import Settings
 from warning_service.db import Database
 from warning_service.delivery.adapters import build_channels
+from warning_service.delivery.providers import ProviderStats
 from warning_service.delivery.ratelimit import RateLimiter
 from warning_service.early_warning import messages
 from warning_service.early_warning.policy import PolicyBook, PolicyError, load_policy
@@ -43,7 +44,7 @@ class Runtime:
     def __init__(self, *, settings: Settings, db: Database, clock: Clock, redis: Redis | None = None,
                  channels: ChannelRegistry | None = None, policy: PolicyBook | None = None,
                  ratelimiter: RateLimiter | None = None, bad_tokens: BadTokenLimiter | None = None,
-                 render_outbox: RenderOutbox | None = None) -> None:
+                 render_outbox: RenderOutbox | None = None, provider_stats: ProviderStats | None = None) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -59,6 +60,8 @@ class Runtime:
         self.render_outbox: RenderOutbox = render_outbox if render_outbox is not None else messages.render_outbox
         # This process's dispatch totals, rendered by /metrics.
         self.counters = DispatchCounters()
+        # Per provider: outcomes and latency of every worker (through Redis), rendered by /metrics.
+        self.provider_stats = provider_stats if provider_stats is not None else ProviderStats(redis)
         # Failed logins per username and per address, shared through Redis.
         self.login_throttle = LoginThrottle(
             per_username=settings.login_failures_per_username, per_address=settings.login_failures_per_address,
@@ -85,5 +88,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, db: D
     except PolicyError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     redis = aioredis.from_url(settings.redis_url, decode_responses=False) if settings.redis_url else None
+    stats = ProviderStats(redis)
     return Runtime(settings=settings, db=db or Database(settings.async_database_url), clock=clock or Clock(),
-                   redis=redis, channels=build_channels(settings, redis=redis), policy=policy)
+                   redis=redis, channels=build_channels(settings, redis=redis, stats=stats), policy=policy,
+                   provider_stats=stats)

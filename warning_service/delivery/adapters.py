@@ -7,9 +7,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from channels import registry
-from channels.base import ChannelConfigError
+from channels.base import Adapter, ChannelConfigError
 from channels.breaker import BreakerPolicy, Breakers
 from warning_service.config import Settings
+from warning_service.delivery.providers import ProviderGate, ProviderStats
+from warning_service.delivery.ratelimit import RateLimiter
 from warning_service.notice.tokens import make_token
 
 # Every link token has this length (a fixed-size id and MAC): templates must let it through whole.
@@ -82,15 +84,30 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
 
 
-def build_channels(settings: Settings, *, redis: Any | None = None) -> registry.ChannelRegistry:
+def build_channels(settings: Settings, *, redis: Any | None = None, stats: ProviderStats | None = None
+                   ) -> registry.ChannelRegistry:
     """One adapter per channel as CHANNEL_ADAPTERS says; a missing credential stops start-up, naming it.
 
-    Failover chains share breakers through `redis` when given (every worker sees a provider's outage)."""
+    Every provider sits behind a `ProviderGate` (its PROVIDER_RATE_LIMITS bucket, its figures in `stats`).
+    Failover chains share breakers, and the buckets and figures are shared, through `redis` when given
+    (every worker sees a provider's outage and draws from the same bucket)."""
+    stats = stats if stats is not None else ProviderStats(redis)
+    limiter = RateLimiter(redis)
+    limits = settings.provider_limits()
+
+    def gate(name: str, adapter: Adapter) -> Adapter:
+        return ProviderGate(adapter, provider=name, stats=stats, limiter=limiter, rate=limits.get(name))
+
     try:
         assignment = {c: "console" for c in CHANNELS}
         assignment.update(settings.adapter_for())
+        unknown = sorted(set(limits) - {n for v in assignment.values() for n in registry.chain(v)})
+        if unknown:
+            raise ChannelConfigError(f"PROVIDER_RATE_LIMITS names {', '.join(unknown)}, which no channel uses "
+                                     f"(CHANNEL_ADAPTERS={settings.channel_adapters})")
         return registry.build(assignment, channel_config(settings),
-                              breakers=Breakers(breaker_policy(settings), redis=redis))
+                              breakers=Breakers(breaker_policy(settings), redis=redis), wrap=gate,
+                              on_skip=stats.skipped)
     except (ChannelConfigError, ValueError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None
 

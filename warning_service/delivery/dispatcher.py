@@ -153,7 +153,10 @@ async def _stale(session: Any, rows: Sequence[Any], *, now: datetime) -> dict[in
                 settled[n.id] = f"notice_{n.state}"
             elif subject_state.get(n.escalation_of) in SETTLED_NOTICE_STATES:
                 settled[n.id] = f"silent_notice_{subject_state[n.escalation_of]}"
-    live_digests = await _live_digests(session, {d for r in rows if (d := getattr(r, "digest_id", None))})
+    digest_ids = {d for r in rows if (d := getattr(r, "digest_id", None))}
+    if not ended and not settled and not digest_ids:
+        return {}  # the usual re-check of a warning under way: nothing ended, no row to look at one by one
+    live_digests = await _live_digests(session, digest_ids)
     out: dict[int, str] = {}
     for r in rows:
         if r.warning_id in ended and r.kind not in AFTER_END_KINDS:
@@ -251,6 +254,7 @@ class Dispatcher:
         self._room = asyncio.Event()  # a sender took an item: the feeder may claim more
         self._checked_at = -1e9
         self._check_lock = asyncio.Lock()
+        self._ahead: asyncio.Task[None] | None = None  # a re-check started before senders need it
         self._healthy_since: float | None = None  # loop time since the database last answered every beat
         self._closing = False
         self._beat_stop = asyncio.Event()
@@ -290,6 +294,8 @@ class Dispatcher:
         self._closing = True
         self._room.set()
         await _finish(feeder, within=max(grace, 5.0))
+        if self._ahead is not None:  # it may be writing cancellations: let it finish
+            await _finish(self._ahead, within=5.0)
         unsent = [it for q in self.queues.values() for it in q]
         for q in self.queues.values():
             q.clear()
@@ -360,8 +366,9 @@ class Dispatcher:
         s = self.rt.settings
         now = self.rt.clock.now()
         async with self.rt.db.session() as session:
-            await store.heartbeat(session, worker=self.id, now=now, held=list(self.held),
-                                  lease_until=now + timedelta(seconds=s.dispatch_lease_seconds))
+            await store.heartbeat(session, worker=self.id, now=now,
+                                  lease_until=now + timedelta(seconds=s.dispatch_lease_seconds),
+                                  renew_before=now + timedelta(seconds=s.dispatch_lease_seconds / 2))
         await self._reclaim(now)
 
     async def _reclaim(self, now: datetime) -> None:
@@ -491,8 +498,11 @@ class Dispatcher:
                           status=outcome.result.status if outcome.result else None)
             # The slot stays taken until the result is committed: that bounds what a crash can double.
             await self.recorder.commit(outcome)
-            self.held.pop(item.row.id, None)
-            self.sending.discard(item.row.id)
+            # Only this claim's entry: a late heartbeat can have had the row reclaimed and claimed again by us
+            # while this send was under way; popping by id alone stranded the new claim in 'sending'.
+            if self.held.get(item.row.id) is item.row:
+                self.held.pop(item.row.id, None)
+                self.sending.discard(item.row.id)
             if self._drain:
                 self._room.set()
 
@@ -508,6 +518,11 @@ class Dispatcher:
         """Re-read the state of every held row if the last look is older than RECHECK_SECONDS; False (and the
         row cancelled) when this one must no longer go."""
         loop = asyncio.get_running_loop()
+        age = loop.time() - self._checked_at
+        if RECHECK_SECONDS / 2 < age <= RECHECK_SECONDS and self._ahead is None and not self._check_lock.locked():
+            # Look again before the last look is too old, so senders seldom wait for it: with thousands of
+            # rows held and a loaded database a re-check takes a while, and every sender waited through it.
+            self._ahead = asyncio.create_task(self._recheck_ahead(), name="dispatch-recheck")
         while loop.time() - self._checked_at > RECHECK_SECONDS:
             async with self._check_lock:
                 if loop.time() - self._checked_at <= RECHECK_SECONDS:
@@ -523,7 +538,21 @@ class Dispatcher:
                         self.recorder.add(Outcome(item, None))
                         self.held.pop(item.row.id, None)
                         return False
-        return item.row.id in self.held
+        return self.held.get(item.row.id) is item.row
+
+    async def _recheck_ahead(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._check_lock:
+                if loop.time() - self._checked_at <= RECHECK_SECONDS / 2:
+                    return
+                started = loop.time()
+                await self._recheck()
+                self._checked_at = started
+        except Exception as exc:  # noqa: BLE001 — the senders' own re-check tries again when they need it
+            log.warning("dispatch_recheck_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            self._ahead = None
 
     async def _recheck(self) -> None:
         # Every held row not yet handed to a provider: queued here, or taken by a sender that has not sent it.
