@@ -116,10 +116,13 @@ async def open_for_warning(
             P.c.active.is_(True),
             inside,
             _meets(Subject.zone, Z.c.id, warning),
-            ~exists().where(T.c.warning_id == warning.id, T.c.household_id == H.c.id),
         )
     )
-    res = await session.execute(insert(session, T).from_select(TASK_COLUMNS, src))
+    # A household already tasked for this warning (an update) is skipped by the unique constraint, not by an
+    # anti-join against evacuation_task: with statistics taken while the table was empty, PostgreSQL plans
+    # that as a nested loop rescanning the rows the same INSERT adds — quadratic on a fresh install.
+    res = await session.execute(insert(session, T).from_select(TASK_COLUMNS, src).on_conflict_do_nothing(
+        index_elements=["warning_id", "household_id"]))
     out.tasks = res.rowcount or 0
     if out.tasks:
         mine = and_(T.c.warning_id == warning.id, T.c.id > task_floor)
@@ -196,14 +199,14 @@ async def _open_special(session: AsyncSession, *, warning: EarlyWarning, inside:
                 P.c.active.is_(True),
                 inside,
                 _meets(subject, table.c.id, warning),
-                ~exists().where(
-                    SN.c.warning_id == warning.id, SN.c.subject == subject.value, SN.c.subject_id == table.c.id
-                ),
             )
         )
+        # Already notified for this warning: skipped by the unique constraint (see the tasks above).
         n = (
             await session.execute(
-                insert(session, SN).from_select(["notice_id", "warning_id", "subject", "subject_id"], src)
+                insert(session, SN)
+                .from_select(["notice_id", "warning_id", "subject", "subject_id"], src)
+                .on_conflict_do_nothing(index_elements=["warning_id", "subject", "subject_id"])
             )
         ).rowcount or 0
         if n:
