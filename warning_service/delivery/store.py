@@ -16,7 +16,7 @@ from channels.base import sms_segments
 from warning_service.delivery import bulk
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.delivery.sending import Outcome
-from warning_service.dialect import chunks
+from warning_service.dialect import chunks, skip_locked
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
@@ -117,10 +117,14 @@ async def heartbeat(session: AsyncSession, *, worker: str, now: datetime, held: 
     if beat.rowcount == 0:  # removed by an operator or a test: come back
         await session.execute(insert(WORKER).values(id=worker, host="?", pid=0, started_at=now, heartbeat_at=now))
     renewed = 0
-    for part in chunks(list(held), 1000):
+    for part in chunks(sorted(held), 1000):
+        # A row locked right now is being written by the recorder (its result) or reclaimed: its lease no longer
+        # matters, and waiting for it deadlocked against the recorder's own row order (one side then waited out
+        # deadlock_timeout and failed). Skip it; a row still held is renewed by the next beat, well inside the lease.
+        mine = skip_locked(session, select(OUTBOX.c.id).where(
+            OUTBOX.c.id.in_(part), OUTBOX.c.status == SENDING, OUTBOX.c.claimed_by == worker).order_by(OUTBOX.c.id))
         renewed += (await session.execute(
-            update(OUTBOX).where(OUTBOX.c.id.in_(part), OUTBOX.c.status == SENDING, OUTBOX.c.claimed_by == worker)
-            .values(lease_until=lease_until))).rowcount
+            update(OUTBOX).where(OUTBOX.c.id.in_(mine.scalar_subquery())).values(lease_until=lease_until))).rowcount
     return renewed
 
 
