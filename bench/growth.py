@@ -36,11 +36,11 @@ from warning_service.actor import Actor
 from warning_service.clock import utcnow
 from warning_service.config import Settings, async_database_url
 from warning_service.db import Database
-from warning_service.logging import configure_logging
 from warning_service.delivery.models import OutboxMessage
 from warning_service.early_warning.models import Hazard, Level, WarningCreate, WarningUpdate
 from warning_service.early_warning.policy import load_policy
 from warning_service.early_warning.service import issue_warning, update_warning
+from warning_service.logging import configure_logging
 from warning_service.notice.models import Notice
 
 DEFAULT_URL = os.environ.get("BENCH_GROWTH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ws_bench_growth")

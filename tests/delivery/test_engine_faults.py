@@ -423,7 +423,8 @@ def test_redis_killed_mid_fanout_slows_nothing_down_and_doubles_nothing(faults):
 def test_a_provider_throttling_failing_and_hanging_delays_only_the_sends_it_hangs(faults):
     o = faults.result("provider")
     f, others = o.figures, o.extra["others"]
-    print(f"\n{f.line()} [scenario {o.extra['wall']:.1f} s wall]; {o.extra['hung']:.0f} calls hung; every row that never hung accepted {others:.1f} s "
+    print(f"\n{f.line()} [scenario {o.extra['wall']:.1f} s wall]; {o.extra['hung']:.0f} calls hung; "
+          f"every row that never hung accepted {others:.1f} s "
           f"after the first acceptance ({o.extra['slowest']}), the last hung one {o.extra['last_hung']:.1f} s")
     assert f.lost == 0
     # Only a call the provider answered after the client gave up can go twice.
