@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str = "https://api.twilio.com"
+    # A send the API has not answered within this long counts as failed and goes again (same idempotency key).
+    twilio_timeout_seconds: float = Field(15.0, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_username: str | None = None

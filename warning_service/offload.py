@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# Children run at a lower CPU priority than the process serving answers: on a machine with two cores an
+# export and a report are three processes (with PostgreSQL) wanting CPU, and an answer must not queue behind them.
+CHILD_NICENESS = 10
+
+
+def _background() -> None:
+    """Initializer of every child: yield the CPU to the answering process (and, with it, to PostgreSQL)."""
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:  # not permitted here: run at the parent's priority
+        pass
 
 
 class Pool:
@@ -30,7 +42,8 @@ class Pool:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 max_tasks_per_child=self.tasks_per_child)
+                                                 max_tasks_per_child=self.tasks_per_child,
+                                                 initializer=_background)
         return self._executor
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:

@@ -102,15 +102,23 @@ async def recorded(db: Database) -> tuple[int, set[int]]:
 class Workers:
     """Real worker processes (python -m tests.delivery.run_dispatcher)."""
 
-    def __init__(self, url: str, twilio_url: str, concurrency: int, *, redis_url: str | None = None) -> None:
-        self.args = [url, twilio_url, str(concurrency)] + ([redis_url] if redis_url else [])
+    def __init__(self, url: str, twilio_url: str, concurrency: int, *, redis_url: str | None = None,
+                 settings: dict[str, object] | None = None) -> None:
+        self.args = [url, twilio_url, str(concurrency)] + (["--redis-url", redis_url] if redis_url else [])
+        for k, v in (settings or {}).items():
+            self.args += ["--set", f"{k}={v}"]
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> asyncio.subprocess.Process:
+        # WS_FAULT_LOGS=<dir> keeps each worker's log there (to see why a scenario stalled).
+        logs = os.environ.get("WS_FAULT_LOGS")
+        out = open(Path(logs) / f"worker-{time.time_ns()}.log", "wb") if logs else None  # noqa: SIM115, ASYNC230
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.delivery.run_dispatcher", *self.args, cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=out or asyncio.subprocess.DEVNULL, stderr=out or asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if out is not None:
+            out.close()  # the child holds its own descriptor
         self.procs.append(proc)
         return proc
 

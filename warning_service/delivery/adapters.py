@@ -30,6 +30,7 @@ def channel_config(settings: Settings) -> dict[str, object]:
         "twilio_from_number": settings.twilio_from_number,
         "twilio_messaging_service_sid": settings.twilio_messaging_service_sid,
         "twilio_api_base_url": settings.twilio_api_base_url,
+        "twilio_timeout": settings.twilio_timeout_seconds,
         "smtp_host": settings.smtp_host,
         "smtp_port": settings.smtp_port,
         "smtp_username": settings.smtp_username,

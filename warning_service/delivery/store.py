@@ -16,7 +16,7 @@ from channels.base import sms_segments
 from warning_service.delivery import bulk
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.delivery.sending import Outcome
-from warning_service.dialect import chunks
+from warning_service.dialect import chunks, skip_locked
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
@@ -119,10 +119,13 @@ async def heartbeat(session: AsyncSession, *, worker: str, now: datetime, lease_
     beat = await session.execute(update(WORKER).where(WORKER.c.id == worker).values(heartbeat_at=now))
     if beat.rowcount == 0:  # removed by an operator or a test: come back
         await session.execute(insert(WORKER).values(id=worker, host="?", pid=0, started_at=now, heartbeat_at=now))
+    # Rows locked right now are being written by the recorder (their result) or reclaimed: skip them rather than
+    # wait (waiting in another row order than the recorder's deadlocked); a row still held is renewed next beat.
+    mine = skip_locked(session, select(OUTBOX.c.id).where(
+        OUTBOX.c.status == SENDING, OUTBOX.c.lease_until < renew_before, OUTBOX.c.claimed_by == worker)
+        .order_by(OUTBOX.c.id))
     return (await session.execute(
-        update(OUTBOX).where(OUTBOX.c.status == SENDING, OUTBOX.c.lease_until < renew_before,
-                             OUTBOX.c.claimed_by == worker)
-        .values(lease_until=lease_until))).rowcount
+        update(OUTBOX).where(OUTBOX.c.id.in_(mine.scalar_subquery())).values(lease_until=lease_until))).rowcount
 
 
 async def unregister_worker(session: AsyncSession, *, worker: str) -> None:

@@ -108,7 +108,6 @@ async def open_for_warning(
             P.c.active.is_(True),
             inside,
             _meets(Subject.zone, Z.c.id, warning),
-            ~exists().where(T.c.warning_id == warning.id, T.c.household_id == H.c.id),
         )
     ).cte("reached")
     # Each keeper's one notice id: the one they already have (an upgrade reaching more of their households),
@@ -137,11 +136,16 @@ async def open_for_warning(
         literal(now, UTCDateTime),
         literal(now, UTCDateTime),
     ).select_from(reached.join(keepers, keepers.c.keeper_id == reached.c.keeper_id))
+    # A household already tasked for this warning (an update) is skipped by the unique constraint, not by an
+    # anti-join against evacuation_task: with statistics taken while the table was empty, PostgreSQL plans
+    # that as a nested loop rescanning the rows the same INSERT adds — quadratic on a fresh install.
     # RETURNING hands back what the rest needs (the keepers' notices to open, the zones for the shelters), so
     # nothing below reads the 16,000 rows just written again.
     opened = (
         await session.execute(
-            insert(session, T).from_select(TASK_COLUMNS, src).returning(T.c.notice_id, T.c.keeper_id, T.c.zone_id)
+            insert(session, T).from_select(TASK_COLUMNS, src)
+            .on_conflict_do_nothing(index_elements=["warning_id", "household_id"])
+            .returning(T.c.notice_id, T.c.keeper_id, T.c.zone_id)
         )
     ).all()
     out.tasks = len(opened)
@@ -224,14 +228,14 @@ async def _open_special(session: AsyncSession, *, warning: EarlyWarning, inside:
                 P.c.active.is_(True),
                 inside,
                 _meets(subject, table.c.id, warning),
-                ~exists().where(
-                    SN.c.warning_id == warning.id, SN.c.subject == subject.value, SN.c.subject_id == table.c.id
-                ),
             )
         )
+        # Already notified for this warning: skipped by the unique constraint (see the tasks above).
         n = (
             await session.execute(
-                insert(session, SN).from_select(["notice_id", "warning_id", "subject", "subject_id"], src)
+                insert(session, SN)
+                .from_select(["notice_id", "warning_id", "subject", "subject_id"], src)
+                .on_conflict_do_nothing(index_elements=["warning_id", "subject", "subject_id"])
             )
         ).rowcount or 0
         if n:
