@@ -28,7 +28,8 @@ async def test_opening_tasks_after_vacuum_analyze_on_empty_tables_reads_neither_
     def capture(_conn, _cursor, statement, parameters, _context, _many):
         head = statement.lstrip().upper()
         for table in ("EVACUATION_TASK", "SPECIAL_NOTICE"):
-            if head.startswith(f"INSERT INTO {table}"):
+            # the statement may open with its CTEs (WITH reached AS (…) INSERT INTO …)
+            if head.startswith(("INSERT", "WITH")) and f"INSERT INTO {table} " in head:
                 seen.append((table.lower(), statement, parameters))
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
