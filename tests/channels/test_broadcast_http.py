@@ -108,7 +108,7 @@ def test_a_template_that_does_not_make_a_json_object_stops_start_up(db) -> None:
 def test_the_stub_stays_the_default_and_http_is_chosen_by_name(db) -> None:
     assert isinstance(build({"broadcast": "stub"}, {}).get("broadcast"), BroadcastStub)
     chosen = build_channels(make_settings(db, channel_adapters="broadcast=http", broadcast_platform_url="http://x",
-                                          broadcast_secret="s")).get("broadcast")
+                                          broadcast_secret="s")).get("broadcast").inner  # behind its ProviderGate
     assert isinstance(chosen, HttpBroadcastAdapter)
     assert chosen.config.callback_url == "http://testserver/webhooks/broadcast/receipts"
 

@@ -248,7 +248,8 @@ async def test_an_account_allowed_longer_variables_says_so_once_for_all_of_them(
     channels = build_channels(tencent_settings(db, channel_adapters="sms=tencent", tencent_sms_variable_max=30,
                                                tencent_sms_templates="alert=1001:area,token"))
     try:
-        [template] = channels.get("sms").config.templates.templates.values()  # type: ignore[attr-defined]
+        adapter = channels.get("sms").inner  # type: ignore[attr-defined]  # behind its ProviderGate
+        [template] = adapter.config.templates.templates.values()
         assert [(v.name, v.max_len) for v in template.variables] == [("area", 30), ("token", 30)]
     finally:
         await channels.aclose()
