@@ -18,6 +18,10 @@ from sqlmodel import Field, SQLModel
 
 from warning_service.db import UTCDateTime
 
+# The outbox columns an evacuation message with no notice fills (a 解除转移 to a shelter, a shelter manager's link).
+MESSAGE_COLUMNS = ["warning_id", "revision", "kind", "channel", "address", "region_code", "priority", "status",
+                   "attempts", "next_attempt_at", "idempotency_key", "created_at", "updated_at"]
+
 
 class ZoneKind(StrEnum):
     mountain_torrent = "mountain_torrent"  # 山洪危险区

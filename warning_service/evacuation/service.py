@@ -25,6 +25,7 @@ from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
 from warning_service.errors import Conflict, Forbidden, Invalid, NotFound
 from warning_service.evacuation import shelters as shelter_pages
 from warning_service.evacuation.models import (
+    MESSAGE_COLUMNS,
     TASK_STATUS_ZH,
     DangerZone,
     EvacThreshold,
@@ -478,21 +479,7 @@ async def release(session: AsyncSession, *, warning_id: int, region: Region, act
     ).where(P.c.id.in_(select(told.c.pid)), P.c.active.is_(True), P.c.phone.is_not(None), P.c.phone != "")
     res = await session.execute(
         insert(session, OUTBOX).from_select(
-            [
-                "warning_id",
-                "revision",
-                "kind",
-                "channel",
-                "address",
-                "region_code",
-                "priority",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "idempotency_key",
-                "created_at",
-                "updated_at",
-            ],
+            MESSAGE_COLUMNS,
             src,
         )
     )

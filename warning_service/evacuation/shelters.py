@@ -24,6 +24,7 @@ from warning_service.dialect import chunks, in_ids, insert
 from warning_service.early_warning.models import LEVEL_RANK, EarlyWarning
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.evacuation.models import (
+    MESSAGE_COLUMNS,
     DangerZone,
     EvacuationTask,
     Household,
@@ -134,21 +135,7 @@ async def open_links(session: AsyncSession, *, warning: EarlyWarning, zone_ids: 
     )
     await session.execute(
         insert(session, OUTBOX).from_select(
-            [
-                "warning_id",
-                "revision",
-                "kind",
-                "channel",
-                "address",
-                "region_code",
-                "priority",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "idempotency_key",
-                "created_at",
-                "updated_at",
-            ],
+            MESSAGE_COLUMNS,
             msg,
         )
     )
