@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/ws_bench_ack"
 MARK = "bench.ack 浙江全省台风红色预警"
-SECRET = "bench-ack-secret-key-0123456789"
+SECRET = "bench-ack-secret-key-0123456789-for-production"  # production wants ≥ 32 characters
 TWILIO_TOKEN = "bench-twilio-auth-token"
 TARGETS = {"link": 1_000.0, "sms": 500.0}
 

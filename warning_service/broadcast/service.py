@@ -21,7 +21,7 @@ from warning_service.broadcast.models import (
     VillagePlayback,
 )
 from warning_service.delivery.models import OutboxMessage
-from warning_service.dialect import chunks
+from warning_service.dialect import chunks, in_ids
 from warning_service.errors import Conflict, Invalid, NotFound
 from warning_service.evacuation.imports import ancestors
 from warning_service.region.models import Region
@@ -130,7 +130,8 @@ async def list_terminals(session: AsyncSession, *, scope_path: str, region_code:
 async def _names(session: AsyncSession, codes: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in chunks(sorted(codes), 5000):
-        out.update(dict((await session.execute(select(Region.code, Region.name).where(Region.code.in_(part)))).all()))
+        rows = await session.execute(select(Region.code, Region.name).where(in_ids(session, Region.code, part)))
+        out.update(dict(rows.all()))
     return out
 
 
@@ -182,17 +183,19 @@ async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -
     villages = sorted(by_village)
     terminals: dict[str, list[Terminal]] = {}
     plays: dict[tuple[int, str], Any] = {}
+    by_message: dict[int, list[Any]] = {}  # a village's plays without scanning every play for each village
     for part in chunks(villages, 2000):
-        for t in (await session.execute(select(Terminal).where(Terminal.village_code.in_(part))
+        for t in (await session.execute(select(Terminal).where(in_ids(session, Terminal.village_code, part))
                                         .order_by(Terminal.code))).scalars():
             terminals.setdefault(t.village_code, []).append(t)
         ids = [by_village[v].id for v in part]
-        for p in (await session.execute(select(BroadcastPlay).where(BroadcastPlay.outbox_id.in_(ids)))).scalars():
+        for p in (await session.execute(select(BroadcastPlay).where(in_ids(session, BroadcastPlay.outbox_id, ids)))).scalars():
             plays[(p.outbox_id, p.terminal_ref)] = p
+            by_message.setdefault(p.outbox_id, []).append(p)
     towns: dict[str, str | None] = {}
     for part in chunks(villages, 5000):
-        towns.update(dict((await session.execute(
-            select(Region.code, Region.parent_code).where(Region.code.in_(part)))).all()))
+        rows = await session.execute(select(Region.code, Region.parent_code).where(in_ids(session, Region.code, part)))
+        towns.update(dict(rows.all()))
     names = await _names(session, set(villages) | {t for t in towns.values() if t})
     items = []
     for v in villages:
@@ -201,8 +204,8 @@ async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -
         rows = [_play(t.code, t.name, t.platform_id, t.online, _state(m.status, p := plays.get((m.id, t.platform_id))),
                       p) for t in terminals.get(v, []) if t.active or (m.id, t.platform_id) in plays]
         # A terminal the platform reported that our registry does not know still counts.
-        rows += [_play(None, ref, ref, None, p.status, p) for (oid, ref), p in plays.items()
-                 if oid == m.id and ref not in known]
+        rows += [_play(None, p.terminal_ref, p.terminal_ref, None, p.status, p) for p in by_message.get(m.id, [])
+                 if p.terminal_ref not in known]
         played = sum(1 for r in rows if r.state == "finished")
         items.append(VillagePlayback(
             village_code=v, village_name=names.get(v, v), town_name=names.get(towns.get(v) or "", ""),
