@@ -8,7 +8,6 @@ from typing import Any
 from channels.base import Adapter, ChannelConfigError
 from channels.breaker import Breakers
 from channels.broadcast import BroadcastStub
-from channels.by_channel import ByChannel
 from channels.broadcast_http import (
     DEFAULT_PRIORITY,
     DEFAULT_REQUEST_TEMPLATE,
@@ -16,6 +15,7 @@ from channels.broadcast_http import (
     PlatformConfig,
     parse_levels,
 )
+from channels.by_channel import ByChannel
 from channels.console import ConsoleAdapter
 from channels.email_smtp import SmtpAdapter, SmtpConfig
 from channels.failover import FailoverAdapter

@@ -189,7 +189,8 @@ async def playback(session: AsyncSession, *, warning_id: int, scope_path: str) -
                                         .order_by(Terminal.code))).scalars():
             terminals.setdefault(t.village_code, []).append(t)
         ids = [by_village[v].id for v in part]
-        for p in (await session.execute(select(BroadcastPlay).where(in_ids(session, BroadcastPlay.outbox_id, ids)))).scalars():
+        found = await session.execute(select(BroadcastPlay).where(in_ids(session, BroadcastPlay.outbox_id, ids)))
+        for p in found.scalars():
             plays[(p.outbox_id, p.terminal_ref)] = p
             by_message.setdefault(p.outbox_id, []).append(p)
     towns: dict[str, str | None] = {}
