@@ -19,7 +19,7 @@ from alibabacloud_dysmsapi20170525.client import Client
 from channels.aliyun_common import RECIPIENT_CODES, answer_code, classify, sdk_config
 from channels.base import Message, SendResult, sms_segments
 from channels.batching import Coalescer, Pending
-from channels.templates import TemplateError, TemplateSet, mainland_number
+from channels.templates import TemplateSet, address_for_platform
 
 BATCH_LIMIT = 100  # numbers per SendBatchSms call (Aliyun's limit)
 DEFAULT_VARIABLE_MAX = 35  # characters per variable unless the template says otherwise
@@ -56,17 +56,10 @@ class AliyunSmsAdapter:
         self.send_timeout = config.timeout + config.batch_wait + 5.0
 
     async def send(self, message: Message) -> SendResult:
-        if message.channel != "sms":
-            return SendResult.permanent("unsupported_channel", f"aliyun sms cannot send {message.channel}")
-        number = mainland_number(message.address)
-        if number is None:
-            # Not refusable by Aliyun's domestic API, but an international provider further down may reach it.
-            return SendResult.permanent("not_mainland", f"{message.address} is not a mainland number").refused()
-        try:
-            template, values = self.config.templates.fill(message)
-        except TemplateError as exc:
-            return SendResult.permanent(exc.code, str(exc)).refused()
-        return await self.batches.submit(template.code, message, (number, dict(values)))
+        a = address_for_platform(message, channel="sms", name="aliyun sms", templates=self.config.templates)
+        if isinstance(a, SendResult):
+            return a
+        return await self.batches.submit(a.template.code, message, (a.number, dict(a.values)))
 
     async def _flush(self, key: Hashable, group: list[Pending]) -> list[SendResult]:
         if len(group) == 1:

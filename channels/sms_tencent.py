@@ -27,7 +27,7 @@ from tencentcloud.sms.v20210111.sms_client_async import SmsClient
 
 from channels.base import Message, SendResult, sms_segments
 from channels.batching import Coalescer, Pending
-from channels.templates import TemplateError, TemplateSet, mainland_number
+from channels.templates import TemplateSet, address_for_platform, mainland_number
 from channels.tencent_common import RECIPIENT_CODES, answer_code, classify, sdk_client_args
 
 BATCH_LIMIT = 200  # numbers per SendSms call (Tencent's limit)
@@ -69,16 +69,10 @@ class TencentSmsAdapter:
         self.send_timeout = config.timeout + config.batch_wait + 5.0
 
     async def send(self, message: Message) -> SendResult:
-        if message.channel != "sms":
-            return SendResult.permanent("unsupported_channel", f"tencent sms cannot send {message.channel}")
-        number = mainland_number(message.address)
-        if number is None:
-            # The domestic templates cannot reach it; an international provider further down may.
-            return SendResult.permanent("not_mainland", f"{message.address} is not a mainland number").refused()
-        try:
-            template, values = self.config.templates.fill(message)
-        except TemplateError as exc:
-            return SendResult.permanent(exc.code, str(exc)).refused()
+        a = address_for_platform(message, channel="sms", name="tencent sms", templates=self.config.templates)
+        if isinstance(a, SendResult):
+            return a
+        number, template, values = a.number, a.template, a.values
         params = tuple(v for _, v in values)
         if any(name in PERSONAL for name, _ in values):
             call_error, results = await self._call(template.code, params, [number], [message])

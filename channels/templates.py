@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from channels.base import ChannelConfigError, Message, TemplateFields
+from channels.base import ChannelConfigError, Message, SendResult, TemplateFields
 
 FIELD_NAMES = frozenset(f.name for f in fields(TemplateFields))
 EXACT = frozenset({"token", "reply_code", "deadline", "sent_at"})
@@ -118,3 +118,29 @@ def mainland_number(address: str) -> str | None:
     if a.isdigit() and len(a) == 11 and a.startswith("1"):
         return a
     return None
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A message a domestic template platform can take: the bare mainland number and the filled template."""
+
+    number: str
+    template: Template
+    values: list[tuple[str, str]]
+
+
+def address_for_platform(message: Message, *, channel: str, name: str, templates: TemplateSet
+                         ) -> Addressed | SendResult:
+    """The checks every domestic template platform makes before its call, as results: another channel is refused,
+    and a number outside the mainland or a message no registered template expresses is `refused()` — certainly not
+    sent — so a provider further down the failover chain may still take it."""
+    if message.channel != channel:
+        return SendResult.permanent("unsupported_channel", f"{name} cannot send {message.channel}")
+    number = mainland_number(message.address)
+    if number is None:
+        return SendResult.permanent("not_mainland", f"{message.address} is not a mainland number").refused()
+    try:
+        template, values = templates.fill(message)
+    except TemplateError as exc:
+        return SendResult.permanent(exc.code, str(exc)).refused()
+    return Addressed(number, template, values)

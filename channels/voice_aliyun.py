@@ -22,7 +22,7 @@ from alibabacloud_dyvmsapi20170525.client import Client
 
 from channels.aliyun_common import answer_code, classify, sdk_config
 from channels.base import Message, SendResult
-from channels.templates import TemplateError, TemplateSet, mainland_number
+from channels.templates import TemplateSet, address_for_platform
 
 DEFAULT_VARIABLE_MAX = 20  # characters per TTS variable unless the template says otherwise
 ACK_KEY = "1"
@@ -56,16 +56,10 @@ class AliyunVoiceAdapter:
         self.send_timeout = config.timeout + 5.0
 
     async def send(self, message: Message) -> SendResult:
-        if message.channel != "voice":
-            return SendResult.permanent("unsupported_channel", f"aliyun voice cannot send {message.channel}")
-        number = mainland_number(message.address)
-        if number is None:
-            # Aliyun calls mainland numbers only; an international provider further down may reach it.
-            return SendResult.permanent("not_mainland", f"{message.address} is not a mainland number").refused()
-        try:
-            template, values = self.config.templates.fill(message)
-        except TemplateError as exc:
-            return SendResult.permanent(exc.code, str(exc)).refused()
+        a = address_for_platform(message, channel="voice", name="aliyun voice", templates=self.config.templates)
+        if isinstance(a, SendResult):
+            return a
+        number, template, values = a.number, a.template, a.values
         params = json.dumps(dict(values), ensure_ascii=False) if values else None
         out_id = _out_id(message)
         wants_key = message.gather_action is not None
