@@ -37,6 +37,7 @@ from bench import zhejiang
 from bench.dispatch import bench_warning, requeue
 from bench.provider_servers import PROVIDERS
 from bench.zhejiang import ensure_zhejiang
+from warning_service import loop
 from warning_service.config import Settings, async_database_url
 from warning_service.db import Database
 
@@ -59,7 +60,7 @@ def _serve(provider: str, mode: str, out: Any, stop: Any) -> None:
         out.put(served.figures)
         await served.runner.cleanup()
 
-    asyncio.run(main())
+    loop.run(main())  # the provider's side as light as the workers': uvloop where installed
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _work(values: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
         await rt.close()
         out.put(WorkerReport(claimed, cpu, finished, engine.max_in_flight, dict(engine.recorder.totals)))
 
-    asyncio.run(main())
+    loop.run(main(), kind=values.get("event_loop", "auto"))
 
 
 async def prepare(url: str, limit: int) -> tuple[Counter[str], Counter[str]]:
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
         # Production, as a deployment runs: templates read once (development re-checks the files per batch).
         "database_url": args.database_url, "redis_url": args.redis_url, "environment": "production",
         "secret_key": "bench-latency-secret-key-0123456789abcdefghijkl",
-        "log_level": args.log_level, "public_base_url": "https://yj.example.gov.cn",
+        "log_level": args.log_level, "event_loop": args.event_loop, "public_base_url": "https://yj.example.gov.cn",
         "channel_concurrency": args.concurrency, "dispatch_batch_size": args.batch_size,
         # Pacing is what the providers allow; the bench measures the engine and the adapter, so no limit binds.
         "channel_rate_limits": "sms=1000000", "provider_rate_limits": f"{args.provider}=1000000",
@@ -222,6 +223,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=500, help="CHANNEL_CONCURRENCY (sends in flight per worker)")
     ap.add_argument("--batch-size", type=int, default=500, help="DISPATCH_BATCH_SIZE (largest claim)")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto", help="EVENT_LOOP of the workers")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the first worker, raw output in this dir")
     ap.add_argument("--divisions", default=None, help="another divisions CSV than the repository's")
     args = ap.parse_args()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from warning_service import loop
 from warning_service.auth.service import create_user
 from warning_service.clock import utcnow
 from warning_service.config import Settings, get_settings
@@ -53,7 +53,7 @@ def _run(fn: Callable[[Settings], Awaitable[T]]) -> T:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
     try:
-        return asyncio.run(fn(settings))
+        return loop.run(fn(settings), kind=settings.event_loop)
     except DomainError as exc:
         err.print(f"[red]error:[/red] {exc.message_en}\n[red]错误:[/red]{exc.message_zh}")
         raise typer.Exit(1) from None
@@ -189,7 +189,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 
 
 def _serve(settings: Settings, *, host: str, port: int, worker: bool) -> None:
-    uvicorn.run(create_app(settings, start_worker=worker), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, start_worker=worker), host=host, port=port, log_level="warning",
+                loop=loop.chosen(settings.event_loop))
 
 
 def _follow_port(settings: Settings, *, host: str, port: int) -> Settings:
@@ -214,7 +215,7 @@ def worker_cmd() -> None:
         finally:
             await rt.close()
 
-    asyncio.run(main())
+    loop.run(main(), kind=settings.event_loop)
 
 
 @app.command()

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # GB/T 35965.1 sender code parts after the 6-digit division code of the issuing user's scope.
     issuer_agency_code: str = Field("000", pattern=r"^\d{3}$")
     log_json: bool = False
+    # The event loop of the worker and CLI commands (the API's follows it too): uvloop when installed.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     # Message texts (issue 13). The 【sign】 registered for the deployment's SMS; empty means the issuer's
     # short name ("温岭市防汛防台抗旱指挥部" → "温岭防指").

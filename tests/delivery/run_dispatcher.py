@@ -8,12 +8,12 @@ Usage: python -m tests.delivery.run_dispatcher DATABASE_URL TWILIO_BASE_URL CONC
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from channels.base import Message
 from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
+from warning_service import loop
 from warning_service.config import Settings
 from warning_service.logging import configure_logging
 from warning_service.runtime import build_runtime
@@ -55,4 +55,4 @@ if __name__ == "__main__":
     ap.add_argument("--redis-url")
     ap.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE")
     a = ap.parse_args()
-    asyncio.run(main(a.url, a.twilio_url, a.concurrency, a.redis_url, dict(kv.split("=", 1) for kv in a.set)))
+    loop.run(main(a.url, a.twilio_url, a.concurrency, a.redis_url, dict(kv.split("=", 1) for kv in a.set)))

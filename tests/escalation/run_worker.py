@@ -5,9 +5,9 @@ Usage: python -m tests.escalation.run_worker DATABASE_URL
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from warning_service import loop
 from warning_service.config import Settings
 from warning_service.logging import configure_logging
 from warning_service.runtime import build_runtime
@@ -27,4 +27,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    loop.run(main(sys.argv[1]))  # the loop production's worker runs on
