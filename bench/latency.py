@@ -223,7 +223,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=500, help="CHANNEL_CONCURRENCY (sends in flight per worker)")
     ap.add_argument("--batch-size", type=int, default=500, help="DISPATCH_BATCH_SIZE (largest claim)")
     ap.add_argument("--log-level", default="INFO")
-    ap.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto", help="EVENT_LOOP of the workers")
+    ap.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                    help="EVENT_LOOP of the workers")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the first worker, raw output in this dir")
     ap.add_argument("--divisions", default=None, help="another divisions CSV than the repository's")
     args = ap.parse_args()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 SendStatus = Literal["sent", "delivered", "failed"]
 
@@ -110,7 +111,12 @@ class SendResult:
 @runtime_checkable
 class Adapter(Protocol):
     """Adapters may also set `send_timeout` (seconds, or None for ones that cannot block); the dispatcher
-    gives up on a send after that long and retries it later."""
+    gives up on a send after that long and retries it later.
+
+    An adapter whose platform takes many messages in one call also sets `max_batch` (> 1) and implements
+    `send_many(messages) -> list[SendResult]` (one result per message, in order, never raising): the
+    dispatcher then hands it up to `max_batch` messages at once instead of one send per message.
+    """
 
     name: str
 
@@ -120,6 +126,18 @@ class Adapter(Protocol):
 
     async def aclose(self) -> None:
         ...
+
+
+def max_batch(adapter: Any) -> int:
+    """How many messages `adapter` takes in one `send_many` (1: it sends one at a time)."""
+    return max(1, int(getattr(adapter, "max_batch", 1) or 1))
+
+
+async def send_many(adapter: Any, messages: list[Message]) -> list[SendResult]:
+    """`adapter.send_many` where it has one, else each message through `send`, all at once."""
+    if max_batch(adapter) > 1 and hasattr(adapter, "send_many"):
+        return list(await adapter.send_many(messages))
+    return list(await asyncio.gather(*(adapter.send(m) for m in messages)))
 
 
 class ChannelConfigError(ValueError):

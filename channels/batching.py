@@ -3,6 +3,9 @@
 The dispatcher calls `send(message)` once per message, many at a time; an adapter whose platform has a batch
 API submits each message here and gets its own result back. A group goes out when it is full or when its
 first message has waited `max_wait` seconds, so a lone message is delayed by at most that much.
+
+`send_many` is the direct form for a caller that already holds many messages (the dispatcher's batch
+senders): grouped by key and cut at `max_size`, every call at once, no waiting for others to arrive.
 """
 
 from __future__ import annotations
@@ -57,6 +60,25 @@ class Coalescer:
         task = asyncio.get_running_loop().create_task(self._run(key, group))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def send_many(self, entries: list[tuple[Hashable, Message, Any]]) -> list[SendResult]:
+        """(key, message, payload) → one result each, in order: one call per key and `max_size` messages."""
+        loop = asyncio.get_running_loop()
+        groups: dict[Hashable, list[tuple[int, Pending]]] = {}
+        for i, (key, message, payload) in enumerate(entries):
+            groups.setdefault(key, []).append((i, Pending(message, payload, loop.create_future())))
+        calls = [(key, g[start:start + self.max_size]) for key, g in groups.items()
+                 for start in range(0, len(g), self.max_size)]
+        for key, part in calls:
+            task = loop.create_task(self._run(key, [p for _, p in part]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        out: list[SendResult | None] = [None] * len(entries)
+        for _, part in calls:
+            for i, p in part:
+                # Shielded as in submit: a caller that gives up must not cancel a call others share.
+                out[i] = await asyncio.shield(p.future)
+        return out  # type: ignore[return-value]
 
     async def _run(self, key: Hashable, group: list[Pending]) -> None:
         self.calls += 1

@@ -64,15 +64,18 @@ class Breakers:
         await self._maybe_sync(provider)
         return not self.is_open(provider)
 
-    async def record(self, provider: str, *, ok: bool) -> None:
+    async def record(self, provider: str, *, ok: bool, count: int = 1) -> None:
+        """`count` outcomes alike (a batch call's messages count one by one, as single sends would)."""
+        if count <= 0:
+            return
         s = self._local(provider)
         self._roll(s)
         if ok:
-            s.ok += 1
+            s.ok += count
         else:
-            s.failed += 1
+            s.failed += count
         if self.redis is None:
-            s.window_ok, s.window_failed = s.window_ok + ok, s.window_failed + (not ok)
+            s.window_ok, s.window_failed = s.window_ok + ok * count, s.window_failed + (not ok) * count
             self._judge(provider, s)
         elif not ok:
             await self._maybe_sync(provider)

@@ -13,7 +13,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from channels.base import Adapter, Message, SendResult
+from channels.base import Adapter, Message, SendResult, max_batch, send_many
 from channels.breaker import Breakers
 
 SKIPPED = "breaker_open"
@@ -34,6 +34,8 @@ class FailoverAdapter:
         self.send_timeout = None if all(t is None for t in timeouts) else sum(t or 0.0 for t in timeouts) + 1.0
         # provider → outcome → count, for /metrics (this process).
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # A chain takes batches when one of its providers does; the others get them one message at a time.
+        self.max_batch = max(max_batch(a) for _, a in self.providers)
 
     @property
     def provider_names(self) -> list[str]:
@@ -64,6 +66,40 @@ class FailoverAdapter:
             return last
         # Every breaker open: nothing was sent anywhere, retry after the cool-down.
         return SendResult.unavailable(SKIPPED, f"all providers' breakers are open: {', '.join(skipped)}")
+
+    async def send_many(self, messages: list[Message]) -> list[SendResult]:
+        """`send` for many at once: each provider gets, in one batch, what the providers before it certainly
+        did not take; the same rule per message as `send`."""
+        out: list[SendResult | None] = [None] * len(messages)
+        todo = list(range(len(messages)))
+        skipped: list[str] = []
+        for name, adapter in self.providers:
+            if not todo:
+                break
+            if not await self.breakers.allow(name):
+                skipped.append(name)
+                self.counts[name][SKIPPED] += len(todo)
+                if self.on_skip is not None:
+                    for i in todo:
+                        self.on_skip(messages[i].channel, name)
+                continue
+            results = await send_many(adapter, [messages[i] for i in todo])
+            faults = 0
+            passed: list[int] = []
+            for i, result in zip(todo, results, strict=True):
+                outcome = "failed" if result.status == "failed" else "accepted"
+                self.counts[name][outcome + ("_refused" if result.not_sent else "")] += 1
+                faults += result.status == "failed" and result.retryable
+                out[i] = dataclasses.replace(result, provider=name)
+                if result.status == "failed" and result.not_sent:
+                    passed.append(i)
+            await self.breakers.record(name, ok=True, count=len(results) - faults)
+            await self.breakers.record(name, ok=False, count=faults)
+            todo = passed
+        for i in todo:
+            if out[i] is None:  # every breaker open: nothing was sent anywhere, retry after the cool-down
+                out[i] = SendResult.unavailable(SKIPPED, f"all providers' breakers are open: {', '.join(skipped)}")
+        return out  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         return None  # the providers are closed by the registry, which may share them between channels

@@ -108,3 +108,37 @@ async def test_breakers_are_shared_between_workers_through_redis(redis_client) -
     # Neither worker saw ten failures alone; together they did.
     assert not await worker1.allow("aliyun") or not await worker2.allow("aliyun")
     assert not await worker1.allow("aliyun") and not await worker2.allow("aliyun")
+
+
+async def test_a_batch_refused_by_the_first_provider_goes_whole_to_the_second_none_doubled(fake_aliyun) -> None:
+    aliyun = AliyunSmsAdapter(AliyunSmsConfig(
+        ACCESS_KEY_ID, ACCESS_KEY_SECRET, "浙江防汛",
+        TemplateSet.parse("alert=SMS_1:area,hazard,level,reply_code,token", setting="T", default_max=35),
+        endpoint=fake_aliyun.base_url))
+    fake_aliyun.fail_next(AliyunFault(status=500))  # the first of the three SendBatchSms calls
+    second = FakeAdapter(keep=True)
+    breakers = Breakers(BreakerPolicy(min_calls=10_000))
+    failover = FailoverAdapter([("aliyun", aliyun), ("fake", second)], breakers=breakers)
+    assert failover.max_batch == 100
+    results = await failover.send_many([msg(i) for i in range(250)])
+    by_provider = [r.provider for r in results]
+    assert by_provider.count("aliyun") == 150 and by_provider.count("fake") == 100
+    assert all(r.status != "failed" for r in results)
+    sent_by_aliyun = [n for _, n, _ in fake_aliyun.sent()]
+    sent_by_second = [m.address.removeprefix("+86") for m in second.sent]
+    assert len(sent_by_aliyun) == 150 and not set(sent_by_aliyun) & set(sent_by_second)
+    assert sorted(sent_by_aliyun + sent_by_second) == sorted(f"139{i:08d}" for i in range(250))
+    # Counted per message, as single sends would be: a refused batch of 100 is 100 failures.
+    assert failover.counts["aliyun"]["failed_refused"] == 100 and failover.counts["aliyun"]["accepted"] == 150
+    assert breakers._local("aliyun").failed == 100 and breakers._local("aliyun").ok == 150
+
+
+async def test_a_batch_meets_an_open_breaker_like_single_sends_do() -> None:
+    breakers = Breakers(BreakerPolicy(min_calls=1, cooldown_seconds=60))
+    await breakers.record("a", ok=False)
+    second = FakeAdapter(keep=True)
+    results = await FailoverAdapter([("a", FakeAdapter()), ("b", second)], breakers=breakers).send_many(
+        [msg(i) for i in range(3)])
+    assert [r.provider for r in results] == ["b"] * 3 and len(second.sent) == 3
+    alone = await FailoverAdapter([("a", FakeAdapter())], breakers=breakers).send_many([msg(1), msg(2)])
+    assert [(r.error_code, r.not_sent) for r in alone] == [("breaker_open", True)] * 2

@@ -207,6 +207,21 @@ async def test_one_bad_number_does_not_sink_the_rest_of_its_batch(fake_aliyun) -
     assert (results[5].status, results[5].error_code) == ("failed", "aliyun_isv.MOBILE_NUMBER_ILLEGAL")
 
 
+async def test_many_messages_at_once_go_as_one_call_per_template_and_hundred_numbers_in_order(fake_aliyun) -> None:
+    adapter = adapter_for(fake_aliyun)
+    unmapped = Message("sms", "+8613900000999", "t", "x", metadata={"kind": "no_such_kind"}, template=None)
+    msgs = [message(i) for i in range(230)] + [unmapped]
+    results = await adapter.send_many(msgs)
+    calls = fake_aliyun.accepted("SendBatchSms")
+    assert sorted(len(c["numbers"]) for c in calls) == [30, 100, 100]
+    assert [r.status for r in results[:230]] == ["sent"] * 230
+    # Each result is its own message's: the provider id names the number it was sent to.
+    pairs = zip(msgs[:230], results[:230], strict=True)
+    assert all(r.provider_id.endswith(m.address.removeprefix("+86")) for m, r in pairs)
+    assert results[230].status == "failed" and results[230].not_sent  # refused before any call, passed on
+    assert len(fake_aliyun.sent()) == 230
+
+
 async def test_server_errors_and_refused_connections_are_certainly_not_sent(fake_aliyun) -> None:
     adapter = adapter_for(fake_aliyun)
     fake_aliyun.fail_next(AliyunFault(status=503), AliyunFault(status=200, code="isv.BUSINESS_LIMIT_CONTROL"))

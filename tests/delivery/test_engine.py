@@ -38,6 +38,37 @@ class Slow:
         return None
 
 
+class Batchy:
+    """Takes up to `max_batch` messages per call (as Aliyun's SendBatchSms does), `seconds` per call; counts
+    the messages in its hands at once."""
+
+    name = "batchy"
+    send_timeout = None
+
+    def __init__(self, max_batch: int, seconds: float) -> None:
+        self.max_batch = max_batch
+        self.seconds = seconds
+        self.sent: list[Message] = []
+        self.batches: list[int] = []
+        self.holding = 0
+        self.most_held = 0
+
+    async def send(self, message: Message) -> SendResult:
+        return (await self.send_many([message]))[0]
+
+    async def send_many(self, messages: list[Message]) -> list[SendResult]:
+        self.batches.append(len(messages))
+        self.holding += len(messages)
+        self.most_held = max(self.most_held, self.holding)
+        await asyncio.sleep(self.seconds)
+        self.holding -= len(messages)
+        self.sent.extend(messages)
+        return [SendResult.ok(f"batchy-{len(self.sent) - len(messages) + i}") for i in range(len(messages))]
+
+    async def aclose(self) -> None:
+        return None
+
+
 async def wait_for(predicate, *, deadline: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
@@ -104,3 +135,43 @@ async def test_a_send_that_hangs_holds_only_its_own_slot(client, duty, db, runti
     slow.release.set()
     await asyncio.wait_for(task, 30)
     assert set(await status_counts(db, wid)) == {"sent"}
+
+
+async def test_a_batch_adapter_gets_whole_batches_never_more_in_hand_than_the_concurrency_each_message_once(
+        client, duty, db, runtime: Runtime):
+    runtime.settings.channel_concurrency = 25
+    wid = await issue(client, duty, targets=["331081"])
+    total = len(await outbox(db, warning_id=wid))
+    batchy = Batchy(max_batch=10, seconds=0.02)
+    use(runtime, batchy)
+    await asyncio.wait_for(dispatch_tick(runtime), 60)
+    assert set(await status_counts(db, wid)) == {"sent"}
+    assert Counter(m.idempotency_key for m in batchy.sent) == {m.idempotency_key: 1
+                                                              for m in await outbox(db, warning_id=wid)}
+    assert max(batchy.batches) == 10 and sum(batchy.batches) == total
+    assert len(batchy.batches) < total / 3  # batches, not single sends
+    assert batchy.most_held <= 25  # what a crash could double stays within CHANNEL_CONCURRENCY
+
+
+async def test_a_lift_mid_dispatch_stops_the_batches_not_yet_sent(client, duty, db, runtime):
+    runtime.settings.channel_concurrency = 5  # one sender of batches of 5
+    wid = await issue(client, duty, targets=["331081"])
+    batchy = Batchy(max_batch=5, seconds=0.2)
+    use(runtime, batchy)
+    task = asyncio.create_task(Dispatcher(runtime).run(drain=True))
+
+    async def first_batches() -> bool:
+        return len(batchy.sent) >= 5
+
+    await wait_for(first_batches)
+    r = await client.post(f"/api/v1/warnings/{wid}/lift", headers=duty, json={"reason": "台风转向"})
+    assert r.status_code == 200, r.text
+    lifted_at = len(batchy.sent)
+    await asyncio.wait_for(task, 30)
+    alerts_after = [m for m in batchy.sent[lifted_at:] if m.metadata.get("kind") == "alert"]
+    # What each channel's sender had in hand, plus at most one re-check interval (0.5 s) of batches of 5
+    # every 200 ms on each of the four channels.
+    assert len(alerts_after) <= 4 * (5 + 5 * 3)
+    cancelled = [m for m in await outbox(db, warning_id=wid, status="cancelled") if m.kind == "alert"]
+    assert cancelled and {m.error_code for m in cancelled} <= {"warning_lifted", "lifted"}
+    assert "sending" not in await status_counts(db, wid) and "queued" not in await status_counts(db, wid)

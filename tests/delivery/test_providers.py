@@ -83,6 +83,50 @@ async def test_a_provider_without_a_limit_is_not_paced_and_its_own_timeout_bound
     assert gate.send_timeout is None  # the dispatcher's watchdog never cuts a wait for a token
 
 
+class Batches(FakeAdapter):
+    """A provider that takes 10 messages per call."""
+
+    max_batch = 10
+
+    def __init__(self, **kw) -> None:
+        super().__init__(keep=True, **kw)
+        self.batches: list[int] = []
+
+    async def send_many(self, messages: list[Message]) -> list[SendResult]:
+        self.batches.append(len(messages))
+        return [await self.send(m) for m in messages]
+
+
+async def test_a_batch_takes_one_token_per_message_and_counts_each_message() -> None:
+    now = Now()
+    inner = Batches()
+    stats = ProviderStats(None)
+    gate = ProviderGate(inner, provider="aliyun", stats=stats, limiter=RateLimiter(None, now=now), rate=10.0)
+    assert gate.max_batch == 10
+    first = await gate.send_many([sms(i) for i in range(10)])  # the first second's ten tokens
+    assert [r.status for r in first] == ["delivered"] * 10
+    second = asyncio.create_task(gate.send_many([sms(i) for i in range(10, 15)]))
+    await asyncio.sleep(0.2)  # the clock stands: no token, the batch waits whole
+    assert not second.done() and len(inner.sent) == 10
+    now.t += 1.0
+    assert len(await asyncio.wait_for(second, 5)) == 5 and inner.batches == [10, 5]
+    figures = (await stats.totals([("sms", "aliyun")]))[("sms", "aliyun")]
+    assert figures.counts["accepted"] == 15
+
+
+async def test_a_batch_that_hangs_times_out_as_a_whole_and_is_not_passed_on() -> None:
+    class Hangs(Batches):
+        send_timeout = 0.05
+
+        async def send_many(self, messages: list[Message]) -> list[SendResult]:
+            await asyncio.sleep(10)
+            return []
+
+    results = await ProviderGate(Hangs(), provider="aliyun", stats=ProviderStats(None)).send_many(
+        [sms(1), sms(2)])
+    assert [(r.error_code, r.not_sent) for r in results] == [("timeout", False)] * 2
+
+
 def test_provider_rate_limits_are_settings_and_bad_ones_stop_start_up(db) -> None:
     s = make_settings(db, channel_adapters="sms=fake,console", provider_rate_limits="fake=5000, console=100")
     assert s.provider_limits() == {"fake": 5000.0, "console": 100.0}

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.base import Adapter, Message, SendResult
+from channels.base import Adapter, Message, SendResult, max_batch, send_many
 from warning_service.delivery.ratelimit import RateLimiter, burst_for
 from warning_service.delivery.sending import SEND_TIMEOUT_SECONDS, StreamPacer
 from warning_service.logging import get_logger
@@ -144,6 +144,7 @@ class ProviderGate:
         self.timeout = getattr(inner, "send_timeout", SEND_TIMEOUT_SECONDS)
         # The gate bounds the provider's call itself; the dispatcher must not bound a wait for a token.
         self.send_timeout: float | None = None
+        self.max_batch = max_batch(inner)
 
     async def send(self, message: Message) -> SendResult:
         if self.pacer is not None:
@@ -167,6 +168,34 @@ class ProviderGate:
         outcome = "accepted" if result.status != "failed" else "not_sent" if result.not_sent else "failed"
         self.stats.observe(message.channel, self.provider, outcome, time.perf_counter() - started)
         return result
+
+    async def send_many(self, messages: list[Message]) -> list[SendResult]:
+        """`send` for a batch: its tokens taken together, one timeout around the one call."""
+        if self.pacer is not None:
+            self._waiting += len(messages)
+            try:
+                await self.pacer.take(len(messages))
+            finally:
+                self._waiting -= len(messages)
+        started = time.perf_counter()
+        try:
+            if self.timeout is None:
+                results = await send_many(self.inner, messages)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    results = await send_many(self.inner, messages)
+            if len(results) != len(messages):
+                raise RuntimeError(f"{len(messages)} messages answered with {len(results)} results")
+        except TimeoutError:
+            results = [SendResult.transient("timeout", f"no answer within {self.timeout:g}s")] * len(messages)
+        except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the messages: retry them
+            log.exception("adapter_raised", adapter=self.provider)
+            results = [SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])] * len(messages)
+        seconds = time.perf_counter() - started
+        for message, result in zip(messages, results, strict=True):
+            outcome = "accepted" if result.status != "failed" else "not_sent" if result.not_sent else "failed"
+            self.stats.observe(message.channel, self.provider, outcome, seconds)
+        return results
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -256,8 +256,12 @@ class Recorder:
 
     async def commit(self, outcome: Outcome) -> None:
         """Queue `outcome` for the next group write and wait until it is committed."""
+        await self.commit_many([outcome])
+
+    async def commit_many(self, outcomes: Sequence[Outcome]) -> None:
+        """`commit` for a batch's outcomes: one wait for all of them."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append(outcome)
+        self.pending.extend(outcomes)
         self._waiters.append(done)
         self._wake.set()
         # A sender cancelled while waiting leaves its outcome queued: the writer still records it.

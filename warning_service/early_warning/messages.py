@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import BroadcastFields, Message, TemplateFields, sms_segments
 from warning_service.broadcast.targets import terminals_of
 from warning_service.config import Settings
+from warning_service.dialect import in_ids
 from warning_service.early_warning import texts
 from warning_service.early_warning.guidance import level_lines
 from warning_service.early_warning.identifiers import CHINA_TZ
@@ -123,7 +124,7 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         notices = {n.id: n for n in (await session.execute(select(
             Notice.id, Notice.person_id, Notice.region_code, Notice.deadline, Notice.requires_ack, Notice.reason,
             Notice.escalation_of, Notice.state, Notice.root_id, Notice.digest_id).where(
-            Notice.id.in_(notice_ids)))).all()}
+            in_ids(session, Notice.id, notice_ids)))).all()}
         digest_ids = {n.digest_id for n in notices.values() if n.digest_id}
         if digest_ids:
             digests = dict((await session.execute(select(EscalationDigest.id, EscalationDigest.reply_code).where(
@@ -136,10 +137,10 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
         subject_ids = {i for n in chained for i in (n.escalation_of, n.root_id) if i}
         if subject_ids:
             subjects = {n.id: n for n in (await session.execute(select(
-                Notice.id, Notice.person_id, Notice.region_code).where(Notice.id.in_(subject_ids)))).all()}
+                Notice.id, Notice.person_id, Notice.region_code).where(in_ids(session, Notice.id, subject_ids)))).all()}
         person_ids = {n.person_id for n in notices.values()} | {s.person_id for s in subjects.values()}
         persons = {p.id: p for p in (await session.execute(select(
-            Person.id, Person.name, Person.role, Person.phone).where(Person.id.in_(person_ids)))).all()}
+            Person.id, Person.name, Person.role, Person.phone).where(in_ids(session, Person.id, person_ids)))).all()}
         # Only texts that ask for a reply need to know whether "回复 1" is unambiguous for the person.
         asking = {notices[r.notice_id].person_id for r in rows
                   if r.notice_id in notices and r.channel in ("sms", "email") and r.kind != "cancel"
@@ -158,7 +159,7 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
                 select(Notice.person_id, func.count(distinct(code)))
                 .join(EarlyWarning, EarlyWarning.id == Notice.warning_id)
                 .outerjoin(EscalationDigest, EscalationDigest.id == Notice.digest_id).where(
-                    Notice.person_id.in_(asking), Notice.requires_ack.is_(True),
+                    in_ids(session, Notice.person_id, asking), Notice.requires_ack.is_(True),
                     Notice.state.in_(OPEN_STATES)).group_by(Notice.person_id))).all())
     # Places: each target, each escalation subject and each loudspeaker village, named from its town down.
     codes = {c for v in revs.values() for c in v.targets} | {s.region_code for s in subjects.values()} | {

@@ -16,7 +16,7 @@ def link_key(secret: str) -> bytes:
 def make_token(notice_id: int, *, key: bytes) -> str:
     """A short URL-safe token bound to one notice (≈ 27 characters)."""
     raw = notice_id.to_bytes(5, "big")
-    mac = hmac.new(key, raw, hashlib.sha256).digest()[:_MAC_BYTES]
+    mac = hmac.digest(key, raw, "sha256")[:_MAC_BYTES]  # one-shot C HMAC: a province renders 130,000 links
     return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
 
 
