@@ -81,3 +81,10 @@ async def test_readyz_fails_when_the_oldest_due_message_waits_longer_than_allowe
     clock.advance(settings.ready_max_lag_seconds + 1)
     r = await client.get("/readyz")
     assert r.status_code == 503 and "oldest due message" in r.json()["lag"][0]
+
+
+def test_a_heartbeat_too_slow_for_the_gone_interval_stops_start_up():
+    # A worker fences itself 0.6 × the gone interval after its last beat: beats must come well within that.
+    with pytest.raises(ValueError, match="DISPATCH_WORKER_GONE_SECONDS must be at least 3"):
+        Settings(_env_file=None, dispatch_heartbeat_seconds=2, dispatch_worker_gone_seconds=5)
+    assert Settings(_env_file=None, dispatch_heartbeat_seconds=1, dispatch_worker_gone_seconds=5)

@@ -319,6 +319,15 @@ class Settings(BaseSettings):
         return out
 
     @model_validator(mode="after")
+    def _check_heartbeat(self) -> Settings:
+        # A worker stops sending once 0.6 of the gone interval passes without a beat (dispatcher.FENCE_SHARE):
+        # beats must come several times within that, or a healthy worker would keep fencing itself.
+        if self.dispatch_heartbeat_seconds * 3 > self.dispatch_worker_gone_seconds:
+            raise ValueError("DISPATCH_WORKER_GONE_SECONDS must be at least 3 × DISPATCH_HEARTBEAT_SECONDS "
+                             f"(now {self.dispatch_worker_gone_seconds:g} and {self.dispatch_heartbeat_seconds:g})")
+        return self
+
+    @model_validator(mode="after")
     def _check_provider_limits(self) -> Settings:
         self.provider_limits()
         return self

@@ -175,3 +175,51 @@ async def test_a_lift_mid_dispatch_stops_the_batches_not_yet_sent(client, duty, 
     cancelled = [m for m in await outbox(db, warning_id=wid, status="cancelled") if m.kind == "alert"]
     assert cancelled and {m.error_code for m in cancelled} <= {"warning_lifted", "lifted"}
     assert "sending" not in await status_counts(db, wid) and "queued" not in await status_counts(db, wid)
+
+
+async def test_a_worker_that_cannot_beat_sends_nothing_more_and_leaves_what_others_took(client, duty, db, runtime,
+                                                                                         clock):
+    runtime.settings.channel_concurrency = 1
+    runtime.settings.dispatch_heartbeat_seconds = 0.25
+    runtime.settings.dispatch_worker_gone_seconds = 1.5  # fenced 0.9 s after its last good beat
+    await issue(client, duty, targets=["331081"])
+    slow = Slow(0.3)
+    use(runtime, slow)
+    engine = Dispatcher(runtime)
+    unreachable = asyncio.Event()
+    beat = engine._beat
+
+    async def beat_unless_unreachable() -> None:
+        if unreachable.is_set():
+            raise ConnectionError("database unreachable for the heartbeat")
+        await beat()
+
+    engine._beat = beat_unless_unreachable  # type: ignore[method-assign]
+    task = asyncio.create_task(engine.run(drain=True))
+
+    async def some_sent() -> bool:
+        return len(slow.sent) >= 3
+
+    await wait_for(some_sent)
+    unreachable.set()
+
+    async def fenced() -> bool:
+        return not engine._beat_fresh() and engine.in_flight == 0
+
+    await wait_for(fenced)
+    sent_when_fenced = len(slow.sent)
+    # Meanwhile another worker judges this one gone and takes everything it held.
+    later = clock.now() + timedelta(seconds=60)
+    async with db.session() as s:
+        await store.register_worker(s, worker="other:2:y", host="h", pid=2, now=later)
+        await store.reclaim_expired(s, now=later, max_attempts=5, adapters={}, me="other:2:y", gone_before=later)
+        taken = {r.id for r in await store.claim(s, now=later, lease_until=later + timedelta(seconds=600),
+                                                 batch_size=10_000, worker="other:2:y")}
+    assert taken
+    await asyncio.sleep(0.3)  # fenced: nothing more goes while the heartbeat fails
+    assert len(slow.sent) == sent_when_fenced
+    unreachable.clear()
+    await asyncio.wait_for(task, 30)
+    sent_ids = [int(m.metadata["outbox_id"]) for m in slow.sent]
+    assert not set(sent_ids[sent_when_fenced:]) & taken  # what the other worker took, only it sends
+    assert len(sent_ids) == len(set(sent_ids))

@@ -5,9 +5,12 @@ barrier: a slow send holds only its own slot), each result is written by a group
 and a send's slot is freed only once its result is in the database — so at any instant at most
 `CHANNEL_CONCURRENCY` sends per channel are unrecorded, and that is all a crash can double. The worker
 beats every second and renews the leases of what it holds; a worker that stops beating is known gone within
-`DISPATCH_WORKER_GONE_SECONDS` and its rows go back to the queue. Just before each send the warning and notice
-state is re-read (at most `RECHECK_SECONDS` old), so a lift, an answer or an expiry stops the messages not yet
-sent. A reclaimed message goes again with the same idempotency key.
+`DISPATCH_WORKER_GONE_SECONDS` and its rows go back to the queue. A worker that cannot beat (its database
+stalls, its loop is starved) fences itself: past FENCE_SHARE of that interval without a beat it hands nothing
+more to a provider until a beat succeeds, and then leaves the rows others took meanwhile — so being judged
+gone while alive doubles at most what was already in flight, as a crash would. Just before each send the
+warning and notice state is re-read (at most `RECHECK_SECONDS` old), so a lift, an answer or an expiry stops the
+messages not yet sent. A reclaimed message goes again with the same idempotency key.
 
 `dispatch_once` is the one-claim form (claim, send all, record) kept for pacing tests and tools.
 """
@@ -46,6 +49,9 @@ log = get_logger(__name__)
 SETTLED_NOTICE_STATES = ("acknowledged", "closed")
 # A send waits for a state re-check at most this old (a lift or an answer stops it within about a second).
 RECHECK_SECONDS = 0.5
+# Past this share of DISPATCH_WORKER_GONE_SECONDS without a successful beat, a worker sends nothing more (others
+# may soon judge it gone and send its rows): the margin covers a beat under way and the clocks of two hosts.
+FENCE_SHARE = 0.6
 # The progress line (INFO) is written at most this often, and once when a drain ends.
 PROGRESS_EVERY_SECONDS = 5.0
 
@@ -257,6 +263,8 @@ class Dispatcher:
         self._check_lock = asyncio.Lock()
         self._ahead: asyncio.Task[None] | None = None  # a re-check started before senders need it
         self._healthy_since: float | None = None  # loop time since the database last answered every beat
+        self._beat_ok_at: float | None = None  # loop time when the last successful beat started
+        self._beat_ok = asyncio.Event()
         self._closing = False
         self._beat_stop = asyncio.Event()
         self._drain = False
@@ -337,6 +345,7 @@ class Dispatcher:
                                                 pid=os.getpid(), now=self.rt.clock.now())
                 # A starting worker may judge others at once: their heartbeats are as old as they look.
                 self._healthy_since = asyncio.get_running_loop().time() - self.rt.settings.dispatch_worker_gone_seconds
+                self._beat_ok_at = asyncio.get_running_loop().time()
                 return
             except Exception as exc:  # noqa: BLE001 — the database is down at start: wait for it
                 if self.rt.stopping.is_set():
@@ -354,14 +363,50 @@ class Dispatcher:
                 return
             except TimeoutError:
                 pass
+            started = loop.time()
             try:
                 await self._beat()
+                if not self._beat_fresh():
+                    await self._leave_what_others_took()
+                self._beat_ok_at = started
+                self._beat_ok.set()
                 if self._healthy_since is None:
                     self._healthy_since = loop.time()
             except Exception as exc:  # noqa: BLE001 — the database is away; the recorder keeps our results
                 self._healthy_since = None
                 log.warning("dispatch_heartbeat_failed", worker=self.id, held=len(self.held),
                             error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _beat_fresh(self) -> bool:
+        limit = FENCE_SHARE * self.rt.settings.dispatch_worker_gone_seconds
+        return self._beat_ok_at is not None and asyncio.get_running_loop().time() - self._beat_ok_at <= limit
+
+    async def _fenced(self) -> None:
+        """Wait, sending nothing, until a beat succeeds (see the module docstring)."""
+        if not self._beat_fresh():
+            log.warning("dispatch_fenced", worker=self.id, held=len(self.held))
+        while not self._beat_fresh() and not self._closing:
+            self._beat_ok.clear()
+            try:
+                await asyncio.wait_for(self._beat_ok.wait(), self.rt.settings.dispatch_heartbeat_seconds)
+            except TimeoutError:
+                pass
+
+    async def _leave_what_others_took(self) -> None:
+        """After a stretch without beats: drop the rows reclaimed from us meanwhile (their new holder sends them)."""
+        async with self.rt.db.session() as session:
+            lost = set(await store.taken_from(session, worker=self.id, ids=list(self.held)))
+        lost -= self.sending  # already with a provider: its result is recorded as usual
+        if not lost:
+            return
+        for i in lost:
+            self.held.pop(i, None)
+        for q in self.queues.values():
+            keep = [it for it in q if it.row.id not in lost]
+            q.clear()
+            q.extend(keep)
+        self._room.set()
+        log.warning("dispatch_rows_taken_while_fenced", worker=self.id, count=len(lost), outbox_ids=sorted(lost)[:50])
 
     async def _beat(self) -> None:
         s = self.rt.settings
@@ -493,9 +538,12 @@ class Dispatcher:
                     continue
                 if item.bucket is not None:
                     await self._pacer(item).take()
+                await self._fenced()
                 if self._closing:  # stopped while waiting: hand it back unsent
                     self.recorder.add(Outcome(item, None))
                     self.held.pop(item.row.id, None)
+                    continue
+                if self.held.get(item.row.id) is not item.row:  # taken by another worker while we were fenced
                     continue
             except asyncio.CancelledError:
                 self.recorder.add(Outcome(item, None))
@@ -534,8 +582,12 @@ class Dispatcher:
                     continue
                 if items[0].bucket is not None:  # one channel, one bucket
                     await self._pacer(items[0]).take(len(items))
+                await self._fenced()
                 if self._closing:  # stopped while waiting: hand them back unsent
                     self._hand_back(items)
+                    continue
+                items = [it for it in items if self.held.get(it.row.id) is it.row]  # others took some, fenced
+                if not items:
                     continue
             except asyncio.CancelledError:
                 self._hand_back(items)

@@ -16,7 +16,7 @@ from channels.base import sms_segments
 from warning_service.delivery import bulk
 from warning_service.delivery.models import DeliveryAttempt, DispatchWorker, OutboxMessage
 from warning_service.delivery.sending import Outcome
-from warning_service.dialect import chunks, skip_locked
+from warning_service.dialect import chunks, in_ids, skip_locked
 from warning_service.ledger import service as ledger
 from warning_service.logging import get_logger
 from warning_service.notice import service as notices
@@ -131,6 +131,16 @@ async def heartbeat(session: AsyncSession, *, worker: str, now: datetime, lease_
 async def unregister_worker(session: AsyncSession, *, worker: str) -> None:
     """A worker leaving: whatever it still holds (sends it gave up waiting for) is reclaimed by the others."""
     await session.execute(delete(WORKER).where(WORKER.c.id == worker))
+
+
+async def taken_from(session: AsyncSession, *, worker: str, ids: Sequence[int]) -> list[int]:
+    """Which of `ids` `worker` no longer holds (reclaimed while it was judged gone, perhaps claimed again by
+    another worker): it must not send them."""
+    if not ids:
+        return []
+    held = or_(OUTBOX.c.status != SENDING, OUTBOX.c.claimed_by.is_(None), OUTBOX.c.claimed_by != worker)
+    rows = await session.execute(select(OUTBOX.c.id).where(in_ids(session, OUTBOX.c.id, ids), held))
+    return [r.id for r in rows]
 
 
 async def hand_back(session: AsyncSession, *, rows: Sequence[Any], now: datetime) -> None:
