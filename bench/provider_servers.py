@@ -2,8 +2,8 @@
 (run in a process of its own, checking every request's signature or credentials) and the settings that point
 the real adapter at it.
 
-To add a provider (Tencent …): write its `serve(latency)` returning a `Served` and its `settings(base_url)`
-(what a deployment would set, plus the endpoint), and add a `BenchProvider` to `PROVIDERS`.
+To add a provider: write its `serve(latency)` returning a `Served` and its `settings(base_url)` (what a
+deployment would set, plus the endpoint), and add a `BenchProvider` to `PROVIDERS`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.channels import fake_tencent
+from tests.channels.fake_tencent import FakeTencent
 from tests.delivery import fake_aliyun, fake_twilio
 from tests.delivery.fake_aliyun import FakeAliyun
 from tests.delivery.fake_twilio import FakeTwilio
@@ -144,9 +146,55 @@ def twilio_settings(base_url: str) -> dict[str, Any]:
             "twilio_api_base_url": base_url}
 
 
+class _CountingTencent(FakeTencent):
+    """The test server (TC3-HMAC-SHA256 verified independently of the SDK, template variables checked against
+    the registered lengths) keeping figures instead of every request."""
+
+    figures: Figures
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        f = self.figures
+        f.calls += 1
+        f.open += 1
+        f.max_open = max(f.max_open, f.open)
+        try:
+            return await super()._handle(request)
+        finally:
+            f.open -= 1
+            if len(self.requests) > 1000:
+                self.requests.clear()
+
+    async def _answer(self, request: web.Request, raw: bytes, record: dict[str, Any]
+                      ) -> tuple[int, dict[str, Any]]:
+        status, body = await super()._answer(request, raw, record)
+        ok = sum(1 for s in body.get("Response", {}).get("SendStatusSet", ()) if s.get("Code") == "Ok")
+        if ok:
+            self.figures.accepted += ok
+            self.figures.last_accepted = time.time()
+        else:
+            self.figures.refused += 1
+        return status, body
+
+
+async def serve_tencent(latency: Latency) -> Served:
+    fake = _CountingTencent(templates=dict(fake_tencent.REGISTERED), latency=latency)
+    fake.figures = Figures()
+    runner = await fake_tencent.start(fake)
+    return Served(fake.base_url, fake.figures, runner)
+
+
+def tencent_settings(base_url: str) -> dict[str, Any]:
+    return {"channel_adapters": "sms=tencent", "tencent_secret_id": fake_tencent.SECRET_ID,
+            "tencent_secret_key": fake_tencent.SECRET_KEY, "tencent_sms_sdk_app_id": fake_tencent.SDK_APP_ID,
+            "tencent_sms_sign_name": fake_tencent.SIGN_NAME, "tencent_sms_templates": fake_tencent.TEMPLATES,
+            "tencent_sms_endpoint": base_url}
+
+
 PROVIDERS: dict[str, BenchProvider] = {
     "aliyun": BenchProvider("aliyun", serve_aliyun, aliyun_settings,
                             "Aliyun SendBatchSms via alibabacloud-dysmsapi20170525, ≤100 numbers per call"),
+    "tencent": BenchProvider("tencent", serve_tencent, tencent_settings,
+                             "Tencent SendSms via tencentcloud-sdk-python-sms; a personal text (own link) per call"),
     "twilio": BenchProvider("twilio", serve_twilio, twilio_settings,
                             "Twilio Messages.create via the twilio library, one call per SMS"),
 }
