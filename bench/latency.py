@@ -52,11 +52,14 @@ def latency_fn(mode: str) -> Any:
     return lambda: seconds
 
 
-def _serve(provider: str, mode: str, out: Any, stop: Any) -> None:
+def _serve(provider: str, mode: str, out: Any, go: Any, stop: Any) -> None:
     async def main() -> None:
         served = await PROVIDERS[provider].serve(latency_fn(mode))
         out.put(served.base_url)
+        await asyncio.to_thread(go.wait)
+        cpu0 = time.process_time()
         await asyncio.to_thread(stop.wait)
+        served.figures.cpu = time.process_time() - cpu0
         out.put(served.figures)
         await served.runner.cleanup()
 
@@ -155,8 +158,8 @@ def run(args: argparse.Namespace) -> None:
     queued, issued = asyncio.run(prepare(args.database_url, args.limit))
     n = sum(queued.values())
     ctx = multiprocessing.get_context("spawn")
-    server_out, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.provider, args.latency, server_out, stop), daemon=True)
+    server_out, stop, go = ctx.Queue(), ctx.Event(), ctx.Event()
+    server = ctx.Process(target=_serve, args=(args.provider, args.latency, server_out, go, stop), daemon=True)
     server.start()
     base_url = server_out.get(timeout=60)
     values: dict[str, Any] = {
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> None:
         # Pacing is what the providers allow; the bench measures the engine and the adapter, so no limit binds.
         "channel_rate_limits": "sms=1000000", "provider_rate_limits": f"{args.provider}=1000000",
         **provider.settings(base_url)}
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    ready, out = ctx.Queue(), ctx.Queue()
     workers = [ctx.Process(target=_work, args=(values, ready, go, out)) for _ in range(args.workers)]
     for w in workers:
         w.start()
@@ -205,6 +208,8 @@ def run(args: argparse.Namespace) -> None:
           f"(per worker: {', '.join(f'{r.cpu:.1f} s / {r.claimed:,}' for r in reports)}); "
           f"in flight: ≤{max(r.max_in_flight for r in reports)} sends per worker, ≤{figures.max_open} calls open "
           f"at the server; outcomes {sum((Counter(r.totals) for r in reports), Counter())}")
+    print(f"provider server CPU {figures.cpu:.1f} s = {figures.cpu / max(figures.accepted, 1) * 1e3:.3f} ms/message "
+          f"(its share of the same two cores: what a real provider would spend on its own machines)")
     print(f"load after: {uptime()}", flush=True)
     if spy is not None:
         print("py-spy, first worker, busiest functions (self %, total %):")

@@ -42,6 +42,7 @@ class Figures:
     max_open: int = 0
     refused: int = 0
     last_accepted: float = 0.0
+    cpu: float = 0.0  # the server process's CPU seconds while the workers ran (set by bench.latency)
 
 
 @dataclass
