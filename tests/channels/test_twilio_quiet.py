@@ -20,7 +20,7 @@ class Loud:
 
 
 def test_request_and_response_lines_are_not_formatted_unless_the_twilio_logger_writes_them(caplog) -> None:
-    client = QuietHttpClient(pool_connections=False)
+    client = QuietHttpClient()
     response = Loud()
     request = {"method": "POST", "url": "http://x/Messages.json", "params": None, "headers": {"A": "b"}}
     with caplog.at_level(logging.WARNING, logger="twilio.async_http_client"):
