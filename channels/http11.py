@@ -71,6 +71,7 @@ class _Connection(asyncio.Protocol):
         self.framed = False  # Content-Length or chunked: the end is in the bytes, not at the close
         self.done = False
         self.keep_alive = False
+        self.response: HttpResponse | None = None
 
     # asyncio.Protocol
 
@@ -119,14 +120,23 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.done:  # the end of a second answer (see on_message_begin): the first one stands
+            return
         if self.parser.get_status_code() < 200:
             # An interim response (100 Continue): the real one follows on the same connection.
             self.headers, self.body, self.headers_done, self.framed = [], [], False, False
             return
         self.done = True
-        # Read here: once the parser returns from this message it no longer knows.
+        # Read here: once the parser returns from this message it no longer knows, and bytes after it (a
+        # server writing more than one answer) must not touch what is returned.
         self.keep_alive = self.parser.should_keep_alive()
+        self.response = HttpResponse(self.parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self.headers)),
+                                     b"".join(self.body))
         self._finish(None)
+
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer to one request: the connection's state is no longer known
+            self.closed = True
 
     # ours
 
@@ -154,16 +164,19 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes) -> HttpResponse:
         self.headers, self.body = [], []
         self.headers_done = self.framed = self.done = self.keep_alive = False
+        self.response = None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)  # type: ignore[union-attr]
         try:
             await self.waiter
         finally:
             self.waiter = None
-        if not self.keep_alive:
+        if not self.keep_alive or self.closed:
             self._close()
-        return HttpResponse(self.parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self.headers)),
-                            b"".join(self.body))
+        if self.response is None:  # the body ran to the close of the connection
+            return HttpResponse(self.parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self.headers)),
+                                b"".join(self.body))
+        return self.response
 
 
 class ConnectionPool:
