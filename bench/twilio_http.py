@@ -128,6 +128,7 @@ async def measure(name: str, base_url: str, args: argparse.Namespace) -> tuple[f
             await one(i)
 
     await asyncio.gather(*(one(i) for i in range(min(args.concurrency, 50))))  # warm: connections open
+    ok = 0
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(args.concurrency)))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
