@@ -201,6 +201,10 @@ async def test_both_forms_leave_the_same_rows(name, db, settings, clock, world, 
         # The one-statement form really did the work: no fallback to the portable one.
         assert outcomes[1] == ("one_statement", "one statement only"), outcomes
         assert len(one["acks"]) == 1 and one["ledger"], one
+    if name == "second_answer":
+        # Told from one read on the raw pool, as the portable form tells it: no session.
+        assert outcomes[0][0] == "already_acknowledged" and outcomes[0][3] == "link", outcomes
+        assert outcomes[1] == ("one_statement", "one statement only"), outcomes
     if name in ("chain_stopped", "proxy_stops_chain"):
         assert any(o[3] == "cancelled" for o in one["outbox"]) and "chain_stopped" in one["ledger"][-1][2]
     if name == "escalation_informed":
