@@ -28,6 +28,8 @@ When the one statement changes nothing — a second answer, a refusal, a deputy'
 escalation sweep advanced while the statement waited for it (the sweep may have opened chain notices the
 statement's snapshot cannot see) — the portable form works out what to do; alone on the raw pool, one read
 first tells a second answer (the commonest of these: a second tap, a page reloaded) without a session.
+When it closed a chain, a second look (another statement, on the raw pool too) closes what the sweep may have
+opened meanwhile and cancels its chase (`_rest_of_chain`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sqlalchemy import (
     JSON,
     Integer,
     String,
+    all_,
     any_,
     bindparam,
     case,
@@ -379,6 +382,37 @@ async def _one_statement_alone(db: Database, a: Answer, *, notice_id: int, now: 
     return _won(row) if row is not None else None
 
 
+@cache
+def _rest_of_chain() -> Any:
+    """`_finish`'s second look as one statement: the chain's answerable notices the one statement did not see
+    (those not in `skip`), closed as `_close_chain` closes them, and their queued chase cancelled."""
+    nid = bindparam(PARAM + "notice_id", type_=Integer)
+    now = bindparam(PARAM + "now", type_=UTCDateTime)
+    skip = bindparam(PARAM + "skip", type_=ARRAY(Integer))
+    more = _close_chain(nid, nid, now).where(N.c.id != all_(skip)).cte("more")
+    # An array, not IN (SELECT …): the planner cannot size the CTE, and would scan the whole outbox.
+    more_ids = func.coalesce(select(func.array_agg(more.c.id)).scalar_subquery(),
+                             literal_column("'{}'::integer[]"), type_=ARRAY(Integer))
+    cancelled = _cancel(lambda col: col == any_(more_ids), now).returning(OUTBOX.c.id).cte("cancelled")
+    return select(more_ids, select(func.count()).select_from(cancelled).scalar_subquery())
+
+
+@cache
+def _compiled_rest_of_chain() -> _Compiled:
+    return _for_asyncpg(_rest_of_chain(), {PARAM + "notice_id": 0, PARAM + "now": datetime.fromtimestamp(0, UTC),
+                                           PARAM + "skip": [0]})
+
+
+async def _rest_of_chain_alone(db: Database, *, notice_id: int, now: datetime, skip: list[int]) -> None:
+    """`_finish` in an autocommit statement of its own on the raw pool: what it costs in a session (a ping,
+    BEGIN, the statements, COMMIT) is several times the statement."""
+    c = _compiled_rest_of_chain()
+    values = {**c.literals, PARAM + "notice_id": notice_id, PARAM + "now": now, PARAM + "skip": skip}
+    pool = await db.raw_pool()
+    async with pool.acquire() as conn:
+        await conn.fetchrow(c.sql, *[values[k] for k in c.order])
+
+
 async def _already_alone(db: Database, a: Answer, *, notice_id: int) -> AckResult | None:
     """A second answer told from one read on the raw pool, as `_already` tells it; None when the notice is not
     acknowledged (or its acknowledgment cannot be found): the portable form then works out what to do."""
@@ -420,10 +454,9 @@ async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_
     if not db.is_sqlite:
         won = await _one_statement_alone(db, a, notice_id=notice_id, now=now)
         if won is not None:
-            if not won.chain:  # the common case: no session at all
-                return _result(won, a, notice_id=notice_id, now=now)
-            async with db.session() as session:
-                return await _finish(session, won, a, notice_id=notice_id, now=now)
+            if won.chain:  # the common case has none
+                await _rest_of_chain_alone(db, notice_id=notice_id, now=now, skip=won.chain)
+            return _result(won, a, notice_id=notice_id, now=now)
         already = await _already_alone(db, a, notice_id=notice_id)
         if already is not None:
             return already
