@@ -1,16 +1,41 @@
-"""Heavy reads against answers: a province XLSX export and a grid-level report while wrk drives `/healthz`
-and acknowledgment links at the same API process, before (export built inside the request, report on the
-event loop) and after (export as a background job built by the in-process worker in a child process,
-report in the process pool), in the same run, and "idle": the same wrk load with no heavy read — on a
-shared machine the latency goals are judged against it.
+"""Heavy reads against answers: a province XLSX export and a grid-level report while `/healthz` and
+acknowledgment links (`POST /a/{token}`) are driven at the same API process, from other processes.
 
     python -m bench.heavy_reads [--database-url postgresql://postgres@127.0.0.1:5432/ws_exports]
                                 [--divisions PATH] [--modes idle,after | --only idle|before|after]
+                                [--loads paced,saturated] [--link-rate 400] [--healthz-rate 20]
+                                [--export-budget SECONDS]
+
+Modes: "before" (export built inside the request, report on the event loop: the old paths), "after" (the
+layout we deploy — docker-compose.yml, the Dockerfile: one API process, `warning-service serve --no-worker`,
+and a worker process that builds the export job in a child; the report in the API's process pool), and
+"idle": the same load with no heavy read for 30 s — on a shared machine the goals are judged against it too.
+
+Two load models, each mode run under each (`--loads`):
+- paced (the one the goals are judged on): open-loop generators in their own processes (`pace`, below)
+  send requests on a schedule, whatever the answers' speed, and time each one from when it was due, so a
+  stalled server is charged for the requests it kept waiting (no coordinated omission). Link answers arrive
+  as a Poisson stream at `--link-rate` (400/s by default: a province's real peak is ~100,000 people
+  answering within 10 minutes, ~170/s; more than twice that is asked for); `/healthz` at a fixed 20/s
+  (`--healthz-rate`), already several monitors' and load balancers' worth — a probe is every few seconds.
+- saturated (the old model, kept so the figures stay comparable with earlier runs): wrk, 4 closed-loop
+  connections on `/healthz` and 8 on links, each sending its next request as soon as the previous is
+  answered. That measures throughput: /healthz alone takes the whole API process (~1,000-1,300/s here) and
+  link answers queue behind it, so its latencies say how long a queue is, not what a grid member waits.
+  Printed beside the paced figures, not judged.
+
+The links: before each run the bench's own earlier link answers (source 127.0.0.1) are undone, the notices
+put back as the played story left them (bench.report's outcome SQL), so every run measures the same thing.
+Paced runs answer the notices the story left unanswered (~18,500, shuffled with a fixed seed): first answers,
+the expensive case, until they run out (~46 s at 400/s), then the same again — second taps; the printout
+says how many of each were sent. The saturated load keeps the old list: every primary notice in id order,
+85 % of them already answered in the played story (second answers from the first request on).
 
 Uses the bench.report warning over all of Zhejiang (~129,000 notices; built on first use). Prints, for each
-mode: the time of the export and of the report, wrk's p50/p99 and rate for `/healthz` and for link answers,
-and the peak RSS of the API process (and of its largest child). Goals: link answers p99 < 100 ms, `/healthz`
-p99 < 50 ms, API process < 300 MB.
+mode and load: the time of the export and of the report, p50/p99/max and rate for `/healthz` and for link
+answers, the paced generators' own lateness, the load average, and the peak RSS of the API process (and of
+its largest child). Goals: link answers p99 < 100 ms, `/healthz` p99 < 50 ms, API process < 300 MB; exits 1
+when a paced run misses one.
 """
 
 from __future__ import annotations
@@ -19,6 +44,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -30,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from sqlalchemy import text
 
 import bench.zhejiang as zhejiang
@@ -45,6 +72,45 @@ DEFAULT_URL = os.environ.get("BENCH_HEAVY_DATABASE_URL", "postgresql://postgres@
 SECRET = "bench-heavy-secret-key-0123456789"
 GOALS = {"link_p99_ms": 100.0, "healthz_p99_ms": 50.0, "rss_mb": 300.0}
 HEALTHZ_REQUEST = 'return wrk.format("GET", "/healthz")'
+LOADS = ("paced", "saturated")
+BENCH_SOURCE = "127.0.0.1"  # the address the bench's link answers are recorded from
+# The played story's rule for a notice left unanswered (bench.report OUTCOME_SQL): timed out, or delivered.
+# (Their ledger entries stay: the ledger is append-only, and they say truly what the bench did.)
+UNDO_LINK_ANSWERS = """
+    WITH undone AS (DELETE FROM acknowledgment WHERE warning_id = :w AND path = 'link' AND source = :src
+                    RETURNING notice_id)
+    UPDATE notice SET state = CASE WHEN (id::bigint * 104729) % 1000 < 950 THEN 'timed_out' ELSE 'delivered' END,
+           acknowledged_at = NULL, next_action_at = NULL, step = 'initial'
+    WHERE id IN (SELECT notice_id FROM undone)"""
+
+
+async def reset(url: str, warning_id: int) -> tuple[int, list[int]]:
+    """Before each run: the bench's own link answers undone, and any export an earlier run left unfinished (its
+    budget ran out) ended — this run's worker would build it, in the middle of what should be an idle baseline.
+    Returns how many notices were put back, and the primary notices left unanswered."""
+    db = Database(async_database_url(url))
+    try:
+        async with db.session() as s:
+            await s.execute(text("UPDATE export_job SET state = 'failed', error = 'left by an earlier bench run' "
+                                 "WHERE state IN ('queued', 'running')"))
+            undone = (await s.execute(text(UNDO_LINK_ANSWERS), {"w": warning_id, "src": BENCH_SOURCE})).rowcount
+            open_ids = (await s.execute(text(
+                "SELECT id FROM notice WHERE warning_id = :w AND reason = 'primary' AND requires_ack "
+                "AND state <> 'acknowledged' ORDER BY id"), {"w": warning_id})).scalars().all()
+        return undone, list(open_ids)
+    finally:
+        await db.dispose()
+
+
+async def bench_answers(url: str, warning_id: int) -> int:
+    db = Database(async_database_url(url))
+    try:
+        async with db.session() as s:
+            return (await s.execute(text("SELECT count(*) FROM acknowledgment WHERE warning_id = :w "
+                                         "AND path = 'link' AND source = :src"),
+                                    {"w": warning_id, "src": BENCH_SOURCE})).scalar_one()
+    finally:
+        await db.dispose()
 
 
 async def prepare(url: str) -> tuple[int, list[int]]:
@@ -157,6 +223,114 @@ def stop_wrk(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(line[len("RESULT "):])
 
 
+# --- the paced load: an open-loop generator in its own process ---------------------------------------------------
+
+MAX_CONNECTIONS = 512  # past these, a due request waits for a free connection, and that wait counts
+KEEP_ALIVE_SECONDS = 4.0  # uvicorn closes a connection idle for 5 s: one idle longer is not reused
+
+
+def start_pacer(port: int, *, method: str, prefix: str, data: Path, rate: float,
+                poisson: bool) -> subprocess.Popen[str]:
+    """`pace` in a process of its own (this module, `--pace`), stopped and read like wrk (`stop_wrk`)."""
+    spec = {"port": port, "method": method, "prefix": prefix, "data": str(data), "rate": rate, "poisson": poisson}
+    return subprocess.Popen([sys.executable, "-m", "bench.heavy_reads", "--pace", json.dumps(spec)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def pace(*, port: int, method: str, prefix: str, lines: list[str], rate: float,
+               poisson: bool) -> dict[str, Any]:
+    """Send `method prefix+line` (one of `lines` each, in turn) at `rate` per second until SIGINT: Poisson
+    arrivals (independent people) or a fixed interval (a monitor). Each request is timed from when it was due;
+    keep-alive connections are reused, opened as needed. Returns wrk's RESULT fields, plus how late the
+    generator itself sent (it shares the machine: a late generator would show there, not as the service)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    rng = random.Random(17)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+    slots = asyncio.Semaphore(MAX_CONNECTIONS)
+    latencies: list[float] = []
+    lateness: list[float] = []
+    errors = {"connect_errors": 0, "read_errors": 0, "write_errors": 0, "status_errors": 0, "timeouts": 0}
+    body = b"{}" if method == "POST" else b""
+    extra = (b"Content-Type: application/json\r\nContent-Length: 2\r\n" if body else b"")
+
+    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while idle:
+            reader, writer, since = idle.pop()
+            if loop.time() - since < KEEP_ALIVE_SECONDS and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection("127.0.0.1", port)
+
+    async def one(due: float, line: str) -> None:
+        lateness.append(loop.time() - due)  # the generator's own delay, before any wait for a connection
+        async with slots:
+            try:
+                reader, writer = await connection()
+            except OSError:
+                errors["connect_errors"] += 1
+                return
+            try:
+                writer.write(f"{method} {prefix}{line} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                             + b"Accept: application/json\r\n" + extra + b"\r\n" + body)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+                length = next(int(h.split(b":", 1)[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length:"))
+                await asyncio.wait_for(reader.readexactly(length), 20)
+            except TimeoutError:
+                errors["timeouts"] += 1
+                writer.close()
+                return
+            except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
+                errors["read_errors"] += 1
+                writer.close()
+                return
+            latencies.append(loop.time() - due)
+            if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.1 3")):
+                errors["status_errors"] += 1
+            idle.append((reader, writer, loop.time()))
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = due = loop.time()
+    n = 0
+    while not stop.is_set():
+        due += rng.expovariate(rate) if poisson else 1 / rate
+        delay = due - loop.time()
+        if delay > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                break
+            except TimeoutError:
+                pass
+        task = asyncio.create_task(one(due, lines[n % len(lines)]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    duration = loop.time() - start
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    latencies.sort()
+    lateness.sort()
+
+    def pct(xs: list[float], q: float) -> int:
+        return int(xs[min(len(xs) - 1, int(q / 100 * len(xs)))] * 1e6) if xs else 0
+
+    return {"requests": len(latencies), "sent": n, "duration_us": int(duration * 1e6), "target_rate": rate,
+            "p50_us": pct(latencies, 50), "p90_us": pct(latencies, 90), "p99_us": pct(latencies, 99),
+            "max_us": int(latencies[-1] * 1e6) if latencies else 0, "late_p99_us": pct(lateness, 99),
+            "late_max_us": int(lateness[-1] * 1e6) if lateness else 0, **errors}
+
+
+def pace_main(spec: str) -> None:
+    kw = json.loads(spec)
+    lines = Path(kw.pop("data")).read_text().split()
+    result = uvloop.run(pace(**kw, lines=lines))  # uvloop: the generator's own loop costs less of the shared CPUs
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- the heavy reads ----------------------------------------------------------------------------------------------
+
 async def heavy(port: int, warning_id: int, mode: str, budget: float) -> dict[str, float]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=900) as c:
@@ -215,9 +389,23 @@ def without_heavy_reads(seconds: float) -> dict[str, float]:
     return {}
 
 
-def run_mode(url: str, mode: str, warning_id: int, link_data: Path, health_data: Path, budget: float
-             ) -> dict[str, Any]:
+def loadavg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_mode(url: str, mode: str, load: str, warning_id: int, budget: float, *, link_rate: float,
+             healthz_rate: float) -> dict[str, Any]:
+    undone, open_ids = asyncio.run(reset(url, warning_id))
+    key = link_key(SECRET)
+    if load == "paced":
+        random.Random(17).shuffle(open_ids)
+        link_data = OUT / "heavy-link-first-answers.txt"
+        link_data.write_text("".join(make_token(nid, key=key) + "\n" for nid in open_ids))
+    else:
+        link_data = OUT / "heavy-link-tokens.txt"  # the old list (main)
+    health_data = OUT / "heavy-healthz.txt"
     port = _free_port()
+    before = loadavg()
     with tempfile.TemporaryDirectory(prefix="heavy-exports-") as export_dir:
         procs = serve(url, port, mode=mode, export_dir=export_dir)
         proc = procs[0]
@@ -226,8 +414,13 @@ def run_mode(url: str, mode: str, warning_id: int, link_data: Path, health_data:
             time.sleep(2)
             idle = rss_mb(proc.pid)
             sampler.start()
-            health = start_wrk(port, OUT / "heavy-healthz.lua", health_data, 4)
-            link = start_wrk(port, OUT / "heavy-link.lua", link_data, 8)
+            if load == "paced":
+                health = start_pacer(port, method="GET", prefix="/", data=health_data, rate=healthz_rate,
+                                     poisson=False)
+                link = start_pacer(port, method="POST", prefix="/a/", data=link_data, rate=link_rate, poisson=True)
+            else:
+                health = start_wrk(port, OUT / "heavy-healthz.lua", health_data, 4)
+                link = start_wrk(port, OUT / "heavy-link.lua", link_data, 8)
             time.sleep(2)
             # "idle": the same load with no heavy read, the machine's own baseline (it is shared).
             figures = (asyncio.run(heavy(port, warning_id, mode, budget)) if mode != "idle"
@@ -241,23 +434,29 @@ def run_mode(url: str, mode: str, warning_id: int, link_data: Path, health_data:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
-    return {"mode": mode, "idle_rss_mb": idle, "peak_rss_mb": sampler.peak, "child_peak_rss_mb": sampler.child_peak,
-            "healthz": h, "link": ln, **figures}
+    first = asyncio.run(bench_answers(url, warning_id))
+    return {"mode": mode, "load": load, "idle_rss_mb": idle, "peak_rss_mb": sampler.peak,
+            "child_peak_rss_mb": sampler.child_peak, "healthz": h, "link": ln, "first_answers": first,
+            "open_notices": len(open_ids), "undone": undone, "loadavg": (before, loadavg()), **figures}
 
 
 def show(r: dict[str, Any]) -> bool:
     def lat(w: dict[str, Any]) -> str:
         rate = w["requests"] / (w["duration_us"] / 1e6)
         errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["status_errors"] + w["timeouts"]
-        return (f"{rate:7,.0f} req/s  p50 {w['p50_us'] / 1000:7.1f} ms  p99 {w['p99_us'] / 1000:8.1f} ms  "
+        asked = f" (asked {w['target_rate']:,.0f}/s)" if "target_rate" in w else ""
+        return (f"{rate:7,.0f} req/s{asked}  p50 {w['p50_us'] / 1000:7.1f} ms  p99 {w['p99_us'] / 1000:8.1f} ms  "
                 f"max {w['max_us'] / 1000:8.1f} ms  errors {errors}")
 
     ok = (r["link"]["p99_us"] / 1000 < GOALS["link_p99_ms"] and r["healthz"]["p99_us"] / 1000 < GOALS["healthz_p99_ms"]
           and r["peak_rss_mb"] < GOALS["rss_mb"])
     where = {"before": "export built in the request, report on the event loop",
              "after": "export job built by the worker process in a child, report in the API's process pool",
-             "idle": f"no heavy read: the same wrk load alone for {IDLE_SECONDS:.0f} s (the machine's baseline)"}
-    print(f"\n== {r['mode']}: {where[r['mode']]}")
+             "idle": f"no heavy read: the same load alone for {IDLE_SECONDS:.0f} s (the machine's baseline)"}
+    how = {"paced": "paced: open-loop, links as a Poisson stream, /healthz at a fixed rate, timed from when due",
+           "saturated": "saturated (the old model): wrk, 4 + 8 closed-loop connections — throughput, not judged"}
+    print(f"\n== {r['mode']}: {where[r['mode']]}\n   load: {how[r['load']]}; load average {r['loadavg'][0]} → "
+          f"{r['loadavg'][1]}")
     if "export_s" in r:
         if "export_percent" in r:
             print(f"   province XLSX export NOT DONE after {r['export_s']:.0f} s ({r['export_percent']:.0f} % written; "
@@ -269,10 +468,20 @@ def show(r: dict[str, Any]) -> bool:
               f"{r['report_mb']:.1f} MB of JSON)")
     print(f"   /healthz      {lat(r['healthz'])}   goal p99 < {GOALS['healthz_p99_ms']:.0f} ms")
     print(f"   link answers  {lat(r['link'])}   goal p99 < {GOALS['link_p99_ms']:.0f} ms")
+    sent = r["link"]["requests"]
+    print(f"                 {r['first_answers']:,} first answers recorded, {sent - r['first_answers']:,} second "
+          f"answers ({r['open_notices']:,} notices were unanswered at the start)")
+    if r["load"] == "paced":
+        late = max(r["healthz"]["late_p99_us"], r["link"]["late_p99_us"]) / 1000
+        print(f"   generators' own lateness p99 {late:.1f} ms (included in the figures above; a wait for one of "
+              f"{MAX_CONNECTIONS} connections is not lateness but the service's queue)")
     print(f"   API process RSS: idle {r['idle_rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB (goal < "
           f"{GOALS['rss_mb']:.0f} MB); largest child (report pool, export) peak {r['child_peak_rss_mb']:.0f} MB")
-    print(f"   goals {'met' if ok else 'MISSED'}")
-    return ok
+    if r["load"] == "paced":
+        print(f"   goals {'met' if ok else 'MISSED'}")
+        return ok
+    print(f"   goals (not judged under this load) {'would be met' if ok else 'would be missed'}")
+    return True
 
 
 def main() -> None:
@@ -286,23 +495,31 @@ def main() -> None:
     ap.add_argument("--modes", default="idle,after",
                     help="comma-separated, in order, from idle, before, after (default idle,after: 'before' is the "
                          "old in-request path, minutes long)")
+    ap.add_argument("--loads", default=",".join(LOADS),
+                    help="comma-separated, from paced (judged against the goals) and saturated (the old wrk model)")
+    ap.add_argument("--link-rate", type=float, default=400.0, help="link answers per second, paced (Poisson)")
+    ap.add_argument("--healthz-rate", type=float, default=20.0, help="/healthz per second, paced (fixed interval)")
+    ap.add_argument("--pace", help=argparse.SUPPRESS)  # internal: run one paced generator (start_pacer)
     args = ap.parse_args()
+    if args.pace:
+        pace_main(args.pace)
+        return
     zhejiang.DIVISIONS = args.divisions
     warning_id, notices = asyncio.run(prepare(args.database_url))
     OUT.mkdir(parents=True, exist_ok=True)
     key = link_key(SECRET)
-    link_data = OUT / "heavy-link-tokens.txt"
-    link_data.write_text("".join(make_token(nid, key=key) + "\n" for nid in notices))
-    health_data = OUT / "heavy-healthz.txt"
-    health_data.write_text("healthz\n")
+    (OUT / "heavy-link-tokens.txt").write_text("".join(make_token(nid, key=key) + "\n" for nid in notices))
+    (OUT / "heavy-healthz.txt").write_text("healthz\n")
     (OUT / "heavy-link.lua").write_text(LUA.replace("REQUEST", LINK_REQUEST))
     (OUT / "heavy-healthz.lua").write_text(LUA.replace("REQUEST", HEALTHZ_REQUEST))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"warning {warning_id}: {len(notices):,} notices to answer by link; {os.cpu_count()} CPUs "
-          f"(load average {load}) shared by the API, its children, PostgreSQL and two wrk processes", flush=True)
+          f"(load average {loadavg()}) shared by the API, its children, PostgreSQL and the load generators",
+          flush=True)
     ok = True
     for mode in [args.only] if args.only else args.modes.split(","):
-        ok = show(run_mode(args.database_url, mode, warning_id, link_data, health_data, args.export_budget)) and ok
+        for load in args.loads.split(","):
+            ok = show(run_mode(args.database_url, mode, load, warning_id, args.export_budget,
+                               link_rate=args.link_rate, healthz_rate=args.healthz_rate)) and ok
     sys.exit(0 if ok else 1)
 
 

@@ -91,8 +91,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             "code": "invalid", "field": first["field"], "message": first["message"],
             "message_zh": first.get("message_zh", "请求无效"), "errors": errors}})
 
-    include_routers(app)
-
+    # FastAPI tries routes in order, ~4 µs each with the included routers' bookkeeping: behind the features'
+    # ~130 routes, a liveness probe cost 0.5 ms of the event loop. Nothing else answers these paths.
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -140,5 +140,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         body = await render_metrics(db=rt.db, now=rt.clock.now(), counters=rt.counters, providers=providers)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
+    include_routers(app)
     return app
 

@@ -57,10 +57,13 @@ async def test_json_post_acknowledges_and_a_repeat_is_told_it_succeeded(client, 
     r = await client.post(f"/a/{token}", json={})
     assert r.status_code == 200 and r.json() == {"status": "acknowledged", "late": False,
                                                  "acknowledged_at": clock.now().isoformat()}
+    first = clock.now()
     clock.advance(5)
     r2 = await client.post(f"/a/{token}", headers=JSON)
-    assert r2.status_code == 200 and r2.json()["status"] == "already_acknowledged"
-    assert len(await acks(db)) == 1
+    # Told when the first answer was recorded, and nothing more written.
+    assert r2.status_code == 200 and r2.json() == {"status": "already_acknowledged", "late": False,
+                                                   "acknowledged_at": first.isoformat()}
+    assert len(await acks(db)) == 1 and len(await ledger_actions(db, "ack.recorded")) == 1
 
 
 async def test_answer_after_the_deadline_says_late(client, settings, grid_notice, clock):

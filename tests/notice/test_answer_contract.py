@@ -26,6 +26,7 @@ from warning_service.ledger.models import LedgerPending
 from warning_service.notice import answer
 from warning_service.notice.answer import NotAcknowledgeable
 from warning_service.notice.models import Notice
+from warning_service.notice.service import cancel_chase
 
 pytestmark = pytest.mark.postgres_only
 GRID = "33108100100101"
@@ -201,6 +202,10 @@ async def test_both_forms_leave_the_same_rows(name, db, settings, clock, world, 
         # The one-statement form really did the work: no fallback to the portable one.
         assert outcomes[1] == ("one_statement", "one statement only"), outcomes
         assert len(one["acks"]) == 1 and one["ledger"], one
+    if name == "second_answer":
+        # Told from one read on the raw pool, as the portable form tells it: no session.
+        assert outcomes[0][0] == "already_acknowledged" and outcomes[0][3] == "link", outcomes
+        assert outcomes[1] == ("one_statement", "one statement only"), outcomes
     if name in ("chain_stopped", "proxy_stops_chain"):
         assert any(o[3] == "cancelled" for o in one["outbox"]) and "chain_stopped" in one["ledger"][-1][2]
     if name == "escalation_informed":
@@ -229,3 +234,29 @@ async def test_fifty_concurrent_answers_leave_the_same_rows_through_both_forms(d
         clock.set(t0 + 24 * 60 * MIN)
     assert snaps[0] == snaps[1]
     assert len(snaps[0]["acks"]) == 1 and len(snaps[0]["ledger"]) == 1
+
+
+async def test_the_second_look_on_the_raw_pool_closes_and_cancels_as_the_session_form_does(db, settings, clock,
+                                                                                         world):
+    """What an escalation sweep opened while the one statement waited (here: the whole chain, none of it seen)
+    is closed, and its queued chase cancelled, alike by the raw-pool statement and the session's statements."""
+    tree, _ = world
+    snaps = []
+    for form in ("raw_pool", "session"):
+        t0 = clock.now()
+        wid = await issue(db, settings, clock, targets=[GRID])
+        nid = await escalated(db, clock, tree, wid, t0)
+        clock.set(t0 + 13 * MIN)
+        if form == "raw_pool":
+            await answer._rest_of_chain_alone(db, notice_id=nid, now=clock.now(), skip=[])
+        else:
+            async with db.session() as s:
+                more = await answer._close_chain_rest(s, root=nid, answered=nid, now=clock.now(), skip=[])
+                await cancel_chase(s, notice_ids=more, now=clock.now())
+        snaps.append(await snapshot(db, wid, t0))
+        clock.set(t0 + 24 * 60 * MIN)
+    assert snaps[0] == snaps[1]
+    states = {k[0]: state for k, state, *_ in snaps[0]["notices"]}
+    assert states == {"primary": "pending", "escalation": "closed"}  # the answered notice itself is not touched
+    escalation_messages = [o[3] for o in snaps[0]["outbox"] if o[0][0] == "escalation"]
+    assert escalation_messages and set(escalation_messages) == {"cancelled"}

@@ -119,10 +119,9 @@ async def ack_by_link(token: str, request: Request, settings: SettingsDep, now: 
         if wants_json(request):
             return JSONResponse({"detail": refused.to_dict()}, status_code=refused.status_code)
         return RedirectResponse(_page_url(request, token, "done=0"), status_code=303)
-    if result.already_acknowledged:
-        async with db.session() as session:
-            if await _link_expired(session, notice_id, now, settings):
-                return _gone(request, settings)
+    # A second tap: its notice came back with the answer, as it was read, its warning's state included.
+    if result.notice is not None and answer.gone(result.notice, now=now, grace_hours=settings.ack_link_grace_hours):
+        return _gone(request, settings)
     if wants_json(request):
         return JSONResponse(result.public())
     return RedirectResponse(_page_url(request, token, "done=1"), status_code=303)

@@ -26,12 +26,15 @@ The rule has two forms built from the same statement builders (`_claim`, `_recor
   (`acknowledge`) or alone on the raw pool (`answer`, the link's and SMS reply's hot path).
 When the one statement changes nothing — a second answer, a refusal, a deputy's notice, or a notice an
 escalation sweep advanced while the statement waited for it (the sweep may have opened chain notices the
-statement's snapshot cannot see) — the portable form works out what to do.
+statement's snapshot cannot see) — the portable form works out what to do; alone on the raw pool, one read
+first tells a second answer (the commonest of these: a second tap, a page reloaded) without a session.
+When it closed a chain, a second look (another statement, on the raw pool too) closes what the sweep may have
+opened meanwhile and cancels its chase (`_rest_of_chain`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Literal
@@ -41,6 +44,7 @@ from sqlalchemy import (
     JSON,
     Integer,
     String,
+    all_,
     any_,
     bindparam,
     case,
@@ -103,6 +107,9 @@ class AckResult:
     late: bool
     path: str  # the winning path
     acknowledgment_id: int | None
+    # A second answer's notice as it was read (its warning's state included): whether its link outlived the
+    # warning is then known without reading it again.
+    notice: LoadedNotice | None = field(default=None, compare=False, repr=False)
 
     @property
     def already_acknowledged(self) -> bool:
@@ -187,14 +194,15 @@ class Answer:
 
 # --- reading --------------------------------------------------------------------------------------------------
 
+# LoadedNotice's fields, in order.
+LOADED = (N.c.id, N.c.round, N.c.state, N.c.reason, N.c.root_id, N.c.deadline, N.c.warning_id, N.c.person_id,
+          N.c.region_code, N.c.acknowledged_at, W.c.state, W.c.lifted_at, W.c.expires_at)
+
+
 async def load_notice(session: AsyncSession, notice_id: int) -> LoadedNotice | None:
     """The notice and its warning's state in one query."""
     row = (await session.execute(
-        select(Notice.id, Notice.round, Notice.state, Notice.reason, Notice.root_id, Notice.deadline,
-               Notice.warning_id, Notice.person_id, Notice.region_code, Notice.acknowledged_at,
-               EarlyWarning.state, EarlyWarning.lifted_at, EarlyWarning.expires_at)
-        .join(EarlyWarning, EarlyWarning.id == Notice.warning_id)
-        .where(Notice.id == notice_id))).first()
+        select(*LOADED).join(W, W.c.id == N.c.warning_id).where(N.c.id == notice_id))).first()
     return LoadedNotice(*row) if row else None
 
 
@@ -316,18 +324,34 @@ class _Compiled:
     literals: dict[str, Any]
 
 
-@cache
-def _compiled(path: str) -> _Compiled:
-    """The one statement as asyncpg SQL ($n parameters) for the raw pool, compiled once per path.
+def _for_asyncpg(stmt: Any, placeholders: dict[str, Any]) -> _Compiled:
+    """A statement as asyncpg SQL ($n parameters) for the raw pool.
 
     Compiled with placeholder values so that the constant IN lists expand into plain parameters; every
     call supplies its own values for the answer's parameters by name.
     """
-    placeholders = Answer(path=path).params(notice_id=0, now=datetime.fromtimestamp(0, UTC))
-    c = one_statement(path).params(**placeholders).compile(
-        dialect=postgresql.asyncpg.dialect(), compile_kwargs={"render_postcompile": True})
+    c = stmt.params(**placeholders).compile(dialect=postgresql.asyncpg.dialect(),
+                                            compile_kwargs={"render_postcompile": True})
     state = c.construct_expanded_state()
     return _Compiled(sql=str(c), order=tuple(state.positiontup or ()), literals=dict(state.parameters))
+
+
+@cache
+def _compiled(path: str) -> _Compiled:
+    """The one statement, compiled once per path."""
+    return _for_asyncpg(one_statement(path),
+                        Answer(path=path).params(notice_id=0, now=datetime.fromtimestamp(0, UTC)))
+
+
+@cache
+def _compiled_seen() -> _Compiled:
+    """The notice as `load_notice` reads it, with the acknowledgment of its current round (if any)."""
+    nid = bindparam(PARAM + "notice_id", type_=Integer)
+    stmt = (select(*LOADED, A.c.id, A.c.path, A.c.acknowledged_at, A.c.late)
+            .join(W, W.c.id == N.c.warning_id)
+            .outerjoin(A, (A.c.notice_id == N.c.id) & (A.c.round == N.c.round))
+            .where(N.c.id == nid))
+    return _for_asyncpg(stmt, {PARAM + "notice_id": 0})
 
 
 @dataclass(frozen=True)
@@ -358,6 +382,51 @@ async def _one_statement_alone(db: Database, a: Answer, *, notice_id: int, now: 
     return _won(row) if row is not None else None
 
 
+@cache
+def _rest_of_chain() -> Any:
+    """`_finish`'s second look as one statement: the chain's answerable notices the one statement did not see
+    (those not in `skip`), closed as `_close_chain` closes them, and their queued chase cancelled."""
+    nid = bindparam(PARAM + "notice_id", type_=Integer)
+    now = bindparam(PARAM + "now", type_=UTCDateTime)
+    skip = bindparam(PARAM + "skip", type_=ARRAY(Integer))
+    more = _close_chain(nid, nid, now).where(N.c.id != all_(skip)).cte("more")
+    # An array, not IN (SELECT …): the planner cannot size the CTE, and would scan the whole outbox.
+    more_ids = func.coalesce(select(func.array_agg(more.c.id)).scalar_subquery(),
+                             literal_column("'{}'::integer[]"), type_=ARRAY(Integer))
+    cancelled = _cancel(lambda col: col == any_(more_ids), now).returning(OUTBOX.c.id).cte("cancelled")
+    return select(more_ids, select(func.count()).select_from(cancelled).scalar_subquery())
+
+
+@cache
+def _compiled_rest_of_chain() -> _Compiled:
+    return _for_asyncpg(_rest_of_chain(), {PARAM + "notice_id": 0, PARAM + "now": datetime.fromtimestamp(0, UTC),
+                                           PARAM + "skip": [0]})
+
+
+async def _rest_of_chain_alone(db: Database, *, notice_id: int, now: datetime, skip: list[int]) -> None:
+    """`_finish` in an autocommit statement of its own on the raw pool: what it costs in a session (a ping,
+    BEGIN, the statements, COMMIT) is several times the statement."""
+    c = _compiled_rest_of_chain()
+    values = {**c.literals, PARAM + "notice_id": notice_id, PARAM + "now": now, PARAM + "skip": skip}
+    pool = await db.raw_pool()
+    async with pool.acquire() as conn:
+        await conn.fetchrow(c.sql, *[values[k] for k in c.order])
+
+
+async def _already_alone(db: Database, a: Answer, *, notice_id: int) -> AckResult | None:
+    """A second answer told from one read on the raw pool, as `_already` tells it; None when the notice is not
+    acknowledged (or its acknowledgment cannot be found): the portable form then works out what to do."""
+    c = _compiled_seen()
+    values = {**c.literals, PARAM + "notice_id": notice_id}
+    pool = await db.raw_pool()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(c.sql, *[values[k] for k in c.order])
+    if row is None or row[2] != NoticeState.acknowledged or row[13] is None:
+        return None
+    n = LoadedNotice(*row[:13])
+    return _duplicate(n, a, ack_id=row[13], path=row[14], acknowledged_at=row[15], late=bool(row[16]))
+
+
 # --- the operations ---------------------------------------------------------------------------------------------
 
 async def acknowledge(session: AsyncSession, *, notice_id: int, path: str, now: datetime,
@@ -385,10 +454,12 @@ async def answer(db: Database, *, notice_id: int, path: str, now: datetime, raw_
     if not db.is_sqlite:
         won = await _one_statement_alone(db, a, notice_id=notice_id, now=now)
         if won is not None:
-            if not won.chain:  # the common case: no session at all
-                return _result(won, a, notice_id=notice_id, now=now)
-            async with db.session() as session:
-                return await _finish(session, won, a, notice_id=notice_id, now=now)
+            if won.chain:  # the common case has none
+                await _rest_of_chain_alone(db, notice_id=notice_id, now=now, skip=won.chain)
+            return _result(won, a, notice_id=notice_id, now=now)
+        already = await _already_alone(db, a, notice_id=notice_id)
+        if already is not None:
+            return already
     async with db.session() as session:
         result = await _portable(session, a, notice_id=notice_id, now=now)
         # One escalation message lists several silent people (a digest): answering it answers for each.
@@ -510,13 +581,18 @@ async def _already(session: AsyncSession, n: LoadedNotice, a: Answer, *, now: da
     """A second answer: told it succeeded, logged, nothing written."""
     row = (await session.execute(select(Acknowledgment).where(
         Acknowledgment.notice_id == n.id, Acknowledgment.round == n.round))).scalar_one_or_none()
+    if row is None:
+        return _duplicate(n, a, ack_id=None, path=None, acknowledged_at=n.acknowledged_at or now, late=False)
+    return _duplicate(n, a, ack_id=row.id, path=row.path, acknowledged_at=row.acknowledged_at, late=bool(row.late))
+
+
+def _duplicate(n: LoadedNotice, a: Answer, *, ack_id: int | None, path: str | None, acknowledged_at: datetime,
+               late: bool) -> AckResult:
     log.info("ack_duplicate", notice_id=n.id, warning_id=n.warning_id, path=a.path, source=a.source,
-             winner_path=row.path if row else None)
+             winner_path=path)
     return AckResult(notice_id=n.id, warning_id=n.warning_id, person_id=n.person_id, round=n.round,
-                     status="already_acknowledged",
-                     acknowledged_at=row.acknowledged_at if row else (n.acknowledged_at or now),
-                     late=bool(row.late) if row else False, path=row.path if row else a.path,
-                     acknowledgment_id=row.id if row else None)
+                     status="already_acknowledged", acknowledged_at=acknowledged_at, late=late,
+                     path=path or a.path, acknowledgment_id=ack_id, notice=n)
 
 
 def _result(won: _Won, a: Answer, *, notice_id: int, now: datetime) -> AckResult:
