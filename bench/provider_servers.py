@@ -60,11 +60,11 @@ class BenchProvider:
     note: str
 
 
-class _CountingAliyun(FakeAliyun):
-    """The test server (ACS3-HMAC-SHA256 verified independently of the SDK, nonces and dates checked) keeping
-    figures instead of every request."""
+class _Counted:
+    """A test server's request handler counting calls and calls open, keeping figures instead of every request."""
 
     figures: Figures
+    requests: list[Any]
 
     async def _handle(self, request: web.Request) -> web.Response:
         f = self.figures
@@ -72,11 +72,15 @@ class _CountingAliyun(FakeAliyun):
         f.open += 1
         f.max_open = max(f.max_open, f.open)
         try:
-            return await super()._handle(request)
+            return await super()._handle(request)  # type: ignore[misc]
         finally:
             f.open -= 1
             if len(self.requests) > 1000:  # each handler keeps its own record; the list only grows
                 self.requests.clear()
+
+
+class _CountingAliyun(_Counted, FakeAliyun):
+    """The test server (ACS3-HMAC-SHA256 verified independently of the SDK, nonces and dates checked)."""
 
     def _answer(self, request: web.Request, raw: bytes, action: str, p: dict[str, str],
                 record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -147,23 +151,9 @@ def twilio_settings(base_url: str) -> dict[str, Any]:
             "twilio_api_base_url": base_url}
 
 
-class _CountingTencent(FakeTencent):
+class _CountingTencent(_Counted, FakeTencent):
     """The test server (TC3-HMAC-SHA256 verified independently of the SDK, template variables checked against
-    the registered lengths) keeping figures instead of every request."""
-
-    figures: Figures
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        f = self.figures
-        f.calls += 1
-        f.open += 1
-        f.max_open = max(f.max_open, f.open)
-        try:
-            return await super()._handle(request)
-        finally:
-            f.open -= 1
-            if len(self.requests) > 1000:
-                self.requests.clear()
+    the registered lengths)."""
 
     async def _answer(self, request: web.Request, raw: bytes, record: dict[str, Any]
                       ) -> tuple[int, dict[str, Any]]:
