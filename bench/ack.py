@@ -119,6 +119,9 @@ async def prepare(url: str, settings: Settings) -> tuple[int, list[tuple[int, st
             await s.execute(text("DELETE FROM notice_feedback WHERE notice_id IN "
                                  "(SELECT id FROM notice WHERE warning_id = :w)"), {"w": wid})
             await s.execute(text("DELETE FROM acknowledgment WHERE warning_id = :w"), {"w": wid})
+            # The replies' MessageSids are the same every run: left in place, a second run's replies are all
+            # replays, refused at the first statement (a rate that measures nothing).
+            await s.execute(text("DELETE FROM inbound_event WHERE kind = 'sms_reply'"))
             await s.execute(text("DELETE FROM ledger_pending "
                                  "WHERE action IN ('ack.recorded', 'feedback.recorded')"))
             await s.execute(text("UPDATE notice SET state = 'pending', acknowledged_at = NULL, "
