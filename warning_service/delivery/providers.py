@@ -21,7 +21,7 @@ from typing import Any
 
 from channels.base import Adapter, Message, SendResult, max_batch, send_many
 from warning_service.delivery.ratelimit import RateLimiter, burst_for
-from warning_service.delivery.sending import SEND_TIMEOUT_SECONDS, StreamPacer
+from warning_service.delivery.sending import SEND_TIMEOUT_SECONDS, StreamPacer, raised
 from warning_service.logging import get_logger
 
 log = get_logger(__name__)
@@ -128,6 +128,10 @@ class ProviderStats:
         return out
 
 
+def _outcome(result: SendResult) -> str:
+    return "accepted" if result.status != "failed" else "not_sent" if result.not_sent else "failed"
+
+
 class ProviderGate:
     """One provider's adapter behind its rate limit and its figures (see the module docstring)."""
 
@@ -160,13 +164,9 @@ class ProviderGate:
             else:
                 async with asyncio.timeout(self.timeout):
                     result = await self.inner.send(message)
-        except TimeoutError:
-            result = SendResult.transient("timeout", f"no answer within {self.timeout:g}s")
-        except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the message: retry it
-            log.exception("adapter_raised", adapter=self.provider)
-            result = SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])
-        outcome = "accepted" if result.status != "failed" else "not_sent" if result.not_sent else "failed"
-        self.stats.observe(message.channel, self.provider, outcome, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 — a timeout or an adapter bug must not lose the message
+            result = raised(exc, limit=self.timeout, adapter=self.provider)
+        self.stats.observe(message.channel, self.provider, _outcome(result), time.perf_counter() - started)
         return result
 
     async def send_many(self, messages: list[Message]) -> list[SendResult]:
@@ -186,15 +186,11 @@ class ProviderGate:
                     results = await send_many(self.inner, messages)
             if len(results) != len(messages):
                 raise RuntimeError(f"{len(messages)} messages answered with {len(results)} results")
-        except TimeoutError:
-            results = [SendResult.transient("timeout", f"no answer within {self.timeout:g}s")] * len(messages)
-        except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the messages: retry them
-            log.exception("adapter_raised", adapter=self.provider)
-            results = [SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])] * len(messages)
+        except Exception as exc:  # noqa: BLE001 — a timeout or an adapter bug must not lose the messages
+            results = [raised(exc, limit=self.timeout, adapter=self.provider)] * len(messages)
         seconds = time.perf_counter() - started
         for message, result in zip(messages, results, strict=True):
-            outcome = "accepted" if result.status != "failed" else "not_sent" if result.not_sent else "failed"
-            self.stats.observe(message.channel, self.provider, outcome, seconds)
+            self.stats.observe(message.channel, self.provider, _outcome(result), seconds)
         return results
 
     async def aclose(self) -> None:

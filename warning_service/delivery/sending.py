@@ -120,6 +120,15 @@ class StreamPacer:
                 await asyncio.sleep(min(max(wait, 0.001), 1.0))
 
 
+def raised(exc: Exception, *, limit: float | None, **where: Any) -> SendResult:
+    """What a send that raised becomes: a timeout or an adapter bug, both retried later (never lost). An
+    adapter bug is logged with `where` (adapter, outbox ids)."""
+    if isinstance(exc, TimeoutError):
+        return SendResult.transient("timeout", f"no answer within {limit:g}s")
+    log.error("adapter_raised", exc_info=exc, **where)
+    return SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])
+
+
 async def send_one(item: Item, clock: Clock) -> Outcome:
     started = clock.now()
     # Adapters that cannot block (console, fake) say so with send_timeout = None and skip the watchdog.
@@ -130,11 +139,8 @@ async def send_one(item: Item, clock: Clock) -> Outcome:
         else:
             async with asyncio.timeout(limit):
                 result = await item.adapter.send(item.message)
-    except TimeoutError:
-        result = SendResult.transient("timeout", f"no answer within {limit:g}s")
-    except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the message: retry it
-        log.exception("adapter_raised", adapter=item.adapter_name, outbox_id=item.row.id)
-        result = SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])
+    except Exception as exc:  # noqa: BLE001 — a timeout or an adapter bug must not lose the message
+        result = raised(exc, limit=limit, adapter=item.adapter_name, outbox_id=item.row.id)
     return Outcome(item, result, started, clock.now())
 
 
@@ -152,11 +158,9 @@ async def send_batch(items: Sequence[Item], clock: Clock) -> list[Outcome]:
                 results = await send_many(adapter, messages)
         if len(results) != len(items):
             raise RuntimeError(f"{len(items)} messages answered with {len(results)} results")
-    except TimeoutError:
-        results = [SendResult.transient("timeout", f"no answer within {limit:g}s")] * len(items)
-    except Exception as exc:  # noqa: BLE001 — an adapter bug must not lose the messages: retry them
-        log.exception("adapter_raised", adapter=items[0].adapter_name, outbox_ids=[it.row.id for it in items][:20])
-        results = [SendResult.transient("adapter_error", f"{type(exc).__name__}: {exc}"[:500])] * len(items)
+    except Exception as exc:  # noqa: BLE001 — a timeout or an adapter bug must not lose the messages
+        results = [raised(exc, limit=limit, adapter=items[0].adapter_name,
+                          outbox_ids=[it.row.id for it in items][:20])] * len(items)
     finished = clock.now()
     return [Outcome(it, r, started, finished) for it, r in zip(items, results, strict=True)]
 
