@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     # process) are computed and encoded in a pool of child processes, so the API's event loop stays free.
     report_offload_level: Literal["province", "city", "county", "town", "village", "grid", "never"] = "city"
     report_pool_workers: int = Field(1, ge=1, le=8)
+    # Exports and offloaded reports take turns on PostgreSQL, one statement at a time, and rest after each so
+    # that together they keep at most this share of one database core busy (lane.py); answers keep the rest.
+    heavy_read_share: float = Field(0.5, gt=0, le=1)
 
     @field_validator("public_base_url")
     @classmethod

@@ -13,6 +13,8 @@ from sqlalchemy import DateTime, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+from warning_service.lane import Lane
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC timestamps on both databases (SQLite keeps naive UTC text)."""
@@ -41,7 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 PathString = String(255).with_variant(String(255, collation="C"), "postgresql")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, background: bool = False) -> AsyncEngine:
     # hide_parameters: a failed statement's traceback must not put names and phone numbers into the logs.
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
@@ -57,14 +59,20 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
 
         return engine
     return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
-                               connect_args={"server_settings": SERVER_SETTINGS},
+                               connect_args={"server_settings": BACKGROUND_SETTINGS if background
+                                             else SERVER_SETTINGS},
                                hide_parameters=True)
 
 
 # No JIT: our statements are short and planned for indexes, but a cost estimate over the threshold (an array
 # predicate the planner cannot size, e.g. the answer's chase cancellation) made PostgreSQL compile every answer:
 # ~50 ms of CPU for a statement that runs in 1 ms (answers/s fell from ~2,000 to 45).
-SERVER_SETTINGS = {"jit": "off"}
+SERVER_SETTINGS = {"jit": "off", "application_name": "warning-service"}
+# Heavy readers (exports, big reports) share the database's cores with the answers: one backend each, never a
+# team of parallel workers that would take every core for seconds; named, so an operator can tell them apart
+# in pg_stat_activity.
+BACKGROUND_SETTINGS = {**SERVER_SETTINGS, "max_parallel_workers_per_gather": "0",
+                       "application_name": "warning-service heavy read"}
 
 # Connections of the raw pool only ever run single autocommit statements: nothing to reset between uses.
 RAW_POOL_SIZE = 10
@@ -82,20 +90,30 @@ class Database:
     several times what one such statement does.
     """
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10,
+                 heavy_read_share: float | None = None) -> None:
+        """`heavy_read_share`: this process reads heavily (an export, a big report); on PostgreSQL its
+        statements go through the heavy-read lane (lane.py) and take at most that share of one core."""
         self.url = url
-        self.engine = make_engine(url, echo=echo, pool_size=pool_size)
+        background = heavy_read_share is not None
+        self.engine = make_engine(url, echo=echo, pool_size=pool_size, background=background)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self._raw_pool: asyncpg.Pool | None = None
         self._raw_lock = asyncio.Lock()
+        self.lane: Lane | None = None
+        if background and not self.is_sqlite:
+            self.lane = Lane(dsn=self._dsn(), share=heavy_read_share)  # type: ignore[arg-type]
+            self.lane.install(self.engine)
+
+    def _dsn(self) -> str:
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def raw_pool(self) -> asyncpg.Pool:
         """The raw asyncpg pool (PostgreSQL only), opened on first use."""
         if self._raw_pool is None:
             async with self._raw_lock:
                 if self._raw_pool is None:
-                    dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-                    self._raw_pool = await asyncpg.create_pool(dsn, min_size=1, max_size=RAW_POOL_SIZE,
+                    self._raw_pool = await asyncpg.create_pool(self._dsn(), min_size=1, max_size=RAW_POOL_SIZE,
                                                                reset=_no_reset, server_settings=SERVER_SETTINGS)
         return self._raw_pool
 
@@ -115,6 +133,8 @@ class Database:
                 raise
 
     async def dispose(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         if self._raw_pool is not None:
             pool, self._raw_pool = self._raw_pool, None
             await pool.close()

@@ -72,9 +72,11 @@ class Worker:
         self.rt.stopping.clear()
         # A scheduler that was down acts on return, and once: each tick acts on everything overdue in the
         # database, so the runs it missed are coalesced into one (coalesce), none is dropped however late
-        # (misfire_grace_time=None), a slow tick is never overlapped by the next (max_instances=1), and the
-        # first tick runs at start rather than one interval later (next_run_time).
-        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None,
+        # (misfire_grace_time=None), and the first tick runs at start rather than one interval later
+        # (next_run_time). A slow tick is never overlapped by the next: `_job`'s lock returns the next one at
+        # once. APScheduler's own guard (max_instances=1) would do the same but log a WARNING every second
+        # while an export or a long sweep runs, so it is left one above.
+        common = {"coalesce": True, "max_instances": 2, "misfire_grace_time": None,
                   "next_run_time": datetime.now(UTC)}
         # The dispatcher streams on its own task (not a scheduler job a shutdown could cancel mid-write).
         self.dispatcher = Dispatcher(self.rt)

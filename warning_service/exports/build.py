@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -28,12 +28,15 @@ class BuildSpec:
     directory: str
     file_name: str
     now: datetime  # the export's "as of" time, from the worker's clock
+    heavy_read_share: float  # of one database core (lane.py)
 
 
 @dataclass(frozen=True)
 class BuildResult:
     rows: int
     size: int
+    db_seconds: float = 0.0  # time its statements held the heavy-read lane (lane.py)
+    rested_seconds: float = 0.0  # and the rests that followed, left to the answers
 
 
 def build_in_child(spec: BuildSpec) -> BuildResult:
@@ -42,9 +45,12 @@ def build_in_child(spec: BuildSpec) -> BuildResult:
 
 
 async def _build_with_own_database(spec: BuildSpec) -> BuildResult:
-    db = Database(spec.database_url, pool_size=2)
+    db = Database(spec.database_url, pool_size=2, heavy_read_share=spec.heavy_read_share)
     try:
-        return await build(db, spec)
+        result = await build(db, spec)
+        if db.lane is None:
+            return result
+        return replace(result, db_seconds=round(db.lane.busy, 3), rested_seconds=round(db.lane.rested, 3))
     finally:
         await db.dispose()
 

@@ -45,7 +45,7 @@ async def run_job(rt: Runtime, job: ExportJob, *, worker: str) -> bool:
     assert job.id is not None and job.file_name and job.started_at
     s = rt.settings
     spec = BuildSpec(job_id=job.id, database_url=rt.db.url, directory=str(s.export_dir), file_name=job.file_name,
-                     now=job.started_at)
+                     now=job.started_at, heavy_read_share=s.heavy_read_share)
     log.info("export_started", job_id=job.id, warning_id=job.warning_id, region=job.region_code,
              format=job.format, rows=job.rows, attempt=job.attempts)
     built = rt.export_pool.submit(build_in_child, spec)
@@ -86,7 +86,8 @@ async def run_job(rt: Runtime, job: ExportJob, *, worker: str) -> bool:
     async with rt.db.session() as session:
         ok = await service.finish(session, job_id=job.id, worker=worker, rows=result.rows, size=result.size,
                                   now=rt.clock.now(), ttl=timedelta(hours=s.export_ttl_hours))
-    log.info("export_done", job_id=job.id, rows=result.rows, bytes=result.size, kept=ok)
+    log.info("export_done", job_id=job.id, rows=result.rows, bytes=result.size, kept=ok,
+             db_seconds=result.db_seconds, rested_seconds=result.rested_seconds)
     return ok
 
 

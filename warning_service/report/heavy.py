@@ -46,9 +46,11 @@ class ReportSpec:
     proxy_limit: int
     nodes_offset: int
     nodes_limit: int | None
+    heavy_read_share: float  # of one database core (lane.py)
 
 
 # In a pool child: one event loop for its life, and one engine per database, so a report reuses connections.
+# (The lane's share is fixed by the first report a child serves: settings do not change under a running API.)
 _loop: asyncio.AbstractEventLoop | None = None
 _databases: dict[str, Database] = {}
 
@@ -64,7 +66,8 @@ def report_json(spec: ReportSpec) -> bytes:
 async def _report(spec: ReportSpec) -> bytes:
     db = _databases.get(spec.database_url)
     if db is None:
-        db = _databases[spec.database_url] = Database(spec.database_url, pool_size=2)
+        db = _databases[spec.database_url] = Database(spec.database_url, pool_size=2,
+                                                      heavy_read_share=spec.heavy_read_share)
     async with scope.snapshot(db) as s:
         region = await s.get(Region, spec.region_code)
         if region is None:

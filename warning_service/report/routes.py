@@ -98,7 +98,8 @@ async def warning_report(warning_id: int, request: Request, principal: Auditor, 
         body = await rt.report_pool.run(heavy.report_json, heavy.ReportSpec(
             database_url=rt.db.url, warning_id=warning_id, region_code=scoped.region.code, now=now, rollup=rollup,
             missing_offset=missing_offset, missing_limit=missing_limit, proxy_offset=proxy_offset,
-            proxy_limit=proxy_limit, nodes_offset=nodes_offset, nodes_limit=nodes_limit))
+            proxy_limit=proxy_limit, nodes_offset=nodes_offset, nodes_limit=nodes_limit,
+            heavy_read_share=rt.settings.heavy_read_share))
     else:
         async with scope.snapshot(request.app.state.db) as s:
             body = heavy.encode(await service.warning_report(
