@@ -256,6 +256,7 @@ async def pace(*, port: int, method: str, prefix: str, lines: list[str], rate: f
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
     slots = asyncio.Semaphore(MAX_CONNECTIONS)
     latencies: list[float] = []
+    by_second: dict[int, list[float]] = {}  # by the second it was due in, from the start: when it went wrong
     lateness: list[float] = []
     errors = {"connect_errors": 0, "read_errors": 0, "write_errors": 0, "status_errors": 0, "timeouts": 0}
     body = b"{}" if method == "POST" else b""
@@ -293,6 +294,7 @@ async def pace(*, port: int, method: str, prefix: str, lines: list[str], rate: f
                 writer.close()
                 return
             latencies.append(loop.time() - due)
+            by_second.setdefault(int(due - start), []).append(latencies[-1])
             if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.1 3")):
                 errors["status_errors"] += 1
             idle.append((reader, writer, loop.time()))
@@ -322,7 +324,10 @@ async def pace(*, port: int, method: str, prefix: str, lines: list[str], rate: f
     def pct(xs: list[float], q: float) -> int:
         return int(xs[min(len(xs) - 1, int(q / 100 * len(xs)))] * 1e6) if xs else 0
 
+    seconds = {t: sorted(xs) for t, xs in by_second.items()}
+    worst = sorted(seconds, key=lambda t: pct(seconds[t], 99), reverse=True)[:3]
     return {"requests": len(latencies), "sent": n, "duration_us": int(duration * 1e6), "target_rate": rate,
+            "worst_seconds": [[t, pct(seconds[t], 99)] for t in sorted(worst)],
             "p50_us": pct(latencies, 50), "p90_us": pct(latencies, 90), "p99_us": pct(latencies, 99),
             "max_us": int(latencies[-1] * 1e6) if latencies else 0, "late_p99_us": pct(lateness, 99),
             "late_max_us": int(lateness[-1] * 1e6) if lateness else 0, **errors}
@@ -474,6 +479,9 @@ def show(r: dict[str, Any]) -> bool:
               f"{r['report_mb']:.1f} MB of JSON)")
     print(f"   /healthz      {lat(r['healthz'])}   goal p99 < {GOALS['healthz_p99_ms']:.0f} ms")
     print(f"   link answers  {lat(r['link'])}   goal p99 < {GOALS['link_p99_ms']:.0f} ms")
+    if r["link"].get("worst_seconds"):
+        print("                 worst seconds (from the load's start): " + ", ".join(
+            f"+{t} s p99 {us / 1000:,.0f} ms" for t, us in r["link"]["worst_seconds"]))
     answered = r["link"]["requests"]  # requests that got an answer before the generator stopped
     unanswered = r["link"].get("sent", answered) - answered
     print(f"                 {r['first_answers']:,} first answers recorded, {max(answered - r['first_answers'], 0):,} "
