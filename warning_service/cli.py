@@ -13,7 +13,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from warning_service import loop
+from warning_service import heap, loop
 from warning_service.auth.service import create_user
 from warning_service.clock import utcnow
 from warning_service.config import Settings, get_settings
@@ -209,6 +209,7 @@ def worker_cmd() -> None:
 
     async def main() -> None:
         rt = await build_runtime(settings)
+        heap.settle()
         try:
             # SIGTERM/SIGINT let the current batch finish; a kill -9 is safe too (the database remembers).
             await Worker(rt).run_until_signalled()

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from warning_service import __version__
+from warning_service import __version__, heap
 from warning_service.clock import Clock
 from warning_service.config import Settings, get_settings
 from warning_service.errors import DomainError
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if run_worker:
             worker = Worker(rt)
             await worker.start()
+        if owns_runtime:  # a served process, not a test's app
+            heap.settle()
         log.info("started", version=__version__, database=rt.db.engine.dialect.name,
                  redis=bool(rt.redis), worker=bool(worker))
         try:
