@@ -12,6 +12,10 @@ sight (`gc.freeze`) and collects the young generation less often; cycles made la
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Young objects are collected after this many net allocations (CPython's default is 700: on the answer path
 # that is a collection every few requests, each walking whatever survived them).
@@ -25,3 +29,18 @@ def settle() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+
+
+def run_paused(fn: Callable[..., T], *args: Any) -> T:
+    """Run one bounded batch task (an export, a big report, in a pool child) with the collector paused, and
+    collect once at its end. Such a task allocates hundreds of thousands of objects that live until it returns,
+    which sets off full collections over and over as it goes: a province report spent ~40 % of its CPU in
+    them (own CPU 4.9–5.5 → 2.9–3.0 s, peak memory unchanged at ~300 MB: its garbage has no cycles)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        if was:
+            gc.enable()
+        gc.collect()

@@ -17,6 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from warning_service import heap
+
 T = TypeVar("T")
 # Children run at a lower CPU priority than the process serving answers: on a machine with two cores an
 # export and a report are three processes (with PostgreSQL) wanting CPU, and an answer must not queue behind them.
@@ -47,7 +49,7 @@ class Pool:
         return self._executor
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.wrap_future(self._get().submit(fn, *args))
+        return asyncio.wrap_future(self._get().submit(heap.run_paused, fn, *args))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
