@@ -37,7 +37,7 @@ from bench import zhejiang
 from bench.dispatch import bench_warning, requeue
 from bench.provider_servers import PROVIDERS
 from bench.zhejiang import ensure_zhejiang
-from warning_service import loop
+from warning_service import heap, loop
 from warning_service.config import Settings, async_database_url
 from warning_service.db import Database
 
@@ -84,6 +84,7 @@ def _work(values: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         configure_logging(settings.log_level, json=True)
         rt = await build_runtime(settings)
+        heap.settle()  # as `warning-service worker` does once started
         engine = Dispatcher(rt)
         ready.put(os.getpid())
         await asyncio.to_thread(go.wait)
