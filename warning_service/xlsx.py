@@ -72,7 +72,7 @@ def _attr(text: str) -> str:
     return escape(text).replace('"', "&quot;")
 
 
-def _text_cell(ref: str, xf: int, v: str) -> str:
+def _text_cell(ref: str, xf: str, v: str) -> str:
     """A string cell (the slow path: the text needs escaping or keeps outer whitespace)."""
     t = escape(v)
     if not t:
@@ -92,7 +92,7 @@ def excel_serial(t: datetime | date) -> float | int:
     return days - 1 if 0 < days <= 60 else days
 
 
-def _other_cell(ref: str, xf: int, v: Any, serial: Callable[[datetime], float]) -> str:
+def _other_cell(ref: str, xf: str, v: Any, serial: Callable[[datetime], float]) -> str:
     """Cells of the types the hot loop does not test for first."""
     if isinstance(v, bool):
         return f'<c r="{ref}" s="{xf}" t="b"><v>{int(v)}</v></c>'
@@ -144,7 +144,7 @@ class Sheet:
         self._columns = len(widths)
         self._letters: list[str] = []
         self._last_styles: tuple[Style, ...] | None = None
-        self._last_xfs: list[int] = []
+        self._last_xfs: list[str] = []
         self._buf: list[str] = []
         self._part = _Deflated(book.temp_dir, book.level)
         self._closed = False
@@ -165,11 +165,11 @@ class Sheet:
         head.append("<sheetData>")
         self._buf.append("".join(head))
 
-    def _xfs(self, styles: Sequence[Style]) -> list[int]:
+    def _xfs(self, styles: Sequence[Style]) -> list[str]:
         # Rows of one table pass the same tuple of styles: look them up once.
         if styles is self._last_styles:
             return self._last_xfs
-        xfs = [self._book.xf(s) for s in styles]
+        xfs = [str(self._book.xf(s)) for s in styles]  # formatted once, not per cell
         if type(styles) is tuple:
             self._last_styles, self._last_xfs = styles, xfs
         return xfs
@@ -291,7 +291,7 @@ class Workbook:
         self.level = level
         self.sheets: list[Sheet] = []
         self._xfs: dict[Style, int] = {Style(): 0}
-        self.text_xfs: set[int] = set()  # formats of cells that hold text whatever the value
+        self.text_xfs: set[str] = set()  # formats of cells that hold text whatever the value
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -326,7 +326,7 @@ class Workbook:
         if xf is None:
             xf = self._xfs[style] = len(self._xfs)
             if style.quote_prefix:
-                self.text_xfs.add(xf)
+                self.text_xfs.add(str(xf))
         return xf
 
     def serial(self, t: datetime) -> float:
