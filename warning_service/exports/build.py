@@ -1,7 +1,7 @@
 """Builds one export's file; runs in a child process, so the parent's event loop and memory stay free.
 
 The child opens its own database connection, reads the export in one snapshot a page at a time, streams it
-to `<file>.part` (openpyxl's write-only workbook or CSV) and renames it into place when complete: a file
+to `<file>.part` (the streamed workbook or CSV) and renames it into place when complete: a file
 under its final name is always whole. Progress goes to the job row in short transactions of its own.
 """
 

@@ -23,18 +23,14 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import IO, Any
 from urllib.parse import quote
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warning_service import labels
+from warning_service import labels, xlsx
 from warning_service.errors import DomainError
 from warning_service.labels import yes_no, zh
 from warning_service.region.scope import Scope
@@ -65,11 +61,6 @@ def local(t: datetime | None) -> str:
     return t.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if t else ""
 
 
-def naive_beijing(t: datetime | None) -> datetime | None:
-    """Spreadsheets have no time zones: the wall-clock time in Beijing, as the offices read it."""
-    return t.astimezone(CST).replace(tzinfo=None) if t else None
-
-
 def cell(v: Any) -> Any:
     """Text that a spreadsheet would run as a formula is quoted (CSV/formula injection)."""
     if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PHONE.match(v):
@@ -91,8 +82,9 @@ def text_width(value: Any) -> int:
 
 @dataclass(frozen=True)
 class Col:
-    """One column: header, value getter, kind (text | code | int | float | time | pct) and a typical width
-    (for sheets written as they stream, where the longest value is not known in advance)."""
+    """One column: header, value getter, kind (text | code | int | float | time | pct, or auto: each row's
+    own) and a typical width (for sheets written as they stream, where the longest value is not known in
+    advance)."""
 
     header: str
     get: Callable[[dict[str, Any]], Any]
@@ -101,12 +93,11 @@ class Col:
 
 
 def _key(*keys: str) -> Callable[[dict[str, Any]], Any]:
-    """A getter of row[k1][k2]…"""
-    def get(row: dict[str, Any]) -> Any:
-        for k in keys:
-            row = row[k]
-        return row
-    return get
+    """A getter of row[k] or row[k1][k2] (it runs for most cells of the ~10^5-row region sheet)."""
+    if len(keys) == 1:
+        return itemgetter(keys[0])
+    outer, inner = keys
+    return lambda row: row[outer][inner]
 
 
 def _status(status: str) -> Callable[[dict[str, Any]], Any]:
@@ -308,139 +299,121 @@ async def export_rows(session: AsyncSession, *, scoped: Scoped, rows: str = "not
 
 # --- XLSX --------------------------------------------------------------------------------------------------------
 
-BOLD = Font(bold=True)
-TITLE = Font(bold=True, size=14)
-HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
-WRAP = Alignment(vertical="center", wrap_text=True)
 FORMATS = {"time": "yyyy-mm-dd hh:mm:ss", "pct": "0.0%", "int": "0", "float": "0.0", "code": "@", "text": "@"}
 MAX_WIDTH = 60
 HEADER_ROWS = 3  # title, scope and export time, column headers
+# A string is a string: never a formula, even after someone edits the cell in Excel (the quote prefix).
+# Free text keeps the General format; codes and phones are also formatted as text ("@").
+TEXT = xlsx.Style(quote_prefix=True)
+TITLE = xlsx.Style(bold=True, size=14, quote_prefix=True)
+HEADER = xlsx.Style(bold=True, fill="DDEBF7", wrap=True, quote_prefix=True)
+STYLES = {"text": TEXT, "code": xlsx.Style(number_format=FORMATS["code"], quote_prefix=True),
+          **{k: xlsx.Style(number_format=FORMATS[k]) for k in ("time", "pct", "int", "float")}}
+
+
+# Numbers are typed by their column: a count is an int, a rate a float. Text needs nothing (a quote-prefixed
+# style holds text whatever the value), nor do times (the workbook writes them as Beijing wall-clock times).
+NUMBERS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "pct": float}
+
+
+def typed(kind: str, v: Any) -> Any:
+    number = NUMBERS.get(kind)
+    return number(v) if number is not None and v is not None and not isinstance(v, str) else v
 
 
 class Sheet:
-    """A write-only sheet laid out as an office table: title, subtitle, bold frozen header, typed cells."""
+    """A streamed sheet laid out as an office table: title, subtitle, bold frozen header with a filter, typed
+    cells, A4 landscape fitted to the page's width with the header repeated."""
 
-    def __init__(self, wb: Workbook, name: str, cols: list[Col], *, title: str, subtitle: str,
+    def __init__(self, book: xlsx.Workbook, name: str, cols: list[Col], *, title: str, subtitle: str,
                  sample: Iterable[dict[str, Any]] = ()) -> None:
-        self.ws = wb.create_sheet(name)
         self.cols = cols
-        self.rows = 0
-        ws = self.ws
-        # Widths and frozen panes sit before the rows in the file, so they are set before the first row.
+        # Widths sit before the rows in the file: they come from the headers, the typical widths and a sample.
         widths = [max(text_width(c.header) + 2, c.width) for c in cols]
         for r in sample:
             for i, c in enumerate(cols):
                 widths[i] = max(widths[i], text_width(c.get(r)) + 2)
-        for i, w in enumerate(widths, 1):
-            ws.column_dimensions[get_column_letter(i)].width = min(w, MAX_WIDTH)
-        ws.freeze_panes = f"A{HEADER_ROWS + 1}"
-        ws.print_title_rows = f"{HEADER_ROWS}:{HEADER_ROWS}"
-        ws.page_setup.orientation = "landscape"
-        ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
-        ws.page_setup.fitToWidth = 1
-        ws.page_setup.fitToHeight = 0
-        ws.sheet_properties.pageSetUpPr.fitToPage = True
-        ws.print_options.gridLines = True
-        ws.append([self._text(title, TITLE)])
-        ws.append([self._text(subtitle)])
-        header = []
-        for c in cols:
-            h = self._text(c.header, BOLD)
-            h.fill = HEADER_FILL
-            h.alignment = WRAP
-            header.append(h)
-        ws.append(header)
-
-    def _text(self, value: str, font: Font | None = None) -> WriteOnlyCell:
-        c = WriteOnlyCell(self.ws, value)
-        # A string is a string: never a formula, even after someone edits the cell in Excel.
-        c.data_type = "s"
-        c.quotePrefix = True
-        if font is not None:
-            c.font = font
-        return c
-
-    def _cell(self, kind: str, value: Any) -> WriteOnlyCell | None:
-        if value is None or value == "":
-            return None
-        if kind in ("text", "code") or isinstance(value, str):
-            c = self._text(str(value))
-            if kind == "code":
-                c.number_format = "@"
-            return c
-        if kind == "time":
-            value = naive_beijing(value)
-        elif kind == "int":
-            value = int(value)
-        elif kind in ("float", "pct"):
-            value = float(value)
-        c = WriteOnlyCell(self.ws, value)
-        c.number_format = FORMATS[kind]
-        return c
+        self.ws = book.add_sheet(name, widths=[min(w, MAX_WIDTH) for w in widths], freeze_rows=HEADER_ROWS,
+                                 filter_row=HEADER_ROWS, print_title_rows=(HEADER_ROWS, HEADER_ROWS),
+                                 landscape=True, fit_to_width=True, grid_lines=True)
+        self.ws.append([title], [TITLE])
+        self.ws.append([subtitle], [TEXT])
+        self.ws.append([c.header for c in cols], [HEADER] * len(cols))
+        self._getters = [c.get for c in cols]
+        self._numbers = [(i, NUMBERS[c.kind]) for i, c in enumerate(cols) if c.kind in NUMBERS]
+        # An "auto" column's rows each name their kind (append_cells); `append` writes it as text.
+        self._styles = tuple(STYLES.get(c.kind, TEXT) for c in cols)
 
     def append(self, row: dict[str, Any]) -> None:
-        self.ws.append([self._cell(c.kind, c.get(row)) for c in self.cols])
-        self.rows += 1
+        values = [get(row) for get in self._getters]
+        for i, number in self._numbers:
+            v = values[i]
+            if v is not None and type(v) is not str:
+                values[i] = number(v)
+        self.ws.append(values, self._styles)
+
+    def append_cells(self, cells: list[tuple[str, Any]]) -> None:
+        """A row whose cells each have their own kind (the summary's values)."""
+        self.ws.append([typed(kind, v) for kind, v in cells], [STYLES[kind] for kind, _ in cells])
 
     def close(self) -> None:
-        last = get_column_letter(len(self.cols))
-        self.ws.auto_filter.ref = f"A{HEADER_ROWS}:{last}{HEADER_ROWS + max(self.rows, 1)}"
+        self.ws.close()
 
 
 async def write_workbook(session: AsyncSession, *, scoped: Scoped, now: datetime, out: IO[bytes],
                          progress: ProgressFn | None = None) -> int:
-    """The whole report as an .xlsx written to `out`, notices streamed a page at a time (write-only mode:
-    memory stays flat however many rows; region nodes are built as they are written). Returns the number
-    of notice rows."""
+    """The whole report as an .xlsx written to `out`, notices streamed a page at a time (each sheet is
+    deflated into a temporary file as it fills: memory stays flat however many rows; region nodes are
+    built as they are written). Returns the number of notice rows."""
     report, tree = await report_and_rollup(session, scoped=scoped, now=now, rollup="grid", missing_limit=0,
                                            proxy_limit=0)
     w, region = report["warning"], report["region"]
     sub = f"统计范围:{region['name']}({region['code']}) · 导出时间:{local(now)}(北京时间)"
     heading = f"{w['title']}({w['identifier']})"
     total = report["totals"]["recipients"]
-    wb = Workbook(write_only=True)
-    _summary_sheet(wb, report, title=heading, subtitle=sub)
-    history = Sheet(wb, "发布与变更", HISTORY_COLUMNS, title=heading, subtitle=sub, sample=report["history"])
-    for h in report["history"]:
-        history.append(h)
-    history.close()
-    feedback_rows = report["feedback"]["by_region"]
-    sheet = Sheet(wb, "响应反馈", FEEDBACK_REGION_COLUMNS, title=heading,
-                  subtitle=f"{sub} · 反馈期限 {int(report['feedback']['deadline_seconds'] // 60)} 分钟,"
-                           f"按转移人数从多到少", sample=feedback_rows[:500])
-    for r in feedback_rows:
-        sheet.append(r)
-    sheet.close()
-    proxy = Sheet(wb, "代叫应", PROXY_COLUMNS, title=heading, subtitle=sub)
-    async for page in fb.iter_proxy(session, scoped=scoped):
-        for r in page:
-            proxy.append(r)
-    proxy.close()
-    regions = Sheet(wb, "分区统计", REGION_COLUMNS, title=heading, subtitle=sub,
-                    sample=list(tree.nodes(limit=500)))
-    for n in tree.nodes():
-        regions.append(n)
-    regions.close()
-    del tree
-    notices = Sheet(wb, "叫应明细", NOTICE_COLUMNS, title=heading, subtitle=sub)
-    missing = Sheet(wb, "未叫应名单", NOTICE_COLUMNS, title=heading, subtitle=sub)
-    done = 0
-    async for page in iter_notices(session, scoped=scoped, now=now):
-        for r in page:
-            notices.append(r)
-            if r["requires_ack"] and not r["acknowledged"]:
-                missing.append(r)
-        done += len(page)
-        if progress is not None:
-            await progress(done, total)
-    notices.close()
-    missing.close()
-    channels = Sheet(wb, "渠道统计", CHANNEL_COLUMNS, title=heading, subtitle=sub, sample=report["by_channel"])
-    for ch in report["by_channel"]:
-        channels.append(ch)
-    channels.close()
-    wb.save(out)
-    return done
+    # Spreadsheets have no time zones: times are the wall-clock time in Beijing, as the offices read them.
+    with xlsx.Workbook(out, created=now, tz=CST) as wb:
+        _summary_sheet(wb, report, title=heading, subtitle=sub)
+        history = Sheet(wb, "发布与变更", HISTORY_COLUMNS, title=heading, subtitle=sub, sample=report["history"])
+        for h in report["history"]:
+            history.append(h)
+        history.close()
+        feedback_rows = report["feedback"]["by_region"]
+        sheet = Sheet(wb, "响应反馈", FEEDBACK_REGION_COLUMNS, title=heading,
+                      subtitle=f"{sub} · 反馈期限 {int(report['feedback']['deadline_seconds'] // 60)} 分钟,"
+                               f"按转移人数从多到少", sample=feedback_rows[:500])
+        for r in feedback_rows:
+            sheet.append(r)
+        sheet.close()
+        proxy = Sheet(wb, "代叫应", PROXY_COLUMNS, title=heading, subtitle=sub)
+        async for page in fb.iter_proxy(session, scoped=scoped):
+            for r in page:
+                proxy.append(r)
+        proxy.close()
+        regions = Sheet(wb, "分区统计", REGION_COLUMNS, title=heading, subtitle=sub,
+                        sample=list(tree.nodes(limit=500)))
+        for n in tree.nodes():
+            regions.append(n)
+        regions.close()
+        del tree
+        notices = Sheet(wb, "叫应明细", NOTICE_COLUMNS, title=heading, subtitle=sub)
+        missing = Sheet(wb, "未叫应名单", NOTICE_COLUMNS, title=heading, subtitle=sub)
+        done = 0
+        async for page in iter_notices(session, scoped=scoped, now=now):
+            for r in page:
+                notices.append(r)
+                if r["requires_ack"] and not r["acknowledged"]:
+                    missing.append(r)
+            done += len(page)
+            if progress is not None:
+                await progress(done, total)
+        notices.close()
+        missing.close()
+        channels = Sheet(wb, "渠道统计", CHANNEL_COLUMNS, title=heading, subtitle=sub, sample=report["by_channel"])
+        for ch in report["by_channel"]:
+            channels.append(ch)
+        channels.close()
+        return done
 
 
 async def workbook(session: AsyncSession, *, scoped: Scoped, now: datetime) -> bytes:
@@ -453,7 +426,7 @@ async def workbook(session: AsyncSession, *, scoped: Scoped, now: datetime) -> b
 SUMMARY_COLUMNS = [Col("项目", lambda r: r["k"], "text", 24), Col("值", lambda r: r["v"], "auto", 50)]
 
 
-def _summary_sheet(wb: Workbook, report: dict[str, Any], *, title: str, subtitle: str) -> None:
+def _summary_sheet(wb: xlsx.Workbook, report: dict[str, Any], *, title: str, subtitle: str) -> None:
     w, t, tta, esc = report["warning"], report["totals"], report["time_to_ack"], report["escalations"]
     f, proxy = report["feedback"], report["proxy"]
     items: list[tuple[str, Any, str]] = [
@@ -479,6 +452,5 @@ def _summary_sheet(wb: Workbook, report: dict[str, Any], *, title: str, subtitle
     sheet = Sheet(wb, "汇总", SUMMARY_COLUMNS, title=title, subtitle=subtitle,
                   sample=[{"k": r["k"], "v": r["v"] if r["kind"] != "time" else local(r["v"])} for r in rows])
     for r in rows:
-        sheet.ws.append([sheet._cell("text", r["k"]), sheet._cell(r["kind"], r["v"])])
-        sheet.rows += 1
+        sheet.append_cells([("text", r["k"]), (r["kind"], r["v"])])
     sheet.close()
