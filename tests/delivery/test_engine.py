@@ -7,7 +7,10 @@ import asyncio
 from collections import Counter
 from datetime import timedelta
 
+from sqlalchemy import text
+
 from channels.base import Message, SendResult
+from channels.fake import FakeAdapter
 from tests.delivery.conftest import issue, outbox, status_counts, use
 from warning_service.delivery import store
 from warning_service.delivery.dispatcher import Dispatcher, dispatch_tick
@@ -223,3 +226,20 @@ async def test_a_worker_that_cannot_beat_sends_nothing_more_and_leaves_what_othe
     sent_ids = [int(m.metadata["outbox_id"]) for m in slow.sent]
     assert not set(sent_ids[sent_when_fenced:]) & taken  # what the other worker took, only it sends
     assert len(sent_ids) == len(set(sent_ids))
+
+
+async def test_a_render_whose_statement_fails_still_sends_the_plain_text_and_keeps_the_claim(client, duty, db,
+                                                                                          runtime):
+    """A render whose SQL fails undoes no claim and stops no message: they go as the plain fallback."""
+    wid = await issue(client, duty, targets=["331081001"])
+    fake = FakeAdapter(keep=True)
+    use(runtime, fake)
+
+    async def failing_render(session, **_):
+        await session.execute(text("SELECT 1 / 0"))  # fails, and aborts the transaction it runs in
+
+    runtime.render_outbox = failing_render  # type: ignore[assignment]
+    await Dispatcher(runtime).run(drain=True)
+    total = len(await outbox(db, warning_id=wid))
+    assert len(fake.sent) == total and all(m.body.startswith("【预警】") for m in fake.sent)
+    assert await status_counts(db, wid) == {"delivered": total}

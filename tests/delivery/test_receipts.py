@@ -109,17 +109,17 @@ async def test_a_receipt_outrunning_the_dispatcher_write_still_lands(client, db,
     """Twilio's callback can arrive before the batch's results are written; the URL's row id catches it."""
     from warning_service.delivery import store
 
-    real_record = store.record
+    real_write = store.write
 
-    async def record_after_receipt(session, outcomes, **kw):
+    async def write_after_receipt(db, outcomes, **kw):
         for o in outcomes:
             if o.result and o.result.provider_id:
                 r = await callback(client, o.item.row.id, {"MessageSid": o.result.provider_id,
                                                            "MessageStatus": "delivered"})
                 assert r.status_code == 200
-        return await real_record(session, outcomes, **kw)
+        return await real_write(db, outcomes, **kw)
 
-    monkeypatch.setattr(store, "record", record_after_receipt)
+    monkeypatch.setattr(store, "write", write_after_receipt)
     wid = await issue(client, duty, targets=["33108100100101"])
     await dispatch_tick(runtime)
     [m] = await outbox(db, warning_id=wid, channel="sms")

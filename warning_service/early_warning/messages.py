@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import FileSystemLoader, StrictUndefined, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -42,7 +42,7 @@ from warning_service.evacuation import messages as evacuation
 from warning_service.evacuation import shelters as shelter_pages
 from warning_service.logging import get_logger
 from warning_service.notice.models import ANSWERABLE_STATES, OPEN_STATES, EscalationDigest, Notice
-from warning_service.notice.tokens import link_key, make_token
+from warning_service.notice.tokens import LinkSigner, link_key
 from warning_service.person.models import ROLE_ZH, Person
 from warning_service.region import service as regions
 from warning_service.region.models import Region
@@ -55,6 +55,8 @@ OWN_TEMPLATE_KINDS = ("escalation", "deputy", "recall", "duty_room", "duty_watch
 STATUS_PREFIX = {"actual": "", "exercise": "【演练】", "test": "【测试】"}
 # Warnings issued for a purpose with texts of their own (policy snapshot "purpose").
 PURPOSE_TEMPLATES = ("number_check", "drill_notice")
+# OPEN_STATES as plain strings: `in` over enum members compares through the enum, per row.
+_OPEN = frozenset(str(s) for s in OPEN_STATES)
 # An escalation SMS names this many silent people; the rest are counted ("等27人") and listed on its page.
 DIGEST_LISTED = 5
 DIGEST_SPOKEN = 3
@@ -91,6 +93,33 @@ def _template_names(channel: str, kind: str, hazard: str, part: str = "", topic:
     return [f"{channel}/{hazard}{suffix}", f"{channel}/default{suffix}"]
 
 
+class NoticeFacts(NamedTuple):
+    """What a text needs of a notice. Plain tuples, not SQLAlchemy Rows: a Row finds a column by name after a
+    failed attribute lookup (~20 times a tuple field's cost), and a notice is read a dozen times per message."""
+
+    id: int
+    person_id: int
+    region_code: str
+    deadline: datetime | None
+    requires_ack: bool
+    reason: str
+    escalation_of: int | None
+    state: str
+    root_id: int | None = None
+    digest_id: int | None = None
+
+
+class PersonFacts(NamedTuple):
+    id: int
+    name: str
+    role: str
+    phone: str | None
+
+
+_NOTICE_COLUMNS = tuple(getattr(Notice, f) for f in NoticeFacts._fields)
+_PERSON_COLUMNS = tuple(getattr(Person, f) for f in PersonFacts._fields)
+
+
 async def render_outbox(session: AsyncSession, *, rows: Sequence[Any], settings: Settings,
                         now: datetime | None = None) -> dict[int, Message]:
     """Messages for claimed outbox rows, keyed by outbox id. Loads what they need in a few queries.
@@ -121,10 +150,8 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
     persons: dict[int, Any] = {}
     open_counts: dict[int, int] = {}
     if notice_ids:
-        notices = {n.id: n for n in (await session.execute(select(
-            Notice.id, Notice.person_id, Notice.region_code, Notice.deadline, Notice.requires_ack, Notice.reason,
-            Notice.escalation_of, Notice.state, Notice.root_id, Notice.digest_id).where(
-            in_ids(session, Notice.id, notice_ids)))).all()}
+        notices = {n.id: n for n in map(NoticeFacts._make, (await session.execute(select(*_NOTICE_COLUMNS).where(
+            in_ids(session, Notice.id, notice_ids)))).all())}
         digest_ids = {n.digest_id for n in notices.values() if n.digest_id}
         if digest_ids:
             digests = dict((await session.execute(select(EscalationDigest.id, EscalationDigest.reply_code).where(
@@ -139,8 +166,8 @@ async def _load_context(session: AsyncSession, rows: Sequence[Any]) -> dict[str,
             subjects = {n.id: n for n in (await session.execute(select(
                 Notice.id, Notice.person_id, Notice.region_code).where(in_ids(session, Notice.id, subject_ids)))).all()}
         person_ids = {n.person_id for n in notices.values()} | {s.person_id for s in subjects.values()}
-        persons = {p.id: p for p in (await session.execute(select(
-            Person.id, Person.name, Person.role, Person.phone).where(in_ids(session, Person.id, person_ids)))).all()}
+        persons = {p.id: p for p in map(PersonFacts._make, (await session.execute(select(*_PERSON_COLUMNS).where(
+            in_ids(session, Person.id, person_ids)))).all())}
         # Only texts that ask for a reply need to know whether "回复 1" is unambiguous for the person.
         asking = {notices[r.notice_id].person_id for r in rows
                   if r.notice_id in notices and r.channel in ("sms", "email") and r.kind != "cancel"
@@ -213,9 +240,16 @@ class _Renderer:
         self._hazard_names = {**HAZARD_ZH, **settings.hazard_name_overrides()}
         self._warning_ctx: dict[tuple[int, int, str], dict[str, Any]] = {}
         self._templates: dict[tuple[str, str, str, str | None], tuple[list[Any], frozenset[str]]] = {}
-        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, int | None, dict[str, str]]] = {}
+        self._texts: dict[tuple[Any, ...], tuple[str, str | None, str | None, dict[str, str],
+                                                 dict[str, str] | None]] = {}
+        self._warnings: dict[int, tuple[EarlyWarning, bool, str, str | None, str]] = {}
+        self._clocks: dict[datetime | None, str] = {}
+        self._sign = LinkSigner(key).token
+        # Without a household task or special notice in the batch only a release or shelter row has a topic.
+        loaded = ctx["evacuation"]
+        self._topics = bool(loaded.tasks or loaded.special)
         # Links all have one length (ids are five bytes), so a text's SMS segment count is known before its link.
-        self._sample_link = f"{base}/a/{make_token(1, key=key)}"
+        self._sample_link = f"{base}/a/{self._sign(1)}"
 
     def _place(self, code: str) -> str:
         return texts.place_name(_names_from_town(code, self.ctx["regions"]))
@@ -268,93 +302,129 @@ class _Renderer:
     def _templates_for(self, channel: str, kind: str, hazard: str, topic: str | None = None
                        ) -> tuple[list[Any], frozenset[str]]:
         k = (channel, kind, hazard, topic)
-        if k not in self._templates:
+        found = self._templates.get(k)
+        if found is None:
             parts = ("subject", "txt", "html") if channel == "email" else ("",)
             templates = [self.env.select_template(_template_names(channel, kind, hazard, p, topic)) for p in parts]
             used = frozenset().union(*(_variables(self.env, t.name) for t in templates))
-            self._templates[k] = (templates, used)
-        return self._templates[k]
+            found = self._templates[k] = (templates, used)
+        return found
+
+    def _warning(self, warning_id: int) -> tuple[EarlyWarning, bool, str, str | None, str]:
+        """(warning, active, hazard, purpose template, reply code): read once per warning, not per row (an ORM
+        attribute costs as much as a dict lookup of a whole row's text)."""
+        facts = self._warnings.get(warning_id)
+        if facts is None:
+            warning: EarlyWarning = self.ctx["warnings"][warning_id]
+            purpose = (warning.policy or {}).get("purpose")
+            facts = self._warnings[warning_id] = (
+                warning, warning.state == "active", warning.hazard,
+                purpose if purpose in PURPOSE_TEMPLATES else None, str(warning.reply_code))
+        return facts
+
+    def _clock(self, t: datetime | None) -> str:
+        """texts.clock, once per deadline: a warning round's notices share a few."""
+        text = self._clocks.get(t)
+        if text is None:
+            text = self._clocks[t] = texts.clock(t, now=self.now)
+        return text
 
     def render(self, row: Any) -> Message:
         ctx = self.ctx
-        warning: EarlyWarning = ctx["warnings"][row.warning_id]
-        notice = ctx["notices"].get(row.notice_id) if row.notice_id else None
-        person = ctx["persons"].get(notice.person_id) if notice else None
-        kind = row.kind
-        # Someone who has already answered hears an update as information: nothing more is asked of them.
-        ack_required = bool(notice and notice.requires_ack and kind != "cancel" and warning.state == "active"
-                            and notice.state in OPEN_STATES)
-        token = make_token(notice.id, key=self.key) if notice else None
-        only_one = notice is not None and ctx["open_counts"].get(notice.person_id, 0) <= 1
-        digest_code = ctx["digests"].get(notice.digest_id) if notice is not None and notice.digest_id else None
-        reply_code = "1" if only_one else str(digest_code or warning.reply_code)
-        deadline = texts.clock(notice.deadline, now=self.now) if notice else ""
-        topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice)
+        row_id, warning_id, notice_id, kind, channel = row.id, row.warning_id, row.notice_id, row.kind, row.channel
+        warning, active, hazard, purpose, warning_code = self._warning(warning_id)
+        notice = ctx["notices"].get(notice_id) if notice_id else None
+        if notice is not None:
+            # Someone who has already answered hears an update as information: nothing more is asked of them.
+            ack_required = bool(notice.requires_ack and kind != "cancel" and active and notice.state in _OPEN)
+            token: str | None = self._sign(notice.id)
+            if ctx["open_counts"].get(notice.person_id, 0) <= 1:
+                reply_code = "1"
+            else:
+                digest_code = ctx["digests"].get(notice.digest_id) if notice.digest_id else None
+                reply_code = str(digest_code) if digest_code else warning_code
+            deadline = self._clock(notice.deadline)
+        else:
+            ack_required, token, reply_code, deadline = False, None, warning_code, ""
+        topic = evacuation.topic(ctx["evacuation"], row=row, notice=notice) if (
+            self._topics or kind in evacuation.TOPIC_KINDS) else None
         # A number check (drills/) is no warning: it has a text of its own, found like a topic's.
-        purpose = (warning.policy or {}).get("purpose")
-        own = topic.template if topic else (purpose if purpose in PURPOSE_TEMPLATES else None)
+        own = topic.template if topic else purpose
         if topic is not None and topic.link_id is not None:
             # A shelter manager's page: its own token, under a key a notice's token cannot pass.
             token = shelter_pages.token_for(topic.link_id, link_key=self.key)
         try:
-            templates, used = self._templates_for(row.channel, kind, warning.hazard, own)
+            templates, used = self._templates_for(channel, kind, hazard, own)
             failure = None
         except Exception as exc:  # noqa: BLE001 — a missing or broken template falls back to plain text
             templates, used, failure = [], frozenset(("person", "subject")), exc
-        key = (row.channel, kind, row.warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
+        person = ctx["persons"].get(notice.person_id) if notice is not None else None
+        key = (channel, kind, warning_id, row.revision, ack_required, token is not None, reply_code, deadline,
                (person.name, person.role) if person is not None and "person" in used else None,
                notice.escalation_of if notice is not None and "subject" in used else None,
                notice.digest_id if notice is not None and "digest" in used else None,
-               row.region_code if row.channel == "broadcast" else None,
-               (row.notice_id, row.region_code, topic.link_id) if topic else None)
+               row.region_code if channel == "broadcast" else None,
+               (notice_id, row.region_code, topic.link_id) if topic else None)
         entry = self._texts.get(key)
         if entry is None:
             context = self._context(row, warning, notice, person, ack_required=ack_required, has_link=bool(token),
                                     reply_code=reply_code, deadline=deadline)
             context["evac"] = topic.values if topic else {}
-            entry = self._texts[key] = self._texts_for(row, templates, context, failure)
-        body, subject, html, segments, parts = entry
-        metadata = {"kind": kind, "warning_id": str(row.warning_id), "notice_id": str(row.notice_id or ""),
-                    "outbox_id": str(row.id), **parts}
+            entry = self._texts[key] = self._entry(row, templates, context, failure, reply_code=reply_code,
+                                                   deadline=deadline)
+        body, subject, html, base_metadata, fields = entry
+        # The text's metadata with this row's ids; the keys keep their order (placeholders in the shared dict).
+        metadata = base_metadata.copy()
+        metadata["notice_id"] = str(notice_id or "")
+        metadata["outbox_id"] = str(row_id)
         if token:
             link = f"{self.base}/{topic.path if topic else 'a'}/{token}"
             body = body.replace(_LINK, link)
             html = html.replace(_LINK, link) if html else html
             if metadata.get("part.link"):
                 metadata["part.link"] = link
-        if segments is not None:
-            metadata["segments"] = str(segments)
-        fields = None
-        if row.channel in ("sms", "voice"):
-            # Domestic platforms send registered templates only: they get the parts, not the text.
-            w = self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)
-            fields = TemplateFields(sender=w["sign"], area=w["area"], hazard=w["hazard_zh"], level=w["level_zh"],
-                                    reply_code=reply_code, token=token or "", deadline=deadline,
-                                    sent_at=w["sent_at"], instruction=w["guidance"])
         broadcast = None
-        if row.channel == "broadcast":
-            repeat = int(self._w(warning, ctx["revs"][(row.warning_id, row.revision)], kind)["repeat"])
+        if channel == "broadcast":
+            repeat = int(self._w(warning, ctx["revs"][(warning_id, row.revision)], kind)["repeat"])
             metadata["repeat"] = str(repeat)
             village = ctx["regions"].get(row.region_code) if row.region_code else None
             broadcast = BroadcastFields(
                 zone=row.region_code or row.address, zone_name=village.name if village else "",
                 town=(regions.ancestor_codes(village.path)[-2:-1] or [""])[0] if village else "",
                 terminals=ctx.get("terminals", {}).get(row.region_code, ()), kind=kind, repeat=repeat,
-                level=ctx["revs"][(row.warning_id, row.revision)].level)
+                level=ctx["revs"][(warning_id, row.revision)].level)
         return Message(
-            channel=row.channel, address=row.address, body=body, subject=subject, html=html,
-            idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row.id}",
+            channel=channel, address=row.address, body=body, subject=subject, html=html,
+            idempotency_key=getattr(row, "idempotency_key", None) or f"outbox-{row_id}",
             # The outbox id rides in the signed callback URL, so a receipt finds its row even when it
             # outruns the write of the provider id.
-            status_callback=(f"{self.base}/webhooks/twilio/status?o={row.id}"
-                             if row.channel in ("sms", "voice") else None),
+            status_callback=(f"{self.base}/webhooks/twilio/status?o={row_id}"
+                             if channel in ("sms", "voice") else None),
             gather_action=(f"{self.base}/webhooks/twilio/voice/gather?t={token}"
-                           if row.channel == "voice" and token and ack_required else None),
+                           if channel == "voice" and token and ack_required else None),
             metadata=metadata,
-            template=fields,
+            # Domestic platforms send registered templates only: they get the parts, not the text.
+            template=TemplateFields(**fields, token=token or "") if fields is not None else None,
             broadcast=broadcast,
             broadcast_repeat=broadcast.repeat if broadcast else None,
         )
+
+    def _entry(self, row: Any, templates: list[Any], context: dict[str, Any], failure: Exception | None, *,
+               reply_code: str, deadline: str
+               ) -> tuple[str, str | None, str | None, dict[str, str], dict[str, str] | None]:
+        """What every row of one text shares: body, subject, html, metadata (without the row's ids and link)
+        and template fields (without the token)."""
+        body, subject, html, segments, parts = self._texts_for(row, templates, context, failure)
+        metadata = {"kind": row.kind, "warning_id": str(row.warning_id), "notice_id": "", "outbox_id": "", **parts}
+        if segments is not None:
+            metadata["segments"] = str(segments)
+        fields = None
+        if row.channel in ("sms", "voice"):
+            w = context["w"]
+            fields = {"sender": w["sign"], "area": w["area"], "hazard": w["hazard_zh"], "level": w["level_zh"],
+                      "reply_code": reply_code, "deadline": deadline, "sent_at": w["sent_at"],
+                      "instruction": w["guidance"]}
+        return body, subject, html, metadata, fields
 
     def _context(self, row: Any, warning: EarlyWarning, notice: Any, person: Any, *, ack_required: bool,
                  has_link: bool, reply_code: str, deadline: str) -> dict[str, Any]:
@@ -485,28 +555,6 @@ class Place:
 
 
 @dataclass(frozen=True)
-class _PreviewNotice:
-    id: int
-    person_id: int
-    region_code: str
-    deadline: datetime | None
-    requires_ack: bool
-    reason: str
-    escalation_of: int | None
-    state: str
-    root_id: int | None = None
-    digest_id: int | None = None
-
-
-@dataclass(frozen=True)
-class _PreviewPerson:
-    id: int
-    name: str
-    role: str
-    phone: str
-
-
-@dataclass(frozen=True)
 class _PreviewRow:
     id: int
     warning_id: int
@@ -533,12 +581,12 @@ def render_preview(*, settings: Settings, warning: EarlyWarning, revision: Warni
     if previous is not None:
         revs[(wid, previous.revision)] = previous
     broadcast = channel == "broadcast"
-    notice = None if broadcast else _PreviewNotice(
+    notice = None if broadcast else NoticeFacts(
         id=1, person_id=1, region_code=village_code or "", deadline=deadline,
         requires_ack=bool(warning.policy.get("ack_required", True)), reason="primary", escalation_of=None,
         state=notice_state)
     ctx = {"revs": revs, "warnings": {wid: warning}, "notices": {1: notice} if notice else {}, "subjects": {},
-           "persons": {1: _PreviewPerson(1, person_name, person_role, "13900000000")},
+           "persons": {1: PersonFacts(1, person_name, person_role, "13900000000")},
            "open_counts": {} if reply_code == "1" else {1: 2}, "regions": {p.code: p for p in places},
            "evacuation": evacuation.Loaded(), "digests": {}, "members": {}}
     renderer = _Renderer(env, ctx, key=link_key(settings.secret_key.get_secret_value()),

@@ -202,6 +202,11 @@ def sms_variants(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**values, "listed": listed[:n], "more": count - n} for n in range(len(listed), 0, -1)]
 
 
+# Kinds whose rows have a topic whatever was loaded; any other row has one only through a task or special
+# notice (the renderer skips `topic` for a batch with neither). Plain strings: compared per row.
+TOPIC_KINDS: tuple[str, ...] = (MessageKind.evac_shelter.value, MessageKind.evac_release.value)
+
+
 def topic(loaded: Loaded, *, row: Any, notice: Any) -> Topic | None:
     """The evacuation topic of an outbox row, or None for an ordinary warning message.
 
