@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import text
 
 import warning_service
+from warning_service import heap
 from warning_service.config import async_database_url
 from warning_service.db import Database
 from warning_service.exports.build import BuildSpec, build_in_child
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--parts", action="store_true", help="also time the reads the workbook is built from")
     ap.add_argument("--keep", metavar="DIR", help="leave the file in DIR (to open it)")
+    ap.add_argument("--share", type=float, default=1.0,
+                    help="HEAVY_READ_SHARE for the build (1.0: no rests, the build's own time)")
     args = ap.parse_args()
     url = async_database_url(args.database_url)
     print(f"code: {os.path.dirname(warning_service.__file__)}; load {load()}")
@@ -144,8 +147,11 @@ def main() -> None:
             job_id = asyncio.run(add_job(url, warning_id=args.warning, region=args.region, fmt=args.format,
                                          rows=args.rows if args.format == "csv" else "all", file_name=file_name))
             try:
-                spec = BuildSpec(job_id=job_id, database_url=url, directory=directory, file_name=file_name, now=now)
-                r = measured(f"export {args.format} run {i + 1}", lambda spec=spec: build_in_child(spec))
+                spec = BuildSpec(job_id=job_id, database_url=url, directory=directory, file_name=file_name, now=now,
+                                 heavy_read_share=args.share)
+                # As the worker's pool child runs it: the collector paused for the build (heap.run_paused).
+                r = measured(f"export {args.format} run {i + 1}",
+                             lambda spec=spec: heap.run_paused(build_in_child, spec))
                 print(f"  {r.rows} rows, {r.size / 1e6:.1f} MB")
             finally:
                 asyncio.run(drop_job(url, job_id))
