@@ -6,9 +6,7 @@ import io
 from datetime import datetime
 from typing import Any
 
-from openpyxl import Workbook
-
-from warning_service.report.export import Col, Sheet, local
+from warning_service.report.export import Col, Sheet, book, local
 
 
 def _ind(key: str):
@@ -29,15 +27,14 @@ TOWN_COLUMNS = [
 
 
 def workbook(report: dict[str, Any], *, now: datetime) -> bytes:
-    wb = Workbook(write_only=True)
     weights = "、".join(f"{w['zh']} {w['share'] * 100:.0f}%" for w in report["weights"].values())
-    for sec in report["sections"].values():
-        title = f"{report['region']['name']}{report['period']['label']}预警叫应通报({sec['status_zh']})"
-        sub = f"权重:{weights};预警 {sec['warnings']} 次;导出时间 {local(now)}"
-        sheet = Sheet(wb, sec["status_zh"], TOWN_COLUMNS, title=title, subtitle=sub, sample=sec["towns"][:50])
-        for r in sec["towns"]:
-            sheet.append(r)
-        sheet.close()
     buf = io.BytesIO()
-    wb.save(buf)
+    with book(buf, now=now) as wb:
+        for sec in report["sections"].values():
+            title = f"{report['region']['name']}{report['period']['label']}预警叫应通报({sec['status_zh']})"
+            sub = f"权重:{weights};预警 {sec['warnings']} 次;导出时间 {local(now)}"
+            sheet = Sheet(wb, sec["status_zh"], TOWN_COLUMNS, title=title, subtitle=sub, sample=sec["towns"][:50])
+            for r in sec["towns"]:
+                sheet.append(r)
+            sheet.close()
     return buf.getvalue()

@@ -321,6 +321,12 @@ def typed(kind: str, v: Any) -> Any:
     return number(v) if number is not None and v is not None and not isinstance(v, str) else v
 
 
+def book(out: IO[bytes], *, now: datetime) -> xlsx.Workbook:
+    """A workbook as the reports write them (use it with `with`; the file is written to `out` at its end).
+    Spreadsheets have no time zones: times are the wall-clock time in Beijing, as the offices read them."""
+    return xlsx.Workbook(out, created=now, tz=CST)
+
+
 class Sheet:
     """A streamed sheet laid out as an office table: title, subtitle, bold frozen header with a filter, typed
     cells, A4 landscape fitted to the page's width with the header repeated."""
@@ -371,8 +377,7 @@ async def write_workbook(session: AsyncSession, *, scoped: Scoped, now: datetime
     sub = f"统计范围:{region['name']}({region['code']}) · 导出时间:{local(now)}(北京时间)"
     heading = f"{w['title']}({w['identifier']})"
     total = report["totals"]["recipients"]
-    # Spreadsheets have no time zones: times are the wall-clock time in Beijing, as the offices read them.
-    with xlsx.Workbook(out, created=now, tz=CST) as wb:
+    with book(out, now=now) as wb:
         _summary_sheet(wb, report, title=heading, subtitle=sub)
         history = Sheet(wb, "发布与变更", HISTORY_COLUMNS, title=heading, subtitle=sub, sample=report["history"])
         for h in report["history"]:

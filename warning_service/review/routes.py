@@ -9,11 +9,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from openpyxl import Workbook
 
 from warning_service.deps import Auditor, NowDep, SessionDep
 from warning_service.report import scope
-from warning_service.report.export import Col, Sheet, local
+from warning_service.report.export import Col, Sheet, book, local
 from warning_service.review import service
 
 router = APIRouter(prefix="/api/v1/reviews", tags=["reviews"])
@@ -33,17 +32,16 @@ async def build(request: Request, session: Any, principal: Any, now: datetime, w
 
 
 def workbook(data: dict[str, Any], *, now: datetime) -> bytes:
-    wb = Workbook(write_only=True)
     w = data["report"]["warning"]
     t = data["report"]["totals"]
     sub = (f"应叫应 {t['required']} 人,已叫应 {t['acknowledged']} 人(按时 {t['on_time']},超时 {t['late']},"
            f"代叫应 {t['proxy']}),未叫应 {t['never']} 人;导出时间 {local(now)}")
-    sheet = Sheet(wb, "复盘时间线", EVENT_COLUMNS, title=f"{w['title']} 复盘", subtitle=sub)
-    for e in data["events"]:
-        sheet.append(e)
-    sheet.close()
     buf = io.BytesIO()
-    wb.save(buf)
+    with book(buf, now=now) as wb:
+        sheet = Sheet(wb, "复盘时间线", EVENT_COLUMNS, title=f"{w['title']} 复盘", subtitle=sub)
+        for e in data["events"]:
+            sheet.append(e)
+        sheet.close()
     return buf.getvalue()
 
 
