@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import String, and_, bindparam, case, func, insert, literal_column, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,9 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warning_service.db import Database, UTCDateTime
 from warning_service.delivery.models import DeliveryAttempt, OutboxMessage
 from warning_service.dialect import is_postgresql
-
-if TYPE_CHECKING:
-    from warning_service.delivery.store import Results
+from warning_service.notice import service as notices
 
 OUTBOX = OutboxMessage.__table__
 ATTEMPT = DeliveryAttempt.__table__
@@ -103,6 +102,19 @@ async def mark_sent(session: AsyncSession, params: Sequence[dict[str, Any]]) -> 
         await session.execute(_SUCCESS, list(params))
 
 
+
+@dataclass
+class Results:
+    """What one write records, worked out from a batch of outcomes (store.results)."""
+
+    totals: dict[str, int]
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # delivery_attempt rows
+    success: list[dict[str, Any]] = field(default_factory=list)  # mark_sent's parameters
+    failure: list[dict[str, Any]] = field(default_factory=list)  # FAILURE's
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # DEFERRED's
+    delivered_notices: list[int] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)  # ledger.append_many's rows
+
 # A batch's results as ONE autocommit statement (PostgreSQL, raw pool): in a session the write cost the worker
 # ~3 ms of CPU whatever the batch (the pool's ping, BEGIN, COPY's look-up of the column types, five statements,
 # COMMIT) — with the ~80 results a group commit gathers at 200 ms provider latency, more than rendering them.
@@ -133,7 +145,7 @@ WITH attempt AS (
   FROM unnest($27::int[], $28::int[], $29::timestamptz[]) AS v(id, attempts, at)
   WHERE o.id = v.id AND o.attempts = v.attempts AND o.status = 'sending'
 ), delivered AS (
-  UPDATE notice SET state = 'delivered', delivered_at = $30 WHERE id = ANY($31::int[]) AND state = 'pending'
+  {notices.mark_delivered_sql(now="$30", ids="$31::int[]")}
 ), ledger AS (
   INSERT INTO ledger_pending (at, actor, action, subject_type, subject_id, details)
   SELECT at, actor, action, subject_type, subject_id, CAST(details AS json)

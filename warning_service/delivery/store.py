@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -175,22 +174,9 @@ def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
     return delay / 2 + random.random() * delay / 2
 
 
-@dataclass
-class Results:
-    """What one write records, worked out from a batch of outcomes (see `record`)."""
-
-    totals: dict[str, int]
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # delivery_attempt rows
-    success: list[dict[str, Any]] = field(default_factory=list)  # bulk.mark_sent's parameters
-    failure: list[dict[str, Any]] = field(default_factory=list)  # bulk.FAILURE's
-    deferred: list[dict[str, Any]] = field(default_factory=list)  # bulk.DEFERRED's
-    delivered_notices: list[int] = field(default_factory=list)
-    ledger: list[dict[str, Any]] = field(default_factory=list)  # ledger.append_many's rows
-
-
-def results(outcomes: Sequence[Outcome], *, now: datetime, settings: Any) -> Results:
+def results(outcomes: Sequence[Outcome], *, now: datetime, settings: Any) -> bulk.Results:
     """The rows and statement parameters a batch of outcomes becomes; logs the give-ups."""
-    out = Results({"sent": 0, "delivered": 0, "retrying": 0, "failed": 0, "deferred": 0, "segments": 0})
+    out = bulk.Results({"sent": 0, "delivered": 0, "retrying": 0, "failed": 0, "deferred": 0, "segments": 0})
     totals, attempts, success, failure, deferred = out.totals, out.attempts, out.success, out.failure, out.deferred
     sent_rows: list[Any] = []
     failed_rows: list[tuple[Any, str]] = []

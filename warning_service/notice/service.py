@@ -384,6 +384,13 @@ async def mark_delivered(session: AsyncSession, ids: Sequence[int], *, now: date
                               .values(state=NoticeState.delivered.value, delivered_at=now))
 
 
+def mark_delivered_sql(*, now: str, ids: str) -> str:
+    """`mark_delivered` as PostgreSQL text, for a statement that records a whole batch on the raw pool
+    (delivery/bulk.py): `now` and `ids` (an int[]) are its parameters' placeholders."""
+    return (f"UPDATE notice SET state = '{NoticeState.delivered.value}', delivered_at = {now} "
+            f"WHERE id = ANY({ids}) AND state = '{NoticeState.pending.value}'")
+
+
 async def restart_round(session: AsyncSession, *, warning: EarlyWarning, now: datetime) -> None:
     """An upgrade: every primary notice still covered must be answered again, on the new policy's clock.
 
