@@ -8,7 +8,8 @@ process, so `time.process_time()` is the build's own CPU; PostgreSQL's CPU is re
 postgres process (other sessions' queries count too: run it when PostgreSQL is otherwise idle). Deletes the
 job row and its file afterwards. Prints wall, own CPU, PostgreSQL CPU, rows, file size and the load average.
 `--parts` also times the reads the workbook is made of, without writing anything: the report and its
-roll-up, every region node of the grid roll-up (分区统计), every notice row (叫应明细).
+roll-up, every region node of the grid roll-up, every notice row (叫应明细); then the region sheet
+(分区统计: its nodes built and written to a workbook of its own).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from warning_service.config import async_database_url
 from warning_service.db import Database
 from warning_service.exports.build import BuildSpec, build_in_child
 from warning_service.region.models import Region
-from warning_service.report import scope
+from warning_service.report import export, scope
 from warning_service.report.missing import iter_notices
 from warning_service.report.service import report_and_rollup
 
@@ -113,12 +114,22 @@ async def parts(url: str, *, warning_id: int, region_code: str, now: datetime) -
             async def nodes() -> int:
                 return sum(1 for _ in tree.nodes())
 
-            n = await timed("region nodes (分区统计)", nodes)
+            n = await timed("region nodes (分区统计's rows, not written)", nodes)
 
             async def notices() -> int:
                 return sum([len(page) async for page in iter_notices(s, scoped=scoped, now=now)])
 
-            m = await timed("notice rows (叫应明细)", notices)
+            m = await timed("notice rows (叫应明细, not written)", notices)
+
+            async def region_sheet() -> None:
+                with tempfile.TemporaryFile() as out, export.book(out, now=now) as wb:
+                    sheet = export.Sheet(wb, "分区统计", export.REGION_COLUMNS, title="分区统计", subtitle="",
+                                         sample=list(tree.nodes(limit=500)))
+                    for node in tree.nodes():
+                        sheet.append(node)
+                    sheet.close()
+
+            await timed("region sheet (分区统计, built and written)", region_sheet)
             print(f"  {n} region nodes, {m} notice rows")
     finally:
         await db.dispose()
