@@ -5,6 +5,7 @@ Everything here is an expression for the database to aggregate; Python only ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -53,14 +54,16 @@ def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[flo
 
 def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_deadline: float | None,
                 warning_id: int | None = None, chain: bool = False, depths: dict[str, int] | None = None,
-                extra: list[Any] | None = None, region: bool = True) -> Select[Any]:
+                extra: list[Any] | None = None, region: bool = True,
+                ids: tuple[int, int] | None = None) -> Select[Any]:
     """One row per notice: whether an answer is required and given, how, how late, how fast, where.
 
     An answer counts when the notice is acknowledged *and* has an acknowledgment for its current round
     (an upgrade starts a new round). `warning_id` adds whether a carrier took a message (one outbox scan
     for that warning); `chain` adds the notice region's ancestors for the roll-up — read off the region's
     path on PostgreSQL when `depths` says at which depth each level sits, else by walking up parents.
-    `region=False` leaves out the region (code0, level0, path0) when no scope needs it.
+    `region=False` leaves out the region (code0, level0, path0) when no scope needs it. `ids` (low, high)
+    keeps the notices with low <= id < high: one slice of a heavy read (`notice_slices`).
     """
     r0 = R.alias("r0")
     acked = and_(N.c.state == "acknowledged", A.c.id.is_not(None))
@@ -85,8 +88,10 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
         A, and_(A.c.notice_id == N.c.id, A.c.round == N.c.round, A.c.warning_id == N.c.warning_id))
     if warning_id is not None and scope_path is None:
         # The whole warning: one pass over its outbox, hashed.
-        sent = (select(OB.c.notice_id).where(OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED),
-                                            OB.c.notice_id.is_not(None)).distinct().subquery("sent"))
+        carried = [OB.c.warning_id == warning_id, OB.c.status.in_(CARRIED), OB.c.notice_id.is_not(None)]
+        if ids is not None:  # a slice: only its notices' messages (by the notice_id index), not the whole outbox
+            carried += [OB.c.notice_id >= ids[0], OB.c.notice_id < ids[1]]
+        sent = select(OB.c.notice_id).where(*carried).distinct().subquery("sent")
         frm = frm.outerjoin(sent, sent.c.notice_id == N.c.id)
         cols.append(sent.c.notice_id.is_not(None).label("carried"))
     elif warning_id is not None:
@@ -109,6 +114,8 @@ def notice_rows(*, dialect: str, where: list[Any], scope_path: str | None, ack_d
             cols.append(case(*[(h.c.level == level, h.c.code) for h in hops]).label(f"at_{level}"))
     cols += extra or []
     q = select(*cols).select_from(frm).where(*where)
+    if ids is not None:
+        q = q.where(N.c.id >= ids[0], N.c.id < ids[1])
     if scope_path is not None:
         q = q.where(r0.c.path >= scope_path, r0.c.path < scope_path + "\x7f")
     return q
@@ -184,6 +191,47 @@ async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[
         key = tuple(_back(getattr(row, f"k{i}"), types[col]) for i, col in enumerate(group))
         out.append((row.dim, key, tuple(getattr(row, k) for k in COUNT_NAMES)))
     return out
+
+
+# Notices per statement when a heavy read is cut into slices: ~0.1–0.2 s of one core each. One statement over a
+# province (~130,000 notices) held a core for 3–4 s, and link answers waiting on the WAL queued behind it
+# (docs/notes/heavy.md); between slices the heavy-read lane (warning_service/lane.py) rests.
+SLICE_NOTICES = 8000
+
+
+async def notice_slices(session: Any, *, warning_id: int, scope_path: str | None = None,
+                        size: int | None = None) -> list[tuple[int, int] | None]:
+    """Notice-id ranges [low, high) of about `size` of the warning's notices (under `scope_path`) each, in id
+    order; `[None]` (one statement over everything) for a small area, and on SQLite, where each statement of a
+    report reads the latest data (no snapshot to keep the slices' sums consistent) and no other process shares
+    the CPU."""
+    if session.get_bind().dialect.name != "postgresql":
+        return [None]
+    stmt = select(func.min(N.c.id), func.max(N.c.id), func.count()).where(N.c.warning_id == warning_id)
+    if scope_path is not None:
+        stmt = stmt.join(R, R.c.code == N.c.region_code).where(R.c.path >= scope_path,
+                                                               R.c.path < scope_path + "\x7f")
+    low, high, n = (await session.execute(stmt)).one()
+    size = size or SLICE_NOTICES
+    if n <= size:
+        return [None]
+    # Equal widths of id: a warning's notices are inserted in bulk, so their ids are close to dense.
+    width = -(-(high - low + 1) // -(-n // size))
+    return [(a, min(a + width, high + 1)) for a in range(low, high + 1, width)]
+
+
+async def sliced_grouped_counts(session: Any, rows: Callable[[tuple[int, int] | None], Select[Any]],
+                                dims: dict[str, tuple[str, ...]], *, warning_id: int,
+                                scope_path: str | None = None) -> list[tuple[str, tuple[Any, ...], tuple[int, ...]]]:
+    """`grouped_counts` over `rows(ids)` for each of the warning's `notice_slices`, summed (every count is
+    additive), in one snapshot: the same answer as one statement, in statements of bounded length."""
+    total: dict[tuple[str, tuple[Any, ...]], list[int]] = {}
+    for ids in await notice_slices(session, warning_id=warning_id, scope_path=scope_path):
+        for name, key, values in await grouped_counts(session, rows(ids), dims):
+            acc = total.setdefault((name, key), [0] * len(values))
+            for i, v in enumerate(values):
+                acc[i] += v or 0
+    return [(name, key, tuple(values)) for (name, key), values in total.items()]
 
 
 def _back(value: Any, type_: Any) -> Any:

@@ -151,8 +151,8 @@ FINE = 5  # seconds: answers are counted in 5-second steps, then drawn in coarse
 
 
 async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dict[str, dict[str, Any]]:
-    """One statement: totals; by the person's level, role, answer path and 5-second step of the answer;
-    and each roll-up level.
+    """One pass (one statement, or one per slice of a big area's notices): totals; by the person's level,
+    role, answer path and 5-second step of the answer; and each roll-up level.
 
     A roll-up level is grouped by (ancestor at that level, the person's own level), so one pass gives
     both a node's subtree (the sum of its rows) and the people attached to the node itself.
@@ -162,19 +162,23 @@ async def _grouped(session: AsyncSession, *, scoped: Scoped, rollup: str) -> dic
     # Only the area's own regions matter: a notice outside it is not counted, so neither is its depth.
     depths = await q.level_depths(session, levels, under=scoped.path or "/") if levels else None
     where = [q.N.c.warning_id == scoped.warning.id, q.N.c.reason == "primary"]
-    base = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path,
-                         ack_deadline=ack_deadline_of(scoped.warning), warning_id=scoped.warning.id,
-                         chain=bool(levels), depths=depths).subquery("b")
-    # PostgreSQL rounds a cast to integer and SQLite truncates; both must mean "which step".
-    step = func.floor(base.c.secs / FINE) if dialect == "postgresql" else base.c.secs / FINE
-    rows = select(base, cast(step, Integer).label("step"))
+
+    def rows(ids: tuple[int, int] | None) -> Any:
+        base = q.notice_rows(dialect=dialect, where=where, scope_path=scoped.path,
+                             ack_deadline=ack_deadline_of(scoped.warning), warning_id=scoped.warning.id,
+                             chain=bool(levels), depths=depths, ids=ids).subquery("b")
+        # PostgreSQL rounds a cast to integer and SQLite truncates; both must mean "which step".
+        step = func.floor(base.c.secs / FINE) if dialect == "postgresql" else base.c.secs / FINE
+        return select(base, cast(step, Integer).label("step"))
+
     dims: dict[str, tuple[str, ...]] = {"all": (), "level": ("level0",), "role": ("role",),
                                         "ack_path": ("ack_path",), "step": ("step",)}
     dims.update({lvl: (f"at_{lvl}", "level0") for lvl in levels})
     out: dict[str, dict[Any, Any]] = {"all": {"": Counts()}, **{d: {} for d in dims if d != "all"}}
     subtree: dict[str, dict[str, list[int]]] = {lvl: {} for lvl in levels}
     own: dict[str, dict[str, tuple[int, ...]]] = {lvl: {} for lvl in levels}
-    for dim, key, values in await q.grouped_counts(session, rows, dims):
+    for dim, key, values in await q.sliced_grouped_counts(session, rows, dims, warning_id=scoped.warning.id,
+                                                              scope_path=scoped.path):
         if dim in levels:
             code, person_level = key
             if code is None:
