@@ -433,6 +433,7 @@ def run_mode(url: str, mode: str, load: str, warning_id: int, budget: float, *, 
                 health = start_wrk(port, OUT / "heavy-healthz.lua", health_data, 4)
                 link = start_wrk(port, OUT / "heavy-link.lua", link_data, 8)
             time.sleep(2)
+            started = time.time() - 2  # the load's start, on the wall clock: to read other logs against
             # "idle": the same load with no heavy read, the machine's own baseline (it is shared).
             figures = (asyncio.run(heavy(port, warning_id, mode, budget)) if mode != "idle"
                        else without_heavy_reads(IDLE_SECONDS))
@@ -448,7 +449,8 @@ def run_mode(url: str, mode: str, load: str, warning_id: int, budget: float, *, 
     first = asyncio.run(bench_answers(url, warning_id))
     return {"mode": mode, "load": load, "idle_rss_mb": idle, "peak_rss_mb": sampler.peak,
             "child_peak_rss_mb": sampler.child_peak, "healthz": h, "link": ln, "first_answers": first,
-            "open_notices": len(open_ids), "undone": undone, "loadavg": (before, loadavg()), **figures}
+            "open_notices": len(open_ids), "undone": undone, "loadavg": (before, loadavg()),
+            "started": started, **figures}
 
 
 def show(r: dict[str, Any]) -> bool:
@@ -480,7 +482,8 @@ def show(r: dict[str, Any]) -> bool:
     print(f"   /healthz      {lat(r['healthz'])}   goal p99 < {GOALS['healthz_p99_ms']:.0f} ms")
     print(f"   link answers  {lat(r['link'])}   goal p99 < {GOALS['link_p99_ms']:.0f} ms")
     if r["link"].get("worst_seconds"):
-        print("                 worst seconds (from the load's start): " + ", ".join(
+        at = time.strftime("%H:%M:%S", time.localtime(r["started"]))
+        print(f"                 worst seconds (from the load's start, {at}): " + ", ".join(
             f"+{t} s p99 {us / 1000:,.0f} ms" for t, us in r["link"]["worst_seconds"]))
     answered = r["link"]["requests"]  # requests that got an answer before the generator stopped
     unanswered = r["link"].get("sent", answered) - answered
