@@ -101,7 +101,11 @@ async def test_a_reader_cancelled_while_waiting_for_the_lane_holds_nothing(pg):
     finally:
         await holder.leave()
         await holder.close()
-    assert await held(pg) == 0
+    # The cancelled waiter dropped its connection; its backend may be granted the lock the holder just gave up
+    # before it reads the closed socket and exits, so "holds nothing" is checked within a bound.
+    async with asyncio.timeout(5):
+        while await held(pg):  # noqa: ASYNC110 — a server process's exit, not ours to await
+            await asyncio.sleep(0.02)
     async with asyncio.timeout(10), waiter.session() as s:  # and it can read again afterwards
         assert (await s.execute(text("SELECT 3"))).scalar_one() == 3
     await waiter.dispose()
