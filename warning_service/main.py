@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             worker = Worker(rt)
             await worker.start()
         if owns_runtime:  # a served process, not a test's app
+            await rt.db.warm()
             heap.settle()
         log.info("started", version=__version__, database=rt.db.engine.dialect.name,
                  redis=bool(rt.redis), worker=bool(worker))
