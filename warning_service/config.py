@@ -211,7 +211,9 @@ class Settings(BaseSettings):
     report_pool_workers: int = Field(1, ge=1, le=8)
     # Exports and offloaded reports take turns on PostgreSQL, one statement at a time, and rest after each so
     # that together they keep at most this share of one database core busy (lane.py); answers keep the rest.
-    heavy_read_share: float = Field(0.5, gt=0, le=1)
+    # 0.25: with 0.5, a province export and a grid report beside 400 answers/s on two cores left link answers a
+    # p99 of 0.2–0.9 s; with 0.25, 60–110 ms, and the export and report took no longer (docs/notes/heavy.md).
+    heavy_read_share: float = Field(0.25, gt=0, le=1)
 
     @field_validator("public_base_url")
     @classmethod
