@@ -140,3 +140,28 @@ async def test_cli_audit_verify_names_the_broken_entry(db, clock):
     broken = await asyncio.to_thread(subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "broken at entry 4" in broken.stderr
+
+
+async def test_a_tick_seals_the_backlog_in_full_batches_and_leaves_later_arrivals_to_the_next_tick(
+        db, clock, runtime, monkeypatch):
+    async with db.session() as s:
+        await ledger.append_many(s, [{"at": clock.now(), "actor": "system:test", "action": "x.y",
+                                      "subject_type": "warning", "subject_id": i} for i in range(25)])
+    seal = ledger.seal
+    calls = []
+
+    async def seal_while_answers_arrive(session, **kw):
+        calls.append(kw["batch_size"])
+        n = await seal(session, **kw)
+        await session.commit()  # SQLite: the batch's write lock goes before another writer can answer
+        async with db.session() as other:  # an answer lands after every batch is taken, as under load
+            await ledger.append(other, at=clock.now(), actor="system:test", action="ack.recorded",
+                                subject_type="notice", subject_id=len(calls))
+        return n
+
+    monkeypatch.setattr(ledger, "seal", seal_while_answers_arrive)
+    async with asyncio.timeout(10):
+        # 10, 10, then the last 5 and the 2 answers that came after the first two batches: a short batch
+        assert await seal_tick(runtime, batch_size=10) == 27
+    assert calls == [10, 10, 10]
+    assert (await verify(db)).pending == 1  # the answer after the short batch waits for the next tick
