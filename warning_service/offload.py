@@ -22,7 +22,7 @@ from warning_service import heap
 T = TypeVar("T")
 # Children run at a lower CPU priority than the process serving answers: on a machine with two cores an
 # export and a report are three processes (with PostgreSQL) wanting CPU, and an answer must not queue behind them.
-CHILD_NICENESS = 10
+CHILD_NICENESS = 19
 
 
 def _background() -> None:
