@@ -33,6 +33,26 @@ def _background() -> None:
         pass
 
 
+class _Child(multiprocessing.context.SpawnProcess):
+    """A pool child whose priority is lowered from the parent the moment it exists.
+
+    The initializer comes too late for the costliest part of a child's start: "spawn" first imports the
+    parent's main module (for the worker, the whole CLI and with it the application), ~1 s of CPU that ran at
+    full priority and showed as a burst of slow answers when an export started.
+    """
+
+    def start(self) -> None:
+        super().start()
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.pid, CHILD_NICENESS)  # type: ignore[arg-type]
+        except OSError:  # gone already, or not permitted: the initializer tries again
+            pass
+
+
+class _Spawn(multiprocessing.context.SpawnContext):
+    Process = _Child
+
+
 class Pool:
     """A lazily started process pool; `run` awaits a function in a child without blocking the loop."""
 
@@ -43,7 +63,7 @@ class Pool:
     def _get(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
-                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 mp_context=_Spawn(),
                                                  max_tasks_per_child=self.tasks_per_child,
                                                  initializer=_background)
         return self._executor
