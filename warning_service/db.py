@@ -122,8 +122,9 @@ class Database:
         """Open the connections a burst of answers needs before the first answer arrives.
 
         An API process that starts during a warning (a deploy, a restart, a second replica) would otherwise
-        open them one at a time under the burst itself: measured, the first second of 400 answers/s had a
-        p99 of ~220 ms, against ~20 ms once warm (docs/notes/heavy.md). On SQLite there is nothing to open.
+        open them one at a time under the burst itself, each a new PostgreSQL backend started while people
+        wait. (A fresh process's first second stays slower than the rest for other reasons: its caches, the
+        callers' own new connections — bench.heavy_reads prints it as the warm-up.) SQLite has nothing to open.
         """
         if self.is_sqlite:
             return

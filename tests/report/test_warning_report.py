@@ -198,7 +198,7 @@ async def test_a_report_reads_one_snapshot_and_writes_nothing(db, clock, case):
 async def test_a_big_area_read_in_slices_counts_the_same_as_one_statement(db, clock, case, monkeypatch):
     whole = await report_for(db, clock, case.warning_id, rollup="grid")
     town = await report_for(db, clock, case.warning_id, scope="331081001", rollup="grid")
-    monkeypatch.setattr(reports.q, "SLICE_NOTICES", 2)  # the 12 people's notices (and regions) in slices of ~2
+    monkeypatch.setattr(reports.q, "SLICE_ROWS", 2)  # the 12 people's notices (and regions) in slices of ~2
     async with db.session() as s:
         slices = await reports.q.notice_slices(s, warning_id=case.warning_id)
     if db.is_sqlite:

@@ -193,10 +193,10 @@ async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[
     return out
 
 
-# Notices per statement when a heavy read is cut into slices: ~0.1–0.2 s of one core each. One statement over a
-# province (~130,000 notices) held a core for 3–4 s, and link answers waiting on the WAL queued behind it
-# (docs/notes/heavy.md); between slices the heavy-read lane (warning_service/lane.py) rests.
-SLICE_NOTICES = 8000
+# Rows per statement when a heavy read is cut into slices (notices counted, regions read): ~0.1 s of one core.
+# One statement over a province (~130,000 notices) held a core for 3–4 s, and link answers waiting on the WAL
+# queued behind it (docs/notes/heavy.md); between slices the heavy-read lane (warning_service/lane.py) rests.
+SLICE_ROWS = 8000
 
 
 async def notice_slices(session: Any, *, warning_id: int, scope_path: str | None = None,
@@ -212,7 +212,7 @@ async def notice_slices(session: Any, *, warning_id: int, scope_path: str | None
         stmt = stmt.join(R, R.c.code == N.c.region_code).where(R.c.path >= scope_path,
                                                                R.c.path < scope_path + "\x7f")
     low, high, n = (await session.execute(stmt)).one()
-    size = size or SLICE_NOTICES
+    size = size or SLICE_ROWS
     if n <= size:
         return [None]
     # Equal widths of id: a warning's notices are inserted in bulk, so their ids are close to dense.

@@ -219,10 +219,10 @@ async def _rollup(session: AsyncSession, *, grouped: dict[str, Any], totals: Cou
                                        Region.path < scope.path + "\x7f")
             if after is not None:
                 stmt = stmt.where(Region.path > after)
-            page = (await session.execute(stmt.order_by(Region.path).limit(q.SLICE_NOTICES))).all()
+            page = (await session.execute(stmt.order_by(Region.path).limit(q.SLICE_ROWS))).all()
             for code, name, parent, path in page:
                 info[code] = NodeRegion(name, parent, path)
-            if len(page) < q.SLICE_NOTICES:
+            if len(page) < q.SLICE_ROWS:
                 break
             after = page[-1].path
     # … and the few nodes above the scope (its own county, seen from a town) are looked up by code.
