@@ -25,27 +25,20 @@ T = TypeVar("T")
 CHILD_NICENESS = 19
 
 
-def _background() -> None:
-    """Initializer of every child: yield the CPU to the answering process (and, with it, to PostgreSQL)."""
-    try:
-        os.nice(CHILD_NICENESS)
-    except OSError:  # not permitted here: run at the parent's priority
-        pass
-
-
 class _Child(multiprocessing.context.SpawnProcess):
-    """A pool child whose priority is lowered from the parent the moment it exists.
+    """A pool child whose priority is lowered from the parent the moment it exists: it yields the CPU to the
+    answering process (and, with it, to PostgreSQL).
 
-    The initializer comes too late for the costliest part of a child's start: "spawn" first imports the
-    parent's main module (for the worker, the whole CLI and with it the application), ~1 s of CPU that ran at
-    full priority and showed as a burst of slow answers when an export started.
+    Done here rather than in a pool initializer, which runs too late for the costliest part of a child's start:
+    "spawn" first imports the parent's main module (for the worker, the whole CLI and with it the application),
+    ~1 s of CPU that ran at full priority and showed as a burst of slow answers when an export started.
     """
 
     def start(self) -> None:
         super().start()
         try:
             os.setpriority(os.PRIO_PROCESS, self.pid, CHILD_NICENESS)  # type: ignore[arg-type]
-        except OSError:  # gone already, or not permitted: the initializer tries again
+        except OSError:  # gone already, or not permitted here: it runs at the parent's priority
             pass
 
 
@@ -64,8 +57,7 @@ class Pool:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
                                                  mp_context=_Spawn(),
-                                                 max_tasks_per_child=self.tasks_per_child,
-                                                 initializer=_background)
+                                                 max_tasks_per_child=self.tasks_per_child)
         return self._executor
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
