@@ -2,7 +2,7 @@
 
 Every feature asks here instead of testing the dialect name itself, so a difference is written once:
 INSERT … ON CONFLICT, matching a batch of ids, row claims that skip locked rows, time differences in
-seconds, planner statistics after a bulk load, custom plans for a transaction.
+seconds, planner statistics after a bulk load, custom plans for a transaction, the server's uptime.
 """
 
 from __future__ import annotations
@@ -82,6 +82,15 @@ def seconds_between(session_or_name: AsyncSession | str, later: Any, earlier: An
     if dialect == POSTGRESQL:
         return extract("epoch", later - earlier)
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+async def server_uptime(session: AsyncSession) -> float | None:
+    """Seconds since the database server started, by its own clock; None for SQLite, which lives in our process
+    and so cannot have been down while we ran."""
+    if not is_postgresql(session):
+        return None
+    return float((await session.execute(text(
+        "SELECT extract(epoch FROM now() - pg_postmaster_start_time())"))).scalar_one())
 
 
 def chunks(seq: Sequence[Any], size: int) -> list[list[Any]]:

@@ -8,9 +8,11 @@ beats every second and renews the leases of what it holds; a worker that stops b
 `DISPATCH_WORKER_GONE_SECONDS` and its rows go back to the queue. A worker that cannot beat (its database
 stalls, its loop is starved) fences itself: past FENCE_SHARE of that interval without a beat it hands nothing
 more to a provider until a beat succeeds, and then leaves the rows others took meanwhile — so being judged
-gone while alive doubles at most what was already in flight, as a crash would. Just before each send the
-warning and notice state is re-read (at most `RECHECK_SECONDS` old), so a lift, an answer or an expiry stops the
-messages not yet sent. A reclaimed message goes again with the same idempotency key.
+gone while alive doubles at most what was already in flight, as a crash would. A worker judges others only
+once it has beaten for a whole gone interval since the database last answered it (when starting: since the
+server started), so heartbeats gone stale in a database outage condemn no one and the outage doubles nothing.
+Just before each send the warning and notice state is re-read (at most `RECHECK_SECONDS` old), so a lift, an
+answer or an expiry stops the messages not yet sent. A reclaimed message goes again with the same idempotency key.
 
 `dispatch_once` is the one-claim form (claim, send all, record) kept for pacing tests and tools.
 """
@@ -37,7 +39,7 @@ from warning_service.delivery.adapters import adapter_names
 from warning_service.delivery.models import AFTER_END_KINDS
 from warning_service.delivery.ratelimit import bucket_for, burst_for
 from warning_service.delivery.sending import Item, Outcome, StreamPacer, send_all, send_batch, send_one
-from warning_service.dialect import in_ids
+from warning_service.dialect import in_ids, server_uptime
 from warning_service.early_warning.models import EarlyWarning
 from warning_service.logging import debug_enabled, get_logger
 from warning_service.notice.models import CHASE_KINDS, Notice
@@ -338,20 +340,28 @@ class Dispatcher:
                         unrecorded=len(self.recorder.pending))
 
     async def _register(self) -> None:
+        retried = False
         while True:
             try:
                 async with self.rt.db.session() as session:
                     await store.register_worker(session, worker=self.id, host=socket.gethostname(),
                                                 pid=os.getpid(), now=self.rt.clock.now())
-                # A starting worker may judge others at once: their heartbeats are as old as they look.
-                self._healthy_since = asyncio.get_running_loop().time() - self.rt.settings.dispatch_worker_gone_seconds
-                self._beat_ok_at = asyncio.get_running_loop().time()
-                return
+                    uptime = await server_uptime(session)
+                break
             except Exception as exc:  # noqa: BLE001 — the database is down at start: wait for it
                 if self.rt.stopping.is_set():
                     raise
+                retried = True
                 log.warning("dispatch_register_retry", error=f"{type(exc).__name__}: {exc}"[:300])
                 await asyncio.sleep(1.0)
+        # Others' heartbeats are as old as they look only if the database could take them. A worker starting
+        # while (or just after) the database was away would judge live workers gone and send again what they
+        # sent meanwhile: it counts its health from when the database came back, as a running worker does.
+        gone = self.rt.settings.dispatch_worker_gone_seconds
+        up_for = 0.0 if retried else gone if uptime is None else min(gone, uptime)
+        now = asyncio.get_running_loop().time()
+        self._healthy_since = now - up_for
+        self._beat_ok_at = now
 
     async def _heartbeat(self) -> None:
         """Every beat: say we are alive, renew our leases, and put back rows of workers known gone."""
@@ -367,6 +377,9 @@ class Dispatcher:
             try:
                 await self._beat()
                 if not self._beat_fresh():
+                    # A stretch without beats (the database away, or our loop starved): the others may not have
+                    # been able to beat either, so they get a whole gone interval before we judge them.
+                    self._healthy_since = None
                     await self._leave_what_others_took()
                 self._beat_ok_at = started
                 self._beat_ok.set()
@@ -420,8 +433,10 @@ class Dispatcher:
     async def _reclaim(self, now: datetime) -> None:
         s = self.rt.settings
         loop = asyncio.get_running_loop()
-        # After an outage every heartbeat is old: judge others only once they have had time to beat again.
-        judge = self._healthy_since is not None and loop.time() - self._healthy_since >= s.dispatch_worker_gone_seconds
+        # After an outage every heartbeat is old: judge others only once they have had time to beat again (the
+        # first beat after a gap is not fresh yet, and resets the count when it ends).
+        judge = (self._healthy_since is not None and self._beat_fresh()
+                 and loop.time() - self._healthy_since >= s.dispatch_worker_gone_seconds)
         gone_before = now - timedelta(seconds=s.dispatch_worker_gone_seconds) if judge else None
         async with self.rt.db.session() as session:
             reclaimed = await store.reclaim_expired(session, now=now, max_attempts=s.retry_max_attempts,
