@@ -23,7 +23,7 @@ async def build(request: Request, session, principal, now, *, region: str | None
     area = await scope.region_param(session, code=region, scope=principal.scope)
     per = service.period(period, on or now.astimezone(service.CST).date())
     settings = request.app.state.settings
-    async with scope.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db, releasing=session) as s:
         return await service.tongbao(s, region=area, per=per, weights=settings.tongbao_weight_map(),
                                      list_size=settings.tongbao_list_size)
 

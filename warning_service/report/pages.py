@@ -75,7 +75,7 @@ async def summary_page(request: Request, session: SessionDep, settings: Settings
         since = parse_when(from_, field="from") or until - timedelta(days=30)
         area = await scope.region_param(session, code=region, scope=principal.scope)
         rank = "town" if area.level in ("province", "city", "county", "town") else "village"
-        async with scope.snapshot(request.app.state.db) as s:
+        async with scope.snapshot(request.app.state.db, releasing=session) as s:
             data = await summary(s, region=area, since=since, until=until, rank_level=rank)
     except DomainError as exc:
         return _error(request, exc)
@@ -97,7 +97,7 @@ async def warning_page(warning_id: int, request: Request, session: SessionDep, s
         scoped = await scope.scoped_warning(session, warning_id=warning_id, region=area)
         # Bars one level below the area looked at: towns of a county (or wider), villages of a town, …
         level = CHART_LEVEL.get(area.level, "town")
-        async with scope.snapshot(request.app.state.db) as s:
+        async with scope.snapshot(request.app.state.db, releasing=session) as s:
             report = await service.warning_report(s, scoped=scoped, now=now, rollup=level, missing_limit=500)
     except DomainError as exc:
         return _error(request, exc)

@@ -44,6 +44,7 @@ async def warning_csv(warning_id: int, request: Request, principal: Auditor, ses
     EXPORT_DIRECT_MAX_ROWS notices: 409, request it as a background export instead."""
     scoped = await _scoped(session, principal, warning_id, region)
     await _small_enough(request, session, scoped)
+    await scope.release(session)
     db = request.app.state.db
 
     async def body() -> AsyncIterator[bytes]:
@@ -63,7 +64,7 @@ async def warning_xlsx(warning_id: int, request: Request, principal: Auditor, se
     than EXPORT_DIRECT_MAX_ROWS notices: 409, request it as a background export instead."""
     scoped = await _scoped(session, principal, warning_id, region)
     await _small_enough(request, session, scoped)
-    async with scope.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db, releasing=session) as s:
         data = await export.workbook(s, scoped=scoped, now=now)
     return Response(content=data, media_type=XLSX, headers=export.filename(scoped, "xlsx"))
 
@@ -92,6 +93,7 @@ async def warning_report(warning_id: int, request: Request, principal: Auditor, 
     if rollup not in service.ROLLUP_CHOICES:
         raise Invalid(f"rollup must be one of {', '.join(service.ROLLUP_CHOICES)}",
                       f"rollup 应为 {', '.join(service.ROLLUP_CHOICES)} 之一", field="rollup")
+    await scope.release(session)
     rt = request.app.state.runtime
     if heavy.offloaded(scoped.region, level=rt.settings.report_offload_level):
         # Big areas: grouped, paged and encoded in a child process; this loop only waits for the bytes.
@@ -129,7 +131,7 @@ async def report_summary(request: Request, principal: Auditor, session: SessionD
     since = parse_when(from_, field="from") or until - timedelta(days=30)
     check_period(since, until, max_days=MAX_PERIOD_DAYS)
     area = await scope.region_param(session, code=region, scope=principal.scope)
-    async with scope.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db, releasing=session) as s:
         return await summary(s, region=area, since=since, until=until, rank_level=rank_level)
 
 

@@ -103,13 +103,24 @@ async def scoped_warning(session: AsyncSession, *, warning_id: int, region: Regi
     return Scoped(warning=warning, region=region, whole=all(p.startswith(region.path) for p in paths))
 
 
+async def release(request_session: AsyncSession) -> None:
+    """End the request's transaction before a long read, which goes through a snapshot of its own or waits for a
+    child process for seconds: left open, the request's sat idle in transaction all that time, holding a
+    connection (a report then took two, and a burst of them could take the whole pool) and PostgreSQL's vacuum
+    horizon. The request's session stays usable: its next statement begins a new transaction."""
+    await request_session.commit()
+
+
 @asynccontextmanager
-async def snapshot(db: Database) -> AsyncIterator[AsyncSession]:
-    """A read-only session whose statements all see one moment (REPEATABLE READ on PostgreSQL).
+async def snapshot(db: Database, *, releasing: AsyncSession | None = None) -> AsyncIterator[AsyncSession]:
+    """A read-only session whose statements all see one moment (REPEATABLE READ on PostgreSQL); `releasing`:
+    the request's session, whose transaction ends first (see `release`).
 
     A report runs several statements while answers keep arriving; in one snapshot its totals, missing
     list and channels agree with each other. (On SQLite each statement reads the latest data.)
     """
+    if releasing is not None:
+        await release(releasing)
     async with db.sessionmaker() as session:
         if db.engine.dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ",

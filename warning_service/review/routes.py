@@ -27,7 +27,7 @@ async def build(request: Request, session: Any, principal: Any, now: datetime, w
                 region: str | None) -> dict[str, Any]:
     area = await scope.region_param(session, code=region, scope=principal.scope)
     scoped = await scope.scoped_warning(session, warning_id=warning_id, region=area)
-    async with scope.snapshot(request.app.state.db) as s:
+    async with scope.snapshot(request.app.state.db, releasing=session) as s:
         return await service.review(s, scoped=scoped, now=now)
 
 
