@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,11 +19,21 @@ from tests.factories import PASSWORD, build_tree, make_user
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 README_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+# WS_README_IMAGES=1 refreshes the README's screenshots from a run; otherwise a run leaves the checkout as it was.
+REFRESH_README_IMAGES = os.environ.get("WS_README_IMAGES") == "1"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 _MISSING = not CHROMIUM.exists() and os.environ.get("WS_REQUIRE_SERVICES") != "1"
 browser_only = [pytest.mark.browser,
                 pytest.mark.skipif(_MISSING, reason="Debian chromium not installed (apt-get install chromium)")]
+
+
+def keep_for_readme(shot: Path, name: str) -> None:
+    if REFRESH_README_IMAGES:
+        README_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, README_IMAGES / name)
+
+
 VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 

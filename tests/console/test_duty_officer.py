@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import expect
 from sqlalchemy import func, select
 
-from tests.console.conftest import README_IMAGES, browser_only, log_in
+from tests.console.conftest import browser_only, keep_for_readme, log_in
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.delivery.dispatcher import dispatch_once
 from warning_service.early_warning.models import EarlyWarning
@@ -67,8 +66,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     assert "条计费短信" in await page.locator("#sms-meta").inner_text()
     shot = await chromium.shot(page, f"{viewport}-issue-preview")
     if viewport == "desktop":
-        README_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, README_IMAGES / "console-issue-preview.png")
+        keep_for_readme(shot, "console-issue-preview.png")
 
     # Confirm; a double click issues once.
     await page.click("#confirm-button")
@@ -106,7 +104,7 @@ async def test_duty_officer_issues_watches_answers_updates_and_lifts(chromium, v
     assert await page.evaluate("document.documentElement.scrollWidth") <= width + 1
     shot = await chromium.shot(page, f"{viewport}-board-live")
     if viewport == "desktop":
-        shutil.copy(shot, README_IMAGES / "console-board.png")
+        keep_for_readme(shot, "console-board.png")
 
     # Proxy answer: a method and a required note.
     await button.click()
