@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tests.factories import login
-from warning_service.report import service
+from warning_service.report import export, service
 
 
 async def test_a_report_computed_in_the_pool_is_byte_for_byte_the_one_computed_in_the_request(
@@ -46,3 +46,20 @@ async def test_a_report_being_built_holds_no_connection_of_the_request(client, s
         settings.report_offload_level = level
         assert (await client.get(url, headers=h)).status_code == 200
     assert held == {"offloaded": 0, "in the request": 0 if runtime.db.is_sqlite else 1}
+
+
+async def test_a_csv_being_streamed_holds_no_connection_of_the_request(client, runtime, feedback_case, monkeypatch):
+    """The request's session closes only once the response is sent: its transaction ends before the stream."""
+    h = await login(client, "wl_audit")
+    pool = runtime.db.engine.pool
+    held: list[int] = []
+    chunks = export.csv_chunks
+
+    async def counting(session, **kw):
+        async for chunk in chunks(session, **kw):
+            held.append(pool.checkedout())  # the stream's own snapshot at most
+            yield chunk
+
+    monkeypatch.setattr(export, "csv_chunks", counting)
+    r = await client.get(f"/api/v1/reports/warnings/{feedback_case.case.warning_id}.csv", headers=h)
+    assert r.status_code == 200 and max(held) == 1  # (on SQLite the header goes before its first read)

@@ -67,5 +67,7 @@ async def export_file(job: OwnJob, request: Request, session: SessionDep) -> Fil
     region = await session.get(Region, job.region_code)
     assert warning is not None and region is not None  # own_job checked the region; warnings are kept
     media = XLSX_TYPE if job.format == ExportFormat.xlsx else "text/csv; charset=utf-8"
+    # The request's session closes only after the response is sent: a province file takes seconds to download.
+    await scope.release(session)
     return FileResponse(path, media_type=media,
                         headers=filename(scope.Scoped(warning=warning, region=region, whole=False), job.format))

@@ -104,10 +104,11 @@ async def scoped_warning(session: AsyncSession, *, warning_id: int, region: Regi
 
 
 async def release(request_session: AsyncSession) -> None:
-    """End the request's transaction before a long read, which goes through a snapshot of its own or waits for a
-    child process for seconds: left open, the request's sat idle in transaction all that time, holding a
-    connection (a report then took two, and a burst of them could take the whole pool) and PostgreSQL's vacuum
-    horizon. The request's session stays usable: its next statement begins a new transaction."""
+    """End the request's transaction before a long read (through a snapshot of its own, or a child process) or a
+    long response (a stream, a file: the request's session closes only once the response is sent). Left open, it
+    sat idle in transaction all that time, holding a connection (a report then took two, and a burst of them could
+    take the whole pool) and PostgreSQL's vacuum horizon. The session stays usable: its next statement begins a
+    new transaction."""
     await request_session.commit()
 
 
