@@ -134,3 +134,24 @@ async def until(predicate, *, deadline: float = 10.0) -> None:
     while not predicate():
         assert loop.time() < end, "not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_worker_back_from_an_outage_longer_than_the_lease_takes_nothing_from_a_live_one(
+        client, duty, db, runtime, clock, console, monkeypatch):
+    """The live worker could not renew its leases while the database was away; they ran out through no fault
+    of its own, and it still holds (and will record) what it sent meanwhile."""
+    wid = await issue(client, duty, targets=["331081001"])
+    now = clock.now()
+    lease = runtime.settings.dispatch_lease_seconds
+    async with db.session() as s:
+        await store.register_worker(s, worker=ALIVE, host="h", pid=1, now=now - timedelta(seconds=2 * lease))
+        held = len(await store.claim(s, now=now, lease_until=now - timedelta(seconds=lease), batch_size=1000,
+                                     worker=ALIVE))
+
+    async def restarted(_session):
+        return 0.5
+
+    monkeypatch.setattr(dispatcher, "server_uptime", restarted)
+    await Dispatcher(runtime).run(drain=True)
+    assert await status_counts(db, wid) == {"sending": held}
+    assert not console.sent

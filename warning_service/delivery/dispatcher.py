@@ -433,14 +433,17 @@ class Dispatcher:
     async def _reclaim(self, now: datetime) -> None:
         s = self.rt.settings
         loop = asyncio.get_running_loop()
-        # After an outage every heartbeat is old: judge others only once they have had time to beat again (the
-        # first beat after a gap is not fresh yet, and resets the count when it ends).
+        # After an outage every heartbeat is old, and a lease may have run out while its live holder could not renew
+        # it: put back nothing, by either rule, until the others have had time to beat again (the first beat after
+        # a gap is not fresh yet, and resets the count when it ends).
         judge = (self._healthy_since is not None and self._beat_fresh()
                  and loop.time() - self._healthy_since >= s.dispatch_worker_gone_seconds)
-        gone_before = now - timedelta(seconds=s.dispatch_worker_gone_seconds) if judge else None
+        if not judge:
+            return
         async with self.rt.db.session() as session:
-            reclaimed = await store.reclaim_expired(session, now=now, max_attempts=s.retry_max_attempts,
-                                                    adapters=self.names, me=self.id, gone_before=gone_before)
+            reclaimed = await store.reclaim_expired(
+                session, now=now, max_attempts=s.retry_max_attempts, adapters=self.names, me=self.id,
+                gone_before=now - timedelta(seconds=s.dispatch_worker_gone_seconds))
         if reclaimed:
             log.warning("dispatch_reclaimed", count=len(reclaimed), outbox_ids=reclaimed[:50])
             self._room.set()
