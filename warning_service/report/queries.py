@@ -30,6 +30,7 @@ from sqlalchemy.sql import ColumnElement
 
 from warning_service.acknowledgment.models import Acknowledgment
 from warning_service.delivery.models import OutboxMessage
+from warning_service.dialect import is_postgresql
 from warning_service.notice.models import Notice
 from warning_service.region.models import Region
 
@@ -146,7 +147,7 @@ async def tune(session: Any) -> None:
     A report is a handful of aggregates over ~10^5 rows: JIT compilation costs more than it saves, and
     the default work_mem makes hash aggregates spill to disk.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         await session.execute(text("SET LOCAL jit = off"))
         await session.execute(text("SET LOCAL work_mem = '32MB'"))
 
@@ -159,7 +160,7 @@ async def grouped_counts(session: Any, rows: Select[Any], dims: dict[str, tuple[
     materializes the rows once and reads them once per grouping (UNION ALL). Returns (name, key, values):
     the ten `counts` in COUNT_NAMES order, raw, for `Counts.from_values` once they are summed.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         c = rows.subquery("c")
         cols = list(dict.fromkeys(col for group in dims.values() for col in group))
         keys = [c.c[col] for col in cols]
@@ -205,7 +206,7 @@ async def notice_slices(session: Any, *, warning_id: int, scope_path: str | None
     order; `[None]` (one statement over everything) for a small area, and on SQLite, where each statement of a
     report reads the latest data (no snapshot to keep the slices' sums consistent) and no other process shares
     the CPU."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql(session):
         return [None]
     stmt = select(func.min(N.c.id), func.max(N.c.id), func.count()).where(N.c.warning_id == warning_id)
     if scope_path is not None:
